@@ -1,0 +1,221 @@
+//! The request context the server computes (`source_ip`, `risk_score`, `mfa`, `reason`,
+//! `duration_secs`, `time`) plus the keys a client may add, as a Cedar `Context`.
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cedar_policy::{Context, EntityUid, RestrictedExpression, Schema};
+use serde::{Deserialize, Serialize};
+
+use super::RequestError;
+
+/// Context keys only the server sets; a client's `context` may not use them.
+pub const SERVER_CONTEXT_KEYS: [&str; 6] = [
+    "source_ip",
+    "risk_score",
+    "mfa",
+    "reason",
+    "duration_secs",
+    "time",
+];
+
+/// The context of a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecisionContext {
+    /// An access request: the context every requestable action declares.
+    Access(RequestContext),
+    /// Any other action (`approve`, `administer`): the keys as given, read and checked against
+    /// the schema's context for the action.
+    Other(serde_json::Map<String, serde_json::Value>),
+}
+
+impl DecisionContext {
+    pub(crate) fn to_cedar(
+        &self,
+        duration_secs: i64,
+        schema: &Schema,
+        action: &EntityUid,
+    ) -> Result<Context, RequestError> {
+        match self {
+            DecisionContext::Access(context) => context.to_cedar(duration_secs),
+            DecisionContext::Other(map) => Context::from_json_value(
+                serde_json::Value::Object(map.clone()),
+                Some((schema, action)),
+            )
+            .map_err(|e| RequestError::Invalid(format!("context: {e}"))),
+        }
+    }
+}
+
+/// The context of an access request, as declared in the schema for every requestable action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestContext {
+    pub source_ip: IpAddr,
+    /// 0–100, computed by the server.
+    pub risk_score: i64,
+    pub mfa: bool,
+    /// The requester's reason, "" when none.
+    pub reason: String,
+    pub time: RequestTime,
+    /// Client-supplied keys, checked against the schema with the rest of the context.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RequestContext {
+    /// A context at `time` with every server key at its neutral value: 127.0.0.1, risk 0, no MFA,
+    /// no reason, no extra keys.
+    pub fn neutral(time: RequestTime) -> Self {
+        Self {
+            source_ip: IpAddr::from([127, 0, 0, 1]),
+            risk_score: 0,
+            mfa: false,
+            reason: String::new(),
+            time,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// The Cedar context. Server keys are built as values directly rather than through
+    /// `Context::from_json_value` with the schema, which costs more than evaluating the policies;
+    /// the whole context is then checked against the schema by `Request::new`.
+    fn to_cedar(&self, duration_secs: i64) -> Result<Context, RequestError> {
+        if let Some(key) = SERVER_CONTEXT_KEYS
+            .iter()
+            .find(|key| self.extra.contains_key(**key))
+        {
+            return Err(RequestError::ReservedContextKey((*key).to_owned()));
+        }
+        let time = RestrictedExpression::new_record([
+            (
+                "unix".to_owned(),
+                RestrictedExpression::new_long(self.time.unix),
+            ),
+            (
+                "hour".to_owned(),
+                RestrictedExpression::new_long(self.time.hour),
+            ),
+            (
+                "weekday".to_owned(),
+                RestrictedExpression::new_string(self.time.weekday.as_str().to_owned()),
+            ),
+        ])
+        .map_err(|e| RequestError::Invalid(e.to_string()))?;
+        let server = [
+            (
+                "source_ip".to_owned(),
+                RestrictedExpression::new_ip(self.source_ip.to_string()),
+            ),
+            (
+                "risk_score".to_owned(),
+                RestrictedExpression::new_long(self.risk_score),
+            ),
+            ("mfa".to_owned(), RestrictedExpression::new_bool(self.mfa)),
+            (
+                "reason".to_owned(),
+                RestrictedExpression::new_string(self.reason.clone()),
+            ),
+            (
+                "duration_secs".to_owned(),
+                RestrictedExpression::new_long(duration_secs),
+            ),
+            ("time".to_owned(), time),
+        ];
+        let context = if self.extra.is_empty() {
+            Context::from_pairs(server)
+        } else {
+            Context::from_json_value(serde_json::Value::Object(self.extra.clone()), None)
+                .map_err(|e| RequestError::Invalid(format!("context: {e}")))?
+                .merge(server)
+        };
+        context.map_err(|e| RequestError::Invalid(format!("context: {e}")))
+    }
+}
+
+/// The request time as policies see it: `{unix, hour, weekday}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestTime {
+    pub unix: i64,
+    /// 0–23.
+    pub hour: i64,
+    pub weekday: Weekday,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl Weekday {
+    const ALL: [Weekday; 7] = [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+        Weekday::Sat,
+        Weekday::Sun,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Weekday::Mon => "mon",
+            Weekday::Tue => "tue",
+            Weekday::Wed => "wed",
+            Weekday::Thu => "thu",
+            Weekday::Fri => "fri",
+            Weekday::Sat => "sat",
+            Weekday::Sun => "sun",
+        }
+    }
+}
+
+impl RequestTime {
+    /// The time `unix` seconds after the epoch, in a zone `offset_secs` east of UTC.
+    pub fn from_unix(unix: i64, offset_secs: i64) -> Self {
+        let local = unix + offset_secs;
+        let days = local.div_euclid(86_400);
+        // 1970-01-01 was a Thursday.
+        let weekday = Weekday::ALL
+            .get((days + 3).rem_euclid(7) as usize)
+            .copied()
+            .unwrap_or(Weekday::Mon);
+        Self {
+            unix,
+            hour: local.rem_euclid(86_400) / 3_600,
+            weekday,
+        }
+    }
+
+    /// Now, in UTC.
+    pub fn now_utc() -> Self {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Self::from_unix(unix, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_has_hour_and_weekday_in_the_zone() {
+        // 2026-11-23T20:48:40Z, a Monday.
+        let t = RequestTime::from_unix(1_795_466_920, 0);
+        assert_eq!((t.hour, t.weekday), (20, Weekday::Mon));
+        // Five hours east, it is already Tuesday 01:48.
+        let t = RequestTime::from_unix(1_795_466_920, 5 * 3_600);
+        assert_eq!((t.hour, t.weekday), (1, Weekday::Tue));
+        assert_eq!(t.unix, 1_795_466_920);
+        let t = RequestTime::from_unix(-1, 0);
+        assert_eq!((t.hour, t.weekday), (23, Weekday::Wed));
+    }
+}

@@ -1,0 +1,11 @@
+//! jitgate issues short-lived, narrowly scoped access tokens at the moment of need, decided by
+//! hot-reloaded Cedar policies.
+//!
+//! The library holds everything but the process entry point, so each part is testable without
+//! HTTP: [`policy`] loads and serves policy packs, [`decision`] turns a request into a
+//! [`decision::Decision`], [`policytest`] runs policy test cases, and [`cli`] is the command line.
+
+pub mod cli;
+pub mod decision;
+pub mod policy;
+pub mod policytest;

@@ -1,0 +1,5 @@
+//! The `jitgate` binary; everything it does lives in the library.
+
+fn main() -> std::process::ExitCode {
+    jitgate::cli::main()
+}

@@ -1,0 +1,331 @@
+//! What a policy grants, read from its annotations (`@scope`, `@ttl`, `@audience`, `@approval`,
+//! `@break_glass`, `@advice`). Unknown annotations are left alone: authors keep their own metadata.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Placeholders a `@scope` may contain, expanded per request.
+const PLACEHOLDERS: [&str; 4] = [
+    "{principal.id}",
+    "{resource.id}",
+    "{resource.type}",
+    "{action}",
+];
+
+/// The grant annotations of one policy, checked at load time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    /// Scope templates, one per whitespace-separated word of `@scope`.
+    pub scopes: Vec<String>,
+    pub ttl: Option<Duration>,
+    pub audience: Option<String>,
+    /// `@approval("N")`: the grant needs N human approvals.
+    pub approvals: Option<u32>,
+    pub break_glass: bool,
+    pub advice: Option<String>,
+}
+
+/// The values placeholders expand to for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct ScopeVars<'a> {
+    pub principal_id: &'a str,
+    pub resource_id: &'a str,
+    pub resource_type: &'a str,
+    pub action: &'a str,
+}
+
+/// A scope template whose expansion is not a valid RFC 6749 scope token (a principal id with a
+/// space in it would otherwise smuggle a second scope into the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidExpansion {
+    pub template: String,
+    pub expanded: String,
+}
+
+impl Grant {
+    /// Reads the grant annotations; `is_forbid` rejects grants on forbid policies, which grant nothing.
+    pub fn from_annotations<'a>(
+        annotations: impl Iterator<Item = (&'a str, &'a str)>,
+        is_forbid: bool,
+    ) -> Result<Self, Vec<String>> {
+        let mut grant = Grant::default();
+        let mut errors = Vec::new();
+        let mut break_glass_seen = false;
+        for (key, value) in annotations {
+            let granting = matches!(
+                key,
+                "scope" | "ttl" | "audience" | "approval" | "break_glass"
+            );
+            if granting && is_forbid {
+                errors.push(format!(
+                    "@{key} on a forbid policy: forbid policies grant nothing"
+                ));
+                continue;
+            }
+            let result = match key {
+                "scope" => parse_scope(value).map(|s| grant.scopes = s),
+                "ttl" => parse_ttl(value).map(|t| grant.ttl = Some(t)),
+                "audience" => parse_audience(value).map(|a| grant.audience = Some(a)),
+                "approval" => parse_approval(value).map(|n| grant.approvals = Some(n)),
+                "break_glass" => {
+                    break_glass_seen = true;
+                    parse_bool(value).map(|b| grant.break_glass = b)
+                }
+                "advice" => parse_advice(value).map(|a| grant.advice = Some(a)),
+                _ => Ok(()),
+            };
+            if let Err(message) = result {
+                errors.push(format!("@{key}(\"{}\"): {message}", value.escape_debug()));
+            }
+        }
+        if break_glass_seen && grant.break_glass && grant.approvals.is_none() {
+            errors.push(
+                "@break_glass(\"true\") needs @approval: break-glass bypasses an approval".into(),
+            );
+        }
+        if errors.is_empty() {
+            Ok(grant)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The scopes for one request, placeholders expanded. Expansions that are not valid scope
+    /// tokens are returned apart and must not be granted.
+    pub fn expand_scopes(&self, vars: ScopeVars<'_>) -> (Vec<String>, Vec<InvalidExpansion>) {
+        let mut granted = Vec::with_capacity(self.scopes.len());
+        let mut invalid = Vec::new();
+        for template in &self.scopes {
+            let expanded = expand(template, vars);
+            if is_scope_token(&expanded) {
+                granted.push(expanded);
+            } else {
+                invalid.push(InvalidExpansion {
+                    template: template.clone(),
+                    expanded,
+                });
+            }
+        }
+        (granted, invalid)
+    }
+}
+
+/// Single pass, so a value that itself looks like a placeholder is never expanded again.
+fn expand(template: &str, vars: ScopeVars<'_>) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(rest.get(..start).unwrap_or_default());
+        let tail = rest.get(start..).unwrap_or_default();
+        let (value, len) = if tail.starts_with(PLACEHOLDERS[0]) {
+            (vars.principal_id, PLACEHOLDERS[0].len())
+        } else if tail.starts_with(PLACEHOLDERS[1]) {
+            (vars.resource_id, PLACEHOLDERS[1].len())
+        } else if tail.starts_with(PLACEHOLDERS[2]) {
+            (vars.resource_type, PLACEHOLDERS[2].len())
+        } else if tail.starts_with(PLACEHOLDERS[3]) {
+            (vars.action, PLACEHOLDERS[3].len())
+        } else {
+            ("{", 1)
+        };
+        out.push_str(value);
+        rest = tail.get(len..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+pub fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+fn parse_scope(value: &str) -> Result<Vec<String>, String> {
+    let words: Vec<String> = value.split_whitespace().map(str::to_owned).collect();
+    if words.is_empty() {
+        return Err("no scope given".into());
+    }
+    for word in &words {
+        let mut rest = word.as_str();
+        while let Some(start) = rest.find('{') {
+            let tail = rest.get(start..).unwrap_or_default();
+            let Some(placeholder) = PLACEHOLDERS.iter().find(|p| tail.starts_with(**p)) else {
+                let end = tail.find('}').map_or(tail.len(), |i| i + 1);
+                return Err(format!(
+                    "unknown placeholder `{}`; known: {}",
+                    tail.get(..end).unwrap_or(tail),
+                    PLACEHOLDERS.join(", ")
+                ));
+            };
+            rest = tail.get(placeholder.len()..).unwrap_or_default();
+        }
+        let literal = PLACEHOLDERS
+            .iter()
+            .fold(word.clone(), |w, p| w.replace(p, "x"));
+        if !is_scope_token(&literal) {
+            return Err(format!(
+                "`{word}` is not a valid scope token (RFC 6749 §3.3 allows printable ASCII but `\"` and `\\`)"
+            ));
+        }
+    }
+    Ok(words)
+}
+
+fn parse_ttl(value: &str) -> Result<Duration, String> {
+    let ttl =
+        humantime::parse_duration(value.trim()).map_err(|e| format!("not a duration: {e}"))?;
+    if ttl.as_secs() == 0 || ttl.subsec_nanos() != 0 {
+        return Err("must be a whole number of seconds, at least 1s".into());
+    }
+    Ok(ttl)
+}
+
+fn parse_audience(value: &str) -> Result<String, String> {
+    let audience = value.trim();
+    if audience.is_empty() || audience.chars().any(char::is_whitespace) {
+        return Err("must be one non-empty word (a URI or name)".into());
+    }
+    Ok(audience.to_owned())
+}
+
+fn parse_approval(value: &str) -> Result<u32, String> {
+    match value.trim().parse::<u32>() {
+        Ok(n) if (1..=100).contains(&n) => Ok(n),
+        _ => Err("must be a whole number of approvals from 1 to 100".into()),
+    }
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("must be \"true\" or \"false\"".into()),
+    }
+}
+
+fn parse_advice(value: &str) -> Result<String, String> {
+    let advice = value.trim();
+    if advice.is_empty() {
+        return Err("advice text is empty".into());
+    }
+    Ok(advice.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(annotations: &[(&str, &str)]) -> Result<Grant, Vec<String>> {
+        Grant::from_annotations(annotations.iter().copied(), false)
+    }
+
+    const VARS: ScopeVars<'static> = ScopeVars {
+        principal_id: "alice",
+        resource_id: "orders",
+        resource_type: "Database",
+        action: "read",
+    };
+
+    #[test]
+    fn reads_every_annotation_and_ignores_unknown_ones() {
+        let g = grant(&[
+            ("id", "p"),
+            ("scope", "db:{action}:{resource.id}  audit:read"),
+            ("ttl", "15m"),
+            ("audience", "db-proxy"),
+            ("approval", "2"),
+            ("break_glass", "true"),
+            ("advice", "Ask the DBA on call."),
+            ("owner", "team-data"),
+        ])
+        .unwrap();
+        assert_eq!(g.scopes, ["db:{action}:{resource.id}", "audit:read"]);
+        assert_eq!(g.ttl, Some(Duration::from_secs(900)));
+        assert_eq!(g.audience.as_deref(), Some("db-proxy"));
+        assert_eq!(g.approvals, Some(2));
+        assert!(g.break_glass);
+        assert_eq!(g.advice.as_deref(), Some("Ask the DBA on call."));
+    }
+
+    #[test]
+    fn rejects_malformed_values() {
+        for (key, value, needle) in [
+            ("ttl", "15x", "not a duration"),
+            ("ttl", "0s", "at least 1s"),
+            ("ttl", "1500ms", "whole number of seconds"),
+            ("approval", "0", "from 1 to 100"),
+            ("approval", "-1", "from 1 to 100"),
+            ("approval", "two", "from 1 to 100"),
+            ("break_glass", "yes", "\"true\" or \"false\""),
+            ("scope", "", "no scope"),
+            (
+                "scope",
+                "db:{resource.name}",
+                "unknown placeholder `{resource.name}`",
+            ),
+            ("scope", "db:\"x\"", "not a valid scope token"),
+            ("audience", "a b", "one non-empty word"),
+            ("advice", " ", "empty"),
+        ] {
+            let errors = grant(&[(key, value)]).unwrap_err();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains(needle) && e.starts_with(&format!("@{key}"))),
+                "{key}={value:?}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn break_glass_needs_approval() {
+        let errors = grant(&[("break_glass", "true")]).unwrap_err();
+        assert!(errors[0].contains("needs @approval"), "{errors:?}");
+        assert!(grant(&[("break_glass", "false")]).is_ok());
+    }
+
+    #[test]
+    fn forbid_policies_may_advise_but_not_grant() {
+        let ok = Grant::from_annotations([("advice", "use MFA")].into_iter(), true).unwrap();
+        assert_eq!(ok.advice.as_deref(), Some("use MFA"));
+        let errors = Grant::from_annotations([("scope", "x")].into_iter(), true).unwrap_err();
+        assert!(errors[0].contains("forbid policies grant nothing"));
+    }
+
+    #[test]
+    fn expands_every_placeholder() {
+        let g = grant(&[(
+            "scope",
+            "{resource.type}:{action}:{resource.id} owner:{principal.id} static",
+        )])
+        .unwrap();
+        let (scopes, invalid) = g.expand_scopes(VARS);
+        assert_eq!(scopes, ["Database:read:orders", "owner:alice", "static"]);
+        assert!(invalid.is_empty());
+    }
+
+    #[test]
+    fn an_expansion_with_a_space_is_not_granted() {
+        let g = grant(&[("scope", "owner:{principal.id} static")]).unwrap();
+        let vars = ScopeVars {
+            principal_id: "alice db:admin",
+            ..VARS
+        };
+        let (scopes, invalid) = g.expand_scopes(vars);
+        assert_eq!(scopes, ["static"]);
+        assert_eq!(invalid[0].expanded, "owner:alice db:admin");
+    }
+
+    #[test]
+    fn expansion_is_single_pass() {
+        let g = grant(&[("scope", "owner:{principal.id}")]).unwrap();
+        let vars = ScopeVars {
+            principal_id: "{resource.id}",
+            ..VARS
+        };
+        assert_eq!(g.expand_scopes(vars).0, ["owner:{resource.id}"]);
+    }
+}

@@ -1,0 +1,528 @@
+//! Policy packs: the `.cedar` policies, the Cedar schema and `entities.json` that decide every
+//! request, loaded and validated as one unit.
+//!
+//! A pack is immutable once loaded. [`PolicyPack::load`] reads every file, reports every problem it
+//! finds as `file:line:col: message` (never only the first), and yields a pack only when nothing is
+//! wrong. [`LivePolicies`] serves the current pack and swaps in a new one when the files change.
+
+mod error;
+mod grant;
+mod live;
+mod source;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use cedar_policy::{
+    Effect, Entities, EntityUid, PolicyId, PolicySet, Schema, SchemaFragment, ValidationMode,
+    Validator,
+};
+use miette::Diagnostic;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use error::{LoadError, LoadErrors};
+pub use grant::{Grant, InvalidExpansion, ScopeVars, is_scope_token};
+pub use live::{LivePolicies, PolicyWatcher, ReloadOutcome, ReloadStatus};
+use source::SourceFile;
+
+/// Where a pack's files live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackPaths {
+    /// `*.cedar` (recursively, except `tests/`) and `entities.json`.
+    pub policies: PathBuf,
+    /// `*.cedarschema`.
+    pub schemas: PathBuf,
+}
+
+impl PackPaths {
+    pub fn new(policies: impl Into<PathBuf>, schemas: impl Into<PathBuf>) -> Self {
+        Self {
+            policies: policies.into(),
+            schemas: schemas.into(),
+        }
+    }
+
+    /// The file of resource and group entities, when the pack has one.
+    pub fn entities_file(&self) -> PathBuf {
+        self.policies.join(ENTITIES_FILE)
+    }
+}
+
+const ENTITIES_FILE: &str = "entities.json";
+
+/// One policy of a pack, as shown to operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyInfo {
+    pub id: String,
+    pub effect: PolicyEffect,
+    /// Every annotation, including ones jitgate does not interpret.
+    pub annotations: BTreeMap<String, String>,
+    #[serde(skip)]
+    pub grant: Grant,
+    /// `file:line` of the policy's first line.
+    pub location: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyEffect {
+    Permit,
+    Forbid,
+}
+
+/// A loaded, validated policy pack.
+#[derive(Debug)]
+pub struct PolicyPack {
+    pub(crate) policy_set: PolicySet,
+    pub(crate) schema: Schema,
+    pub(crate) entities: Entities,
+    pub(crate) policies: BTreeMap<String, PolicyInfo>,
+    /// Action id (`read`) → its uid in the schema.
+    pub(crate) actions: HashMap<String, EntityUid>,
+    pub(crate) entity_types: BTreeSet<String>,
+    version: String,
+    files: Vec<String>,
+    warnings: Vec<LoadError>,
+    loaded_at: SystemTime,
+}
+
+impl PolicyPack {
+    /// Reads and validates the pack at `paths`, strictly, reporting every problem found.
+    pub fn load(paths: &PackPaths) -> Result<PolicyPack, LoadErrors> {
+        let mut loader = Loader::default();
+        let policy_files = loader.discover(&paths.policies, "policies", "cedar", Some("tests"));
+        let schema_files = loader.discover(&paths.schemas, "schemas", "cedarschema", None);
+        let entities_path = paths.entities_file();
+        let entities_file = if entities_path.is_file() {
+            match source::read(&paths.policies, "policies", &entities_path) {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    loader.errors.push(e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
+        let schema = loader.schema(&paths.schemas, &schema_files);
+        let policy_set = loader.policies(&policy_files);
+        let entities = schema
+            .as_ref()
+            .and_then(|schema| loader.entities(entities_file.as_ref(), schema));
+        if let Some(schema) = &schema {
+            loader.validate(schema, &policy_set, &policy_files);
+        }
+        let actions = schema
+            .as_ref()
+            .map(|schema| loader.actions(&paths.schemas, schema))
+            .unwrap_or_default();
+
+        let (Some(schema), Some(entities), true) = (schema, entities, loader.errors.is_empty())
+        else {
+            return Err(LoadErrors(loader.errors));
+        };
+        if loader.policies.is_empty() {
+            loader.warnings.push(LoadError::at(
+                &paths.policies,
+                None,
+                "no policies: every request will be denied",
+            ));
+        }
+        let all_files: Vec<&SourceFile> = policy_files
+            .iter()
+            .chain(&schema_files)
+            .chain(entities_file.as_ref())
+            .collect();
+        Ok(PolicyPack {
+            version: version_of(&all_files),
+            files: all_files.iter().map(|f| f.key.clone()).collect(),
+            entity_types: schema.entity_types().map(ToString::to_string).collect(),
+            policy_set,
+            schema,
+            entities,
+            policies: loader.policies,
+            actions,
+            warnings: loader.warnings,
+            loaded_at: SystemTime::now(),
+        })
+    }
+
+    /// Content hash of every file of the pack: recorded with every decision and token.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn loaded_at(&self) -> SystemTime {
+        self.loaded_at
+    }
+
+    pub fn policy_count(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// Policies by id.
+    pub fn policies(&self) -> impl Iterator<Item = &PolicyInfo> {
+        self.policies.values()
+    }
+
+    pub fn policy(&self, id: &str) -> Option<&PolicyInfo> {
+        self.policies.get(id)
+    }
+
+    /// The pack's files (`policies/db.cedar`, `schemas/jitgate.cedarschema`, …).
+    pub fn files(&self) -> &[String] {
+        &self.files
+    }
+
+    /// Problems that do not stop the pack from serving (e.g. a policy that can never apply).
+    pub fn warnings(&self) -> &[LoadError] {
+        &self.warnings
+    }
+
+    /// Action ids declared by the schema, sorted.
+    pub fn action_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.actions.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Entity type names declared by the schema, sorted.
+    pub fn entity_type_names(&self) -> impl Iterator<Item = &str> {
+        self.entity_types.iter().map(String::as_str)
+    }
+
+    /// Number of entities from `entities.json` (plus the schema's actions).
+    pub fn entity_count(&self) -> usize {
+        self.entities.len()
+    }
+}
+
+fn version_of(files: &[&SourceFile]) -> String {
+    let mut sorted: Vec<&&SourceFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut hasher = Sha256::new();
+    for file in sorted {
+        hasher.update(file.key.as_bytes());
+        hasher.update([0]);
+        hasher.update(file.text.as_bytes());
+        hasher.update([0]);
+    }
+    let digest = hex::encode(hasher.finalize());
+    digest.get(..16).unwrap_or(&digest).to_owned()
+}
+
+/// Accumulates what a load finds, so that one run reports every problem.
+#[derive(Default)]
+struct Loader {
+    errors: Vec<LoadError>,
+    warnings: Vec<LoadError>,
+    policies: BTreeMap<String, PolicyInfo>,
+    /// Policy id → (file index, byte offset of the policy's start), to locate validation errors.
+    origins: HashMap<String, (usize, usize)>,
+}
+
+impl Loader {
+    fn discover(
+        &mut self,
+        dir: &Path,
+        role: &str,
+        extension: &str,
+        skip: Option<&str>,
+    ) -> Vec<SourceFile> {
+        if !dir.is_dir() {
+            self.errors
+                .push(LoadError::at(dir, None, "no such directory"));
+            return Vec::new();
+        }
+        source::discover(dir, role, extension, skip).unwrap_or_else(|errors| {
+            self.errors.extend(errors);
+            Vec::new()
+        })
+    }
+
+    fn schema(&mut self, dir: &Path, files: &[SourceFile]) -> Option<Schema> {
+        if files.is_empty() {
+            self.errors.push(LoadError::at(
+                dir,
+                None,
+                "no *.cedarschema files: policies are validated strictly against a schema",
+            ));
+            return None;
+        }
+        let mut fragments = Vec::with_capacity(files.len());
+        for file in files {
+            match SchemaFragment::from_cedarschema_str(&file.text) {
+                Ok((fragment, warnings)) => {
+                    fragments.push(fragment);
+                    for warning in warnings {
+                        self.warnings
+                            .push(diagnostic_error(files, Some(file), dir, &warning));
+                    }
+                }
+                Err(error) => self
+                    .errors
+                    .push(diagnostic_error(files, Some(file), dir, &error)),
+            }
+        }
+        if fragments.len() < files.len() {
+            return None;
+        }
+        match Schema::from_schema_fragments(fragments) {
+            Ok(schema) => Some(schema),
+            Err(error) => {
+                self.errors.push(diagnostic_error(files, None, dir, &error));
+                None
+            }
+        }
+    }
+
+    fn policies(&mut self, files: &[SourceFile]) -> PolicySet {
+        let mut set = PolicySet::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for (index, file) in files.iter().enumerate() {
+            let parsed = match PolicySet::from_str(&file.text) {
+                Ok(parsed) => parsed,
+                Err(errors) => {
+                    for error in errors.iter() {
+                        self.errors
+                            .push(diagnostic_error(files, Some(file), &file.path, error));
+                    }
+                    continue;
+                }
+            };
+            let statements = parsed.policies().count() + parsed.templates().count();
+            let mut search_from = 0;
+            // `PolicySet::from_str` names a file's statements `policy0…` in source order; walking
+            // them in that order finds each one's text in the file.
+            for i in 0..statements {
+                let default_id = PolicyId::new(format!("policy{i}"));
+                let (text, policy) = if let Some(policy) = parsed.policy(&default_id) {
+                    (policy.to_cedar(), Some(policy))
+                } else if let Some(template) = parsed.template(&default_id) {
+                    (Some(template.to_string()), None)
+                } else {
+                    continue;
+                };
+                let text = text.unwrap_or_default();
+                let offset = file
+                    .text
+                    .get(search_from..)
+                    .and_then(|rest| rest.find(&text))
+                    .map_or(search_from, |at| at + search_from);
+                search_from = offset + text.len();
+                let Some(policy) = policy else {
+                    self.errors.push(file.error_at(
+                        offset,
+                        "templates (policies with `?principal` or `?resource` slots) are not supported",
+                    ));
+                    continue;
+                };
+                let Some(id) = policy.annotation("id") else {
+                    self.errors.push(file.error_at(
+                        offset,
+                        "policy has no @id(\"…\"): every policy needs a stable id",
+                    ));
+                    continue;
+                };
+                if !valid_policy_id(id) {
+                    self.errors.push(file.error_at(
+                        offset,
+                        format!(
+                            "@id(\"{}\"): use letters, digits, `.`, `_`, `-` or `:` (at most 128)",
+                            id.escape_debug()
+                        ),
+                    ));
+                    continue;
+                }
+                let (line, col) = file.line_col(offset);
+                let location = format!("{}:{line}", file.path.display());
+                if let Some(first) = seen.get(id) {
+                    self.errors.push(LoadError::at(
+                        &file.path,
+                        Some((line, col)),
+                        format!("duplicate @id(\"{id}\"): also at {first}"),
+                    ));
+                    continue;
+                }
+                seen.insert(id.to_owned(), location.clone());
+                let is_forbid = policy.effect() == Effect::Forbid;
+                let grant = match Grant::from_annotations(policy.annotations(), is_forbid) {
+                    Ok(grant) => grant,
+                    Err(messages) => {
+                        for message in messages {
+                            self.errors
+                                .push(file.error_at(offset, format!("policy `{id}`: {message}")));
+                        }
+                        continue;
+                    }
+                };
+                if let Err(e) = set.add(policy.new_id(PolicyId::new(id))) {
+                    self.errors.push(file.error_at(offset, e.to_string()));
+                    continue;
+                }
+                self.origins.insert(id.to_owned(), (index, offset));
+                self.policies.insert(
+                    id.to_owned(),
+                    PolicyInfo {
+                        id: id.to_owned(),
+                        effect: if is_forbid {
+                            PolicyEffect::Forbid
+                        } else {
+                            PolicyEffect::Permit
+                        },
+                        annotations: policy
+                            .annotations()
+                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                            .collect(),
+                        grant,
+                        location,
+                    },
+                );
+            }
+        }
+        set
+    }
+
+    fn entities(&mut self, file: Option<&SourceFile>, schema: &Schema) -> Option<Entities> {
+        let result = match file {
+            Some(file) => Entities::from_json_str(&file.text, Some(schema)),
+            None => Entities::from_json_value(serde_json::Value::Array(Vec::new()), Some(schema)),
+        };
+        match result {
+            Ok(entities) => Some(entities),
+            Err(error) => {
+                let message = diagnostic_message(&error);
+                self.errors.push(match file {
+                    Some(file) => file.error(message),
+                    None => LoadError::at(Path::new(ENTITIES_FILE), None, message),
+                });
+                None
+            }
+        }
+    }
+
+    fn validate(&mut self, schema: &Schema, set: &PolicySet, files: &[SourceFile]) {
+        let result = Validator::new(schema.clone()).validate(set, ValidationMode::Strict);
+        // The validator reports a mistake once per action the policy applies to; one is enough.
+        let mut reported = HashSet::new();
+        for error in result.validation_errors() {
+            let located = self.locate_in_policy(files, error.policy_id(), error);
+            if reported.insert((located.file.clone(), located.position)) {
+                self.errors.push(located);
+            }
+        }
+        for warning in result.validation_warnings() {
+            let located = self.locate_in_policy(files, warning.policy_id(), warning);
+            self.warnings.push(located);
+        }
+    }
+
+    fn locate_in_policy(
+        &self,
+        files: &[SourceFile],
+        id: &PolicyId,
+        diagnostic: &dyn Diagnostic,
+    ) -> LoadError {
+        match self.origins.get(id.to_string().as_str()) {
+            Some((index, offset)) => {
+                let file = files.get(*index);
+                let fallback = file.map_or(Path::new(""), |f| f.path.as_path());
+                let mut error = diagnostic_error(files, file, fallback, diagnostic);
+                if error.position.is_none()
+                    && let Some(file) = file
+                {
+                    error.position = Some(file.line_col(*offset));
+                }
+                error
+            }
+            None => diagnostic_error(files, None, Path::new(""), diagnostic),
+        }
+    }
+
+    fn actions(&mut self, dir: &Path, schema: &Schema) -> HashMap<String, EntityUid> {
+        let mut actions = HashMap::new();
+        for uid in schema.actions() {
+            let name = uid.id().unescaped().to_owned();
+            if let Some(other) = actions.insert(name.clone(), uid.clone()) {
+                self.errors.push(LoadError::at(
+                    dir,
+                    None,
+                    format!("action `{name}` is declared twice ({other} and {uid}): action names must be unique across namespaces"),
+                ));
+            }
+        }
+        actions
+    }
+}
+
+fn valid_policy_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
+}
+
+/// Cedar's message with its causes and its help (`did you mean …?`), on one line.
+fn diagnostic_message(diagnostic: &dyn Diagnostic) -> String {
+    let mut message = diagnostic.to_string();
+    let mut cause = diagnostic.source();
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = error.source();
+    }
+    if let Some(help) = diagnostic.help() {
+        message.push_str("; ");
+        message.push_str(&help.to_string());
+    }
+    message.replace('\n', " ")
+}
+
+/// Places a Cedar diagnostic in the file its first label points into.
+///
+/// Cedar's diagnostics carry their source text but not its file name, so the label's span is
+/// matched against the candidate files; `hint` is the file it most likely came from.
+/// Without a match the error names `hint`, the only file, or else `fallback` (the pack dir).
+fn diagnostic_error(
+    files: &[SourceFile],
+    hint: Option<&SourceFile>,
+    fallback: &Path,
+    diagnostic: &dyn Diagnostic,
+) -> LoadError {
+    let message = diagnostic_message(diagnostic);
+    let span = diagnostic.labels().and_then(|mut labels| labels.next());
+    if let Some(label) = span {
+        let offset = label.offset();
+        let snippet = diagnostic
+            .source_code()
+            .and_then(|source| source.read_span(label.inner(), 0, 0).ok())
+            .map(|contents| contents.data().to_vec());
+        let matches = |file: &SourceFile| match &snippet {
+            Some(snippet) => {
+                file.text.as_bytes().get(offset..offset + snippet.len()) == Some(snippet.as_slice())
+            }
+            None => offset <= file.text.len(),
+        };
+        let file = hint
+            .filter(|f| matches(f))
+            .or_else(|| files.iter().find(|f| matches(f)));
+        if let Some(file) = file {
+            return file.error_at(offset, message);
+        }
+    }
+    match hint.or(match files {
+        [only] => Some(only),
+        _ => None,
+    }) {
+        Some(file) => file.error(message),
+        None => LoadError::at(fallback, None, message),
+    }
+}

@@ -1,0 +1,161 @@
+//! Pack files on disk: discovery, reading, and turning byte offsets into `file:line:col`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::error::LoadError;
+
+/// One file of a policy pack, read whole into memory.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The path as it is shown in errors (the pack dir joined with the file's relative path).
+    pub path: PathBuf,
+    /// The path relative to its pack dir, prefixed by the dir's role (`policies/…`, `schemas/…`);
+    /// stable across checkouts, so it feeds the version hash.
+    pub key: String,
+    pub text: String,
+}
+
+impl SourceFile {
+    /// 1-based line and column (in characters) of a byte offset into the file.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = self.text.get(..offset).unwrap_or(&self.text);
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+        (line, col)
+    }
+
+    /// An error located at a byte offset of this file.
+    pub fn error_at(&self, offset: usize, message: impl Into<String>) -> LoadError {
+        let (line, col) = self.line_col(offset);
+        LoadError::at(&self.path, Some((line, col)), message)
+    }
+
+    /// An error about the file as a whole.
+    pub fn error(&self, message: impl Into<String>) -> LoadError {
+        LoadError::at(&self.path, None, message)
+    }
+}
+
+/// Files under `dir` (recursively) whose name ends in `.{extension}`, sorted by path.
+///
+/// Hidden entries (editor swap and lock files such as `.#x.cedar`) are skipped, and so is the
+/// top-level directory named in `skip_top_dir` (`policies/tests` holds test cases, not policies).
+pub fn discover(
+    dir: &Path,
+    role: &str,
+    extension: &str,
+    skip_top_dir: Option<&str>,
+) -> Result<Vec<SourceFile>, Vec<LoadError>> {
+    let mut paths = Vec::new();
+    let mut errors = Vec::new();
+    walk(dir, dir, extension, skip_top_dir, &mut paths, &mut errors);
+    paths.sort();
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        match read(dir, role, &path) {
+            Ok(file) => files.push(file),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads one file of the pack; `dir` is the pack dir it belongs to.
+pub fn read(dir: &Path, role: &str, path: &Path) -> Result<SourceFile, LoadError> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| LoadError::at(path, None, format!("cannot read file: {e}")))?;
+    let relative = path.strip_prefix(dir).unwrap_or(path);
+    let key = format!("{role}/{}", relative.to_string_lossy().replace('\\', "/"));
+    Ok(SourceFile {
+        path: path.to_path_buf(),
+        key,
+        text,
+    })
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    extension: &str,
+    skip_top_dir: Option<&str>,
+    out: &mut Vec<PathBuf>,
+    errors: &mut Vec<LoadError>,
+) {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            errors.push(LoadError::at(
+                dir,
+                None,
+                format!("cannot read directory: {e}"),
+            ));
+            return;
+        }
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                errors.push(LoadError::at(
+                    dir,
+                    None,
+                    format!("cannot read directory: {e}"),
+                ));
+                continue;
+            }
+        };
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        // Follow symlinks: Kubernetes mounts config maps as links into a hidden `..data` dir.
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if dir == root && skip_top_dir == Some(name.as_ref()) {
+                continue;
+            }
+            walk(root, &path, extension, skip_top_dir, out, errors);
+        } else if meta.is_file() && path.extension().and_then(|e| e.to_str()) == Some(extension) {
+            out.push(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> SourceFile {
+        SourceFile {
+            path: PathBuf::from("p.cedar"),
+            key: "policies/p.cedar".into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn line_col_counts_from_one_in_characters() {
+        let f = file("ab\ncdé\nx");
+        assert_eq!(f.line_col(0), (1, 1));
+        assert_eq!(f.line_col(3), (2, 1));
+        assert_eq!(f.line_col(5), (2, 3));
+        // after the two-byte `é`
+        assert_eq!(f.line_col(7), (2, 4));
+        assert_eq!(f.line_col(8), (3, 1));
+        assert_eq!(f.line_col(1000), (3, 2));
+    }
+}
