@@ -128,7 +128,7 @@ impl fmt::Display for CaseResult {
                 }
                 write!(
                     f,
-                    "\n  decision: {} by [{}]",
+                    "\n  decided: {} by [{}]",
                     decision.outcome.as_str(),
                     decision.policies.join(", ")
                 )?;

@@ -104,7 +104,8 @@ fn test(paths: &PackPaths, case_paths: Vec<PathBuf>) -> ExitCode {
     let Some(pack) = load(paths) else {
         return ExitCode::FAILURE;
     };
-    let case_paths = if case_paths.is_empty() {
+    let whole_suite = case_paths.is_empty();
+    let case_paths = if whole_suite {
         vec![paths.policies.join("tests")]
     } else {
         case_paths
@@ -129,7 +130,7 @@ fn test(paths: &PackPaths, case_paths: Vec<PathBuf>) -> ExitCode {
         eprintln!("error: no test cases found");
         return ExitCode::FAILURE;
     }
-    if !report.uncovered.is_empty() {
+    if whole_suite && !report.uncovered.is_empty() {
         println!(
             "note: no case is decided by: {}",
             report.uncovered.join(", ")

@@ -389,3 +389,6 @@ fn advice_of(policies: &[&PolicyInfo]) -> Vec<String> {
     }
     advice
 }
+
+#[cfg(test)]
+mod tests;

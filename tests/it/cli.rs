@@ -1,0 +1,202 @@
+//! `jitgate check` and `jitgate test`, run as a user runs them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use super::{TempPack, repo};
+
+fn jitgate(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn check(pack: &TempPack) -> (i32, String) {
+    let out = jitgate(
+        &[
+            "check",
+            "--policies",
+            pack.policies().to_str().unwrap(),
+            "--schemas",
+            pack.schemas().to_str().unwrap(),
+        ],
+        repo(),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap(), text)
+}
+
+#[test]
+fn check_passes_on_the_shipped_pack() {
+    let out = jitgate(&["check"], repo());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("ok: 16 policies in 6 files, version "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_reports_every_problem_with_file_and_line() {
+    let pack = TempPack::shipped();
+    // A syntax error.
+    pack.write(
+        "policies/syntax.cedar",
+        "@id(\"broken\")\npermit (principal, action resource);\n",
+    );
+    // An unknown attribute.
+    pack.edit(
+        "policies/guardrails.cedar",
+        "context.risk_score >= 70",
+        "context.risk_scor >= 70",
+    );
+    // A duplicate @id across two files.
+    pack.write(
+        "policies/more/dup.cedar",
+        "// a copy\n@id(\"sre-host-ssh\")\npermit (principal, action == Action::\"ssh\", resource);\n",
+    );
+    // A bad @ttl and @approval("0").
+    pack.edit(
+        "policies/databases.cedar",
+        "@ttl(\"15m\")",
+        "@ttl(\"15 fortnights\")",
+    );
+    pack.edit(
+        "policies/databases.cedar",
+        "@approval(\"2\")",
+        "@approval(\"0\")",
+    );
+    // A missing @id.
+    pack.write(
+        "policies/anonymous.cedar",
+        "\n\npermit (principal, action == Action::\"read\", resource);\n",
+    );
+    // Entities that do not match the schema.
+    pack.edit("policies/entities.json", "\"role\": \"web\"", "\"role\": 7");
+
+    let (code, out) = check(&pack);
+    assert_eq!(code, 1, "{out}");
+    let p = pack.policies();
+    let p = p.display();
+    for expected in [
+        format!("{p}/syntax.cedar:2:27: unexpected token `resource`"),
+        format!(
+            "{p}/guardrails.cedar:7:8: for policy `deny-high-risk`, attribute `risk_scor` in context"
+        ),
+        "did you mean `risk_score`?".to_owned(),
+        format!(
+            "{p}/more/dup.cedar:2:1: duplicate @id(\"sre-host-ssh\"): also at {p}/hosts.cedar:4"
+        ),
+        format!(
+            "{p}/databases.cedar:15:1: policy `oncall-db-read`: @ttl(\"15 fortnights\"): not a duration"
+        ),
+        format!(
+            "{p}/databases.cedar:48:1: policy `dba-db-admin-approval`: @approval(\"0\"): must be a whole number"
+        ),
+        format!("{p}/anonymous.cedar:3:1: policy has no @id"),
+        format!("{p}/entities.json: entity does not conform to the schema"),
+        "`Host::\"web-1\"`".to_owned(),
+    ] {
+        assert!(out.contains(&expected), "missing `{expected}` in:\n{out}");
+    }
+    assert!(
+        out.contains("error: the pack is invalid (7 problems)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_names_the_schema_file_of_a_schema_error() {
+    let pack = TempPack::shipped();
+    pack.write("schemas/extra.cedarschema", "entity Team in [Org];\n");
+    let (code, out) = check(&pack);
+    assert_eq!(code, 1);
+    let expected = format!("{}/extra.cedarschema:1:", pack.schemas().display());
+    assert!(out.contains(&expected) && out.contains("Org"), "{out}");
+}
+
+#[test]
+fn check_fails_without_a_schema() {
+    let pack = TempPack::shipped();
+    std::fs::remove_file(pack.schemas().join("jitgate.cedarschema")).unwrap();
+    let (code, out) = check(&pack);
+    assert_eq!(code, 1);
+    assert!(out.contains("no *.cedarschema files"), "{out}");
+}
+
+#[test]
+fn test_passes_on_the_shipped_cases() {
+    let out = jitgate(&["test"], repo());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let last = stdout.lines().last().unwrap();
+    assert!(last.ends_with(" passed, 0 failed"), "{stdout}");
+    assert!(
+        !stdout.contains("note: no case is decided by"),
+        "every policy is covered: {stdout}"
+    );
+}
+
+#[test]
+fn a_wrong_case_fails_with_expected_and_actual() {
+    let pack = TempPack::shipped();
+    pack.write(
+        "wrong.toml",
+        r#"
+[[case]]
+name = "deliberately wrong"
+principal = 'User::"alice"'
+groups = ['Group::"oncall"']
+action = "read"
+resource = 'Database::"orders"'
+context = { mfa = true }
+expect = "escalate"
+ttl = "15m"
+"#,
+    );
+    let out = jitgate(&["test", "wrong.toml"], pack.dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL wrong.toml: deliberately wrong"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("decision: expected escalate, actual allow"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ttl: expected 15m, actual 5m"), "{stdout}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("0 passed, 1 failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_malformed_case_file_is_a_failure() {
+    let pack = TempPack::shipped();
+    pack.write(
+        "bad.toml",
+        "[[case]]\nname = \"typo\"\nprincipl = 'User::\"a\"'\n",
+    );
+    let out = jitgate(&["test", "bad.toml"], pack.dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("ERROR bad.toml") && stdout.contains("principl"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().last(), Some("0 passed, 1 failed"));
+}

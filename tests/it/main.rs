@@ -1,0 +1,74 @@
+//! Integration tests: the `jitgate` binary and the library against real pack files in temp dirs.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed step should fail the test loudly"
+)]
+
+mod cli;
+mod reload;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+
+/// The repository root, where the shipped `policies/` and `schemas/` live.
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A copy of the shipped pack in a temp dir, to edit freely.
+struct TempPack {
+    dir: TempDir,
+}
+
+impl TempPack {
+    fn shipped() -> Self {
+        let dir = TempDir::new().unwrap();
+        copy_dir(&repo().join("policies"), &dir.path().join("policies"));
+        copy_dir(&repo().join("schemas"), &dir.path().join("schemas"));
+        Self { dir }
+    }
+
+    fn policies(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    fn schemas(&self) -> PathBuf {
+        self.dir.path().join("schemas")
+    }
+
+    fn write(&self, relative: &str, text: &str) {
+        let path = self.dir.path().join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    fn read(&self, relative: &str) -> String {
+        fs::read_to_string(self.dir.path().join(relative)).unwrap()
+    }
+
+    /// Replaces `from` by `to` in a file, insisting that `from` is there.
+    fn edit(&self, relative: &str, from: &str, to: &str) {
+        let text = self.read(relative);
+        assert!(text.contains(from), "{relative} has no `{from}`");
+        self.write(relative, &text.replacen(from, to, 1));
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
