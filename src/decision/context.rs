@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use cedar_policy::{Context, EntityUid, RestrictedExpression, Schema};
 use serde::{Deserialize, Serialize};
 
-use super::RequestError;
+use super::{DecisionCache, RequestError};
 
 /// Context keys only the server sets; a client's `context` may not use them.
 pub const SERVER_CONTEXT_KEYS: [&str; 6] = [
@@ -35,9 +35,10 @@ impl DecisionContext {
         duration_secs: i64,
         schema: &Schema,
         action: &EntityUid,
+        cache: &DecisionCache,
     ) -> Result<Context, RequestError> {
         match self {
-            DecisionContext::Access(context) => context.to_cedar(duration_secs),
+            DecisionContext::Access(context) => context.to_cedar(duration_secs, cache),
             DecisionContext::Other(map) => Context::from_json_value(
                 serde_json::Value::Object(map.clone()),
                 Some((schema, action)),
@@ -78,7 +79,7 @@ impl RequestContext {
     /// The Cedar context. Server keys are built as values directly rather than through
     /// `Context::from_json_value` with the schema, which costs more than evaluating the policies;
     /// the whole context is then checked against the schema by `Request::new`.
-    fn to_cedar(&self, duration_secs: i64) -> Result<Context, RequestError> {
+    fn to_cedar(&self, duration_secs: i64, cache: &DecisionCache) -> Result<Context, RequestError> {
         if let Some(key) = SERVER_CONTEXT_KEYS
             .iter()
             .find(|key| self.extra.contains_key(**key))
@@ -101,10 +102,7 @@ impl RequestContext {
         ])
         .map_err(|e| RequestError::Invalid(e.to_string()))?;
         let server = [
-            (
-                "source_ip".to_owned(),
-                RestrictedExpression::new_ip(self.source_ip.to_string()),
-            ),
+            ("source_ip".to_owned(), cache.ip(self.source_ip)),
             (
                 "risk_score".to_owned(),
                 RestrictedExpression::new_long(self.risk_score),

@@ -2,10 +2,12 @@
 //! it, by the rules of DESIGN §4. No HTTP here: the service, the policy test runner and the
 //! benchmarks all call [`PolicyPack::decide`].
 
+mod cache;
 mod context;
 mod entity;
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cedar_policy::{
@@ -15,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::{PolicyEffect, PolicyInfo, PolicyPack, ScopeVars};
 
+pub(crate) use cache::DecisionCache;
 pub use context::{DecisionContext, RequestContext, RequestTime, SERVER_CONTEXT_KEYS, Weekday};
 pub use entity::EntityRef;
 
@@ -163,7 +166,7 @@ impl PolicyPack {
         let entities = self.entities_with_principal(request)?;
         let response = Authorizer::new().is_authorized(&cedar_request, &self.policy_set, &entities);
 
-        let errors: Vec<EvaluationError> = response
+        let mut errors: Vec<EvaluationError> = response
             .diagnostics()
             .errors()
             .map(|error| match error {
@@ -173,16 +176,19 @@ impl PolicyPack {
                 },
             })
             .collect();
+        errors.sort_by(|a, b| a.policy.cmp(&b.policy));
         let failed_forbids: BTreeSet<String> = errors
             .iter()
             .filter(|e| self.effect_of(&e.policy) == Some(PolicyEffect::Forbid))
             .map(|e| e.policy.clone())
             .collect();
-        let satisfied: Vec<&PolicyInfo> = response
+        // Cedar reports policies in no particular order; sort so decisions are reproducible.
+        let mut satisfied: Vec<&PolicyInfo> = response
             .diagnostics()
             .reason()
             .filter_map(|id| self.policies.get(id.to_string().as_str()))
             .collect();
+        satisfied.sort_by(|a, b| a.id.cmp(&b.id));
 
         let mut decision = Decision {
             outcome: Outcome::Deny,
@@ -349,34 +355,62 @@ impl PolicyPack {
         let duration_secs = request
             .duration
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let context = request
-            .context
-            .to_cedar(duration_secs, &self.schema, &action)?;
-        Request::new(principal, action, resource, context, Some(&self.schema))
-            .map_err(|e| RequestError::Invalid(e.to_string()))
+        let context =
+            request
+                .context
+                .to_cedar(duration_secs, &self.schema, &action, &self.cache)?;
+        let server_keys_only =
+            matches!(&request.context, DecisionContext::Access(c) if c.extra.is_empty());
+        if !server_keys_only {
+            return Request::new(principal, action, resource, context, Some(&self.schema))
+                .map_err(|e| RequestError::Invalid(e.to_string()));
+        }
+        let shape = (principal, action, resource);
+        if self.cache.is_valid_shape(&shape) {
+            let (principal, action, resource) = shape;
+            return Request::new(principal, action, resource, context, None)
+                .map_err(|e| RequestError::Invalid(e.to_string()));
+        }
+        let (principal, action, resource) = shape.clone();
+        let checked = Request::new(principal, action, resource, context, Some(&self.schema))
+            .map_err(|e| RequestError::Invalid(e.to_string()))?;
+        self.cache.remember_valid_shape(shape);
+        Ok(checked)
     }
 
     /// The pack's entities plus the principal with the groups its identity gives it. A principal
     /// that `entities.json` also lists keeps its attributes and gains the identity's groups.
-    fn entities_with_principal(&self, request: &DecisionRequest) -> Result<Entities, RequestError> {
+    fn entities_with_principal(
+        &self,
+        request: &DecisionRequest,
+    ) -> Result<Arc<Entities>, RequestError> {
         let uid = self.uid(&request.principal)?;
-        let mut parents = HashSet::with_capacity(request.groups.len());
-        for group in &request.groups {
-            parents.insert(self.uid(group)?);
-        }
-        let principal = match self.entities.get(&uid) {
-            Some(known) => {
-                let (uid, attrs, known_parents) = known.clone().into_inner();
-                parents.extend(known_parents);
-                Entity::new(uid, attrs, parents)
-                    .map_err(|e| RequestError::Invalid(e.to_string()))?
-            }
-            None => Entity::new_no_attrs(uid, parents),
-        };
-        self.entities
-            .clone()
-            .upsert_entities([principal], Some(&self.schema))
-            .map_err(|e| RequestError::Invalid(format!("principal: {e}")))
+        let mut groups = request
+            .groups
+            .iter()
+            .map(|group| self.uid(group))
+            .collect::<Result<Vec<_>, _>>()?;
+        groups.sort();
+        groups.dedup();
+        // Adding an entity recomputes the hierarchy of the whole store, which costs more than
+        // evaluating a small pack; the result depends only on the principal and its groups.
+        self.cache
+            .entities((uid, groups), |(uid, groups)| {
+                let mut parents: HashSet<EntityUid> = groups.iter().cloned().collect();
+                let principal = match self.entities.get(uid) {
+                    Some(known) => {
+                        let (uid, attrs, known_parents) = known.clone().into_inner();
+                        parents.extend(known_parents);
+                        Entity::new(uid, attrs, parents).map_err(|e| e.to_string())?
+                    }
+                    None => Entity::new_no_attrs(uid.clone(), parents),
+                };
+                self.entities
+                    .clone()
+                    .upsert_entities([principal], Some(&self.schema))
+                    .map_err(|e| format!("principal: {e}"))
+            })
+            .map_err(RequestError::Invalid)
     }
 }
 

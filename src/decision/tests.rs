@@ -382,3 +382,32 @@ fn malformed_requests_are_errors_not_denials() {
         Err(RequestError::ZeroDuration)
     );
 }
+
+#[test]
+fn cached_checks_never_let_a_later_bad_request_through() {
+    let (_dir, pack) = pack(PERMIT_VIEW);
+    // The first decision caches the principal's store, its IP and the request's shape.
+    assert_eq!(
+        decide(&pack, &request("view", "plain")).outcome,
+        Outcome::Allow
+    );
+    let mut r = request("view", "plain");
+    let DecisionContext::Access(context) = &mut r.context else {
+        unreachable!()
+    };
+    context.extra.insert("ticket".into(), 7.into());
+    assert!(matches!(
+        pack.decide(&r, &GrantDefaults::default()),
+        Err(RequestError::Invalid(_))
+    ));
+    let mut r = request("view", "plain");
+    r.resource = EntityRef::new("Group", "team");
+    assert!(pack.decide(&r, &GrantDefaults::default()).is_err());
+    let mut r = request("view", "plain");
+    r.groups.clear();
+    assert_eq!(
+        decide(&pack, &r).outcome,
+        Outcome::Deny,
+        "groups are part of the key"
+    );
+}

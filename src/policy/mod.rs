@@ -23,6 +23,8 @@ use miette::Diagnostic;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::decision::DecisionCache;
+
 pub use error::{LoadError, LoadErrors};
 pub use grant::{Grant, InvalidExpansion, ScopeVars, is_scope_token};
 pub use live::{LivePolicies, PolicyWatcher, ReloadOutcome, ReloadStatus};
@@ -83,6 +85,7 @@ pub struct PolicyPack {
     /// Action id (`read`) → its uid in the schema.
     pub(crate) actions: HashMap<String, EntityUid>,
     pub(crate) entity_types: BTreeSet<String>,
+    pub(crate) cache: DecisionCache,
     version: String,
     files: Vec<String>,
     warnings: Vec<LoadError>,
@@ -138,6 +141,7 @@ impl PolicyPack {
             .chain(entities_file.as_ref())
             .collect();
         Ok(PolicyPack {
+            cache: DecisionCache::new(entities.len()),
             version: version_of(&all_files),
             files: all_files.iter().map(|f| f.key.clone()).collect(),
             entity_types: schema.entity_types().map(ToString::to_string).collect(),
