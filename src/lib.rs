@@ -6,6 +6,7 @@
 //! [`decision::Decision`], [`policytest`] runs policy test cases, and [`cli`] is the command line.
 
 pub mod cli;
+pub mod config;
 pub mod decision;
 pub mod policy;
 pub mod policytest;

@@ -1,0 +1,733 @@
+//! Configuration: `jitgate.toml` (DESIGN §8), then `JITGATE_…` environment overrides, then
+//! validation that names the bad key. Unknown keys are errors, in the file and in the
+//! environment, so a typo never silently falls back to a default.
+//!
+//! An environment variable names a key path with `__` between levels, upper-cased:
+//! `JITGATE_LISTEN`, `JITGATE_POLICY__DIR`, `JITGATE_IDENTITY__DEV__ENABLED`,
+//! `JITGATE_RISK__NO_MFA`. Its value is read as a TOML value when it parses as one (`true`, `30`,
+//! `["10.0.0.0/8"]`, `{ start = 20, end = 7, weight = 15 }`) and as a string otherwise.
+//! `JITGATE_LOG`, `JITGATE_LOG_FORMAT`, `JITGATE_CONFIG` and `JITGATE_TEST_*` are not keys.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use crate::decision::{EntityRef, GrantDefaults};
+use crate::policy::PackPaths;
+
+/// Environment variables with this prefix override configuration keys.
+pub const ENV_PREFIX: &str = "JITGATE_";
+/// Variables with the prefix that are not configuration keys.
+const ENV_NOT_KEYS: [&str; 3] = ["JITGATE_LOG", "JITGATE_LOG_FORMAT", "JITGATE_CONFIG"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("`{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole configuration, with every default of DESIGN §8.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `iss` of issued tokens and the RFC 8414 issuer.
+    pub issuer: String,
+    /// Keys, the SQLite file and the dev issuer key.
+    pub data_dir: PathBuf,
+    /// "" = SQLite in `data_dir`.
+    pub database_url: String,
+    pub signing_alg: SigningAlg,
+    #[serde(deserialize_with = "duration")]
+    pub default_ttl: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub max_ttl: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub pending_ttl: Duration,
+    pub default_audience: String,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// IANA name of the zone `context.time` is computed in.
+    pub time_zone: String,
+    pub policy: PolicyConfig,
+    pub identity: IdentityConfig,
+    pub risk: RiskConfig,
+    pub rate_limit: RateLimitConfig,
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let grants = GrantDefaults::default();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            issuer: "http://127.0.0.1:8080".into(),
+            data_dir: "data".into(),
+            database_url: String::new(),
+            signing_alg: SigningAlg::Es256,
+            default_ttl: grants.default_ttl,
+            max_ttl: grants.max_ttl,
+            pending_ttl: Duration::from_secs(3600),
+            default_audience: grants.default_audience,
+            trusted_proxies: Vec::new(),
+            time_zone: "UTC".into(),
+            policy: PolicyConfig::default(),
+            identity: IdentityConfig::default(),
+            risk: RiskConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SigningAlg {
+    #[serde(rename = "ES256")]
+    Es256,
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+    #[serde(rename = "RS256")]
+    Rs256,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::Es256 => "ES256",
+            SigningAlg::EdDsa => "EdDSA",
+            SigningAlg::Rs256 => "RS256",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// `*.cedar`, `entities.json`, `tests/`.
+    pub dir: PathBuf,
+    /// `*.cedarschema`.
+    pub schemas: PathBuf,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            dir: "policies".into(),
+            schemas: "schemas".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    pub dev: DevIdentityConfig,
+    pub issuers: Vec<TrustedIssuerConfig>,
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+/// The dev issuer: trusts tokens minted by `jitgate dev-token`. Off unless enabled; the
+/// quickstart (no config file) enables it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevIdentityConfig {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuerConfig {
+    pub issuer: String,
+    pub audience: String,
+    /// `https://…` or `file:///…`.
+    pub jwks: String,
+    pub algorithms: Vec<String>,
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    pub name: String,
+    /// `sha256:<hex>` of the key.
+    pub hash: String,
+    /// e.g. `Service::"deployer"`.
+    pub principal: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyConfig")
+            .field("name", &self.name)
+            .field("principal", &self.principal)
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Risk signals (DESIGN §6); each is off when unset.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskConfig {
+    pub trusted_networks: Vec<IpNet>,
+    /// Weight when the source is outside `trusted_networks`.
+    pub outside_network: Option<u32>,
+    pub no_mfa: Option<u32>,
+    pub off_hours: Option<OffHoursConfig>,
+    pub recent_denials: Option<RecentDenialsConfig>,
+    pub request_rate: Option<RequestRateConfig>,
+    pub new_source_ip: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffHoursConfig {
+    /// Hour (0–23) off-hours start, in `time_zone`.
+    pub start: u32,
+    /// Hour (0–23) off-hours end.
+    pub end: u32,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecentDenialsConfig {
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    /// Weight of each denial in the window…
+    pub each: u32,
+    /// …up to this much.
+    pub max: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestRateConfig {
+    /// Requests in the last minute above which the signal fires.
+    pub per_minute: u32,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub per_principal_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_principal_per_minute: 120,
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    #[serde(default = "default_webhook_format")]
+    pub format: String,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+fn default_webhook_format() -> String {
+    "json".into()
+}
+
+impl fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("format", &self.format)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_file", &self.secret_file)
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+const WEBHOOK_EVENTS: [&str; 5] = [
+    "request.pending",
+    "request.approved",
+    "request.denied",
+    "request.expired",
+    "break_glass",
+];
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text)
+        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration: {e}")))
+}
+
+impl Config {
+    /// The quickstart: every default, the dev issuer on.
+    pub fn quickstart() -> Self {
+        let mut config = Config::default();
+        config.identity.dev.enabled = true;
+        config
+    }
+
+    /// Reads `path` (or, with `None`, starts from the quickstart), applies the environment
+    /// overrides in `env`, and validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    message: e.to_string().trim_end().replace('\n', " "),
+                })?
+            }
+            None => {
+                let mut table = toml::Table::new();
+                let mut dev = toml::Table::new();
+                dev.insert("enabled".into(), toml::Value::Boolean(true));
+                let mut identity = toml::Table::new();
+                identity.insert("dev".into(), toml::Value::Table(dev));
+                table.insert("identity".into(), toml::Value::Table(identity));
+                table
+            }
+        };
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| {
+                name.starts_with(ENV_PREFIX)
+                    && !ENV_NOT_KEYS.contains(&name.as_str())
+                    && !name.starts_with("JITGATE_TEST_")
+            })
+            .collect();
+        env.sort();
+        for (name, value) in env {
+            apply_env(&mut table, &name, &value)?;
+        }
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                invalid(
+                    if key == "." { String::new() } else { key },
+                    e.into_inner().message().to_owned(),
+                )
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn pack_paths(&self) -> PackPaths {
+        PackPaths::new(&self.policy.dir, &self.policy.schemas)
+    }
+
+    pub fn grant_defaults(&self) -> GrantDefaults {
+        GrantDefaults {
+            default_ttl: self.default_ttl,
+            max_ttl: self.max_ttl,
+            default_audience: self.default_audience.clone(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, ttl) in [
+            ("default_ttl", self.default_ttl),
+            ("max_ttl", self.max_ttl),
+            ("pending_ttl", self.pending_ttl),
+        ] {
+            if ttl.as_secs() == 0 {
+                return Err(invalid(key, "must be at least 1s"));
+            }
+        }
+        if self.default_ttl > self.max_ttl {
+            return Err(invalid("default_ttl", "must not exceed max_ttl"));
+        }
+        if self.issuer.trim().is_empty() {
+            return Err(invalid("issuer", "must not be empty"));
+        }
+        if self.default_audience.trim().is_empty() {
+            return Err(invalid("default_audience", "must not be empty"));
+        }
+        if jiff::tz::TimeZone::get(&self.time_zone).is_err() {
+            return Err(invalid(
+                "time_zone",
+                format!(
+                    "unknown time zone `{}` (use an IANA name such as `Europe/Berlin`)",
+                    self.time_zone
+                ),
+            ));
+        }
+        if !self.database_url.is_empty()
+            && !self.database_url.starts_with("sqlite:")
+            && !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+        {
+            return Err(invalid(
+                "database_url",
+                "use \"\", sqlite://… or postgres://…",
+            ));
+        }
+        for (i, issuer) in self.identity.issuers.iter().enumerate() {
+            let key = |field: &str| format!("identity.issuers[{i}].{field}");
+            if issuer.issuer.trim().is_empty() {
+                return Err(invalid(key("issuer"), "must not be empty"));
+            }
+            if issuer.audience.trim().is_empty() {
+                return Err(invalid(key("audience"), "must not be empty"));
+            }
+            if !issuer.jwks.starts_with("https://") && !issuer.jwks.starts_with("file://") {
+                return Err(invalid(key("jwks"), "must be an https:// or file:// URL"));
+            }
+            if issuer.algorithms.is_empty() {
+                return Err(invalid(key("algorithms"), "name at least one algorithm"));
+            }
+            for alg in &issuer.algorithms {
+                if ![
+                    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+                ]
+                .contains(&alg.as_str())
+                {
+                    return Err(invalid(
+                        key("algorithms"),
+                        format!("`{alg}` is not an asymmetric JWS algorithm jitgate accepts"),
+                    ));
+                }
+            }
+        }
+        for (i, api_key) in self.identity.api_keys.iter().enumerate() {
+            let key = |field: &str| format!("identity.api_keys[{i}].{field}");
+            let hex = api_key.hash.strip_prefix("sha256:").unwrap_or_default();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(key("hash"), "must be sha256:<64 hex digits>"));
+            }
+            api_key
+                .principal
+                .parse::<EntityRef>()
+                .map_err(|e| invalid(key("principal"), e))?;
+            for group in &api_key.groups {
+                group
+                    .parse::<EntityRef>()
+                    .map_err(|e| invalid(key("groups"), e))?;
+            }
+        }
+        if let Some(off) = &self.risk.off_hours
+            && (off.start > 23 || off.end > 23)
+        {
+            return Err(invalid("risk.off_hours", "start and end are hours 0-23"));
+        }
+        if self.rate_limit.per_principal_per_minute == 0 {
+            return Err(invalid(
+                "rate_limit.per_principal_per_minute",
+                "must be at least 1",
+            ));
+        }
+        for (i, hook) in self.webhooks.iter().enumerate() {
+            let key = |field: &str| format!("webhooks[{i}].{field}");
+            if !hook.url.starts_with("https://") && !hook.url.starts_with("http://") {
+                return Err(invalid(key("url"), "must be an http(s) URL"));
+            }
+            if hook.format != "json" && hook.format != "slack" {
+                return Err(invalid(key("format"), "must be \"json\" or \"slack\""));
+            }
+            if hook.secret.is_some() && hook.secret_file.is_some() {
+                return Err(invalid(
+                    key("secret"),
+                    "give secret or secret_file, not both",
+                ));
+            }
+            if hook.format == "json" && hook.secret.is_none() && hook.secret_file.is_none() {
+                return Err(invalid(
+                    key("secret"),
+                    "json webhooks are signed: give secret or secret_file",
+                ));
+            }
+            if let Some(event) = hook
+                .events
+                .iter()
+                .find(|e| !WEBHOOK_EVENTS.contains(&e.as_str()))
+            {
+                return Err(invalid(
+                    key("events"),
+                    format!(
+                        "unknown event `{event}`; known: {}",
+                        WEBHOOK_EVENTS.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets the key `JITGATE_A__B` names in `table`.
+fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = name
+        .trim_start_matches(ENV_PREFIX)
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let (last, parents) = match path.split_last() {
+        Some((last, parents)) if !last.is_empty() && parents.iter().all(|p| !p.is_empty()) => {
+            (last, parents)
+        }
+        _ => return Err(invalid(name, "not a configuration key")),
+    };
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let mut node = table;
+    for part in parents {
+        let entry = node
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = match entry {
+            toml::Value::Table(inner) => inner,
+            _ => return Err(invalid(name, format!("`{part}` is not a table"))),
+        };
+    }
+    node.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn from_toml(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("jitgate.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), env(vars))
+    }
+
+    #[test]
+    fn the_quickstart_has_every_default_and_the_dev_issuer() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.issuer, "http://127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("data"));
+        assert_eq!(config.signing_alg, SigningAlg::Es256);
+        assert_eq!(config.default_ttl, Duration::from_secs(300));
+        assert_eq!(config.max_ttl, Duration::from_secs(3600));
+        assert_eq!(config.pending_ttl, Duration::from_secs(3600));
+        assert_eq!(config.default_audience, "jitgate");
+        assert_eq!(config.time_zone, "UTC");
+        assert_eq!(config.rate_limit.per_principal_per_minute, 120);
+        assert!(config.identity.dev.enabled);
+        assert!(
+            config.risk.no_mfa.is_none(),
+            "risk signals are off when unset"
+        );
+    }
+
+    #[test]
+    fn a_config_file_turns_the_dev_issuer_off_unless_it_says_so() {
+        assert!(!from_toml("", &[]).unwrap().identity.dev.enabled);
+        let on = from_toml("[identity.dev]\nenabled = true\n", &[]).unwrap();
+        assert!(on.identity.dev.enabled);
+    }
+
+    #[test]
+    fn reads_every_section() {
+        let config = from_toml(
+            r#"
+listen = "127.0.0.1:9000"
+signing_alg = "EdDSA"
+default_ttl = "2m"
+trusted_proxies = ["10.0.0.0/8"]
+time_zone = "Europe/Berlin"
+[policy]
+dir = "p"
+[[identity.issuers]]
+issuer = "https://idp.example.com"
+audience = "jitgate"
+jwks = "file:///etc/jwks.json"
+algorithms = ["RS256"]
+[[identity.api_keys]]
+name = "deployer"
+hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+principal = 'Service::"deployer"'
+groups = ['Group::"deployers"']
+[risk]
+trusted_networks = ["10.0.0.0/8"]
+outside_network = 30
+off_hours = { start = 20, end = 7, weight = 15 }
+recent_denials = { window = "10m", each = 10, max = 30 }
+request_rate = { per_minute = 30, weight = 20 }
+[[webhooks]]
+url = "https://hooks.example.com/x"
+secret = "s3cret"
+events = ["break_glass"]
+"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.signing_alg, SigningAlg::EdDsa);
+        assert_eq!(config.default_ttl, Duration::from_secs(120));
+        assert_eq!(config.policy.dir, PathBuf::from("p"));
+        assert_eq!(config.identity.issuers[0].groups_claim, "groups");
+        assert_eq!(config.risk.off_hours.as_ref().unwrap().start, 20);
+        assert_eq!(
+            config.risk.recent_denials.as_ref().unwrap().window,
+            Duration::from_secs(600)
+        );
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "secrets stay out of Debug"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let config = from_toml(
+            "listen = \"127.0.0.1:9000\"\n",
+            &[
+                ("JITGATE_LISTEN", "127.0.0.1:7000"),
+                ("JITGATE_POLICY__DIR", "/etc/jitgate/policies"),
+                ("JITGATE_IDENTITY__DEV__ENABLED", "true"),
+                ("JITGATE_RISK__NO_MFA", "20"),
+                ("JITGATE_TRUSTED_PROXIES", r#"["192.168.0.0/16"]"#),
+                ("JITGATE_LOG", "debug"),
+                ("JITGATE_TEST_DATABASE_URL", "postgres://x"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 7000);
+        assert_eq!(config.policy.dir, PathBuf::from("/etc/jitgate/policies"));
+        assert!(config.identity.dev.enabled);
+        assert_eq!(config.risk.no_mfa, Some(20));
+        assert_eq!(config.trusted_proxies[0].to_string(), "192.168.0.0/16");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        /// (file, environment, key named, text in the message)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
+            ("lisen = \"x\"", &[], "lisen", "unknown field `lisen`"),
+            (
+                "[policy]\ndirs = \"x\"",
+                &[],
+                "policy.dirs",
+                "unknown field `dirs`",
+            ),
+            (
+                "",
+                &[("JITGATE_LISTNE", "x")],
+                "listne",
+                "unknown field `listne`",
+            ),
+            (
+                "signing_alg = \"HS256\"",
+                &[],
+                "signing_alg",
+                "unknown variant `HS256`",
+            ),
+            (
+                "default_ttl = \"5 parsecs\"",
+                &[],
+                "default_ttl",
+                "not a duration",
+            ),
+            (
+                "default_ttl = \"2h\"",
+                &[],
+                "default_ttl",
+                "must not exceed max_ttl",
+            ),
+            (
+                "time_zone = \"Mars/Olympus\"",
+                &[],
+                "time_zone",
+                "unknown time zone",
+            ),
+            (
+                "trusted_proxies = [\"10.0.0.0/33\"]",
+                &[],
+                "trusted_proxies[0]",
+                "invalid",
+            ),
+            (
+                "[[identity.api_keys]]\nname = \"a\"\nhash = \"md5:1\"\nprincipal = 'Service::\"a\"'",
+                &[],
+                "identity.api_keys[0].hash",
+                "sha256:",
+            ),
+            (
+                "[[identity.issuers]]\nissuer = \"i\"\naudience = \"a\"\njwks = \"http://x\"\nalgorithms = [\"RS256\"]",
+                &[],
+                "identity.issuers[0].jwks",
+                "https://",
+            ),
+            (
+                "[[identity.issuers]]\nissuer = \"i\"\naudience = \"a\"\njwks = \"file:///x\"\nalgorithms = [\"HS256\"]",
+                &[],
+                "identity.issuers[0].algorithms",
+                "`HS256`",
+            ),
+            (
+                "[[webhooks]]\nurl = \"https://x\"\nformat = \"json\"",
+                &[],
+                "webhooks[0].secret",
+                "signed",
+            ),
+        ];
+        for (text, vars, key, needle) in cases {
+            let err = from_toml(text, vars).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!("`{key}`")) && message.contains(needle),
+                "{text:?} {vars:?}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_file() {
+        let err = from_toml("listen = ", &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+        assert!(err.to_string().contains("jitgate.toml"));
+    }
+}
