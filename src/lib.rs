@@ -10,3 +10,4 @@ pub mod config;
 pub mod decision;
 pub mod policy;
 pub mod policytest;
+pub mod token;

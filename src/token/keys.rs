@@ -1,0 +1,370 @@
+//! Signing keys in `data_dir/keys/`: generated on first start, private files mode 0600, rotated
+//! by adding a newer key. The newest key signs; older public keys stay in the JWKS until every
+//! token they can have signed has expired (their retirement plus `max_ttl`), then are dropped.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::{Algorithm, EncodingKey};
+
+use crate::config::SigningAlg;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("cannot generate a {alg} key: {message}")]
+    Generate { alg: &'static str, message: String },
+}
+
+fn file_error(path: &Path, message: impl ToString) -> KeyError {
+    KeyError::File {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// One signing key.
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: SigningAlg,
+    /// Unix seconds the key was created (and its predecessor retired).
+    pub created: u64,
+    pub path: PathBuf,
+    pub(crate) encoding: EncodingKey,
+    pub public: Jwk,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn algorithm(alg: SigningAlg) -> Algorithm {
+    match alg {
+        SigningAlg::Es256 => Algorithm::ES256,
+        SigningAlg::EdDsa => Algorithm::EdDSA,
+        SigningAlg::Rs256 => Algorithm::RS256,
+    }
+}
+
+/// The keys of a data dir, oldest first.
+#[derive(Debug)]
+pub struct KeyRing {
+    dir: PathBuf,
+    keys: Vec<SigningKey>,
+}
+
+impl KeyRing {
+    /// Opens `dir`, creating it (mode 0700) and a first key of `alg` when there is none, or a new
+    /// one when the newest key is of another algorithm. Refuses group- or world-readable keys.
+    pub fn open(dir: &Path, alg: SigningAlg, now: u64) -> Result<Self, KeyError> {
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| file_error(dir, e))?;
+        }
+        let mut ring = Self {
+            dir: dir.to_path_buf(),
+            keys: Vec::new(),
+        };
+        let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+            .map_err(|e| file_error(dir, e))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("pem"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            ring.keys.push(load(&path)?);
+        }
+        if ring.active().is_none_or(|key| key.alg != alg) {
+            ring.generate(alg, now)?;
+        }
+        Ok(ring)
+    }
+
+    /// The key that signs.
+    pub fn active(&self) -> Option<&SigningKey> {
+        self.keys.last()
+    }
+
+    pub fn keys(&self) -> &[SigningKey] {
+        &self.keys
+    }
+
+    /// Adds a new key of `alg`, which signs from now on.
+    pub fn rotate(&mut self, alg: SigningAlg, now: u64) -> Result<&SigningKey, KeyError> {
+        self.generate(alg, now)
+    }
+
+    /// When key `index` stopped signing: when its successor was created.
+    fn retired_at(&self, index: usize) -> Option<u64> {
+        self.keys.get(index + 1).map(|next| next.created)
+    }
+
+    /// Keys whose tokens may still be live at `now`: the active one and those retired less
+    /// than `max_ttl` ago.
+    pub fn verifying_keys(&self, now: u64, max_ttl: Duration) -> Vec<&SigningKey> {
+        self.keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                self.retired_at(*i)
+                    .is_none_or(|retired| retired.saturating_add(max_ttl.as_secs()) >= now)
+            })
+            .map(|(_, key)| key)
+            .collect()
+    }
+
+    /// Deletes the files of keys no token can need any more; returns their kids.
+    pub fn prune(&mut self, now: u64, max_ttl: Duration) -> Result<Vec<String>, KeyError> {
+        let keep: Vec<String> = self
+            .verifying_keys(now, max_ttl)
+            .iter()
+            .map(|k| k.kid.clone())
+            .collect();
+        let mut dropped = Vec::new();
+        let mut kept = Vec::new();
+        for key in self.keys.drain(..) {
+            if keep.contains(&key.kid) {
+                kept.push(key);
+            } else {
+                fs::remove_file(&key.path).map_err(|e| file_error(&key.path, e))?;
+                dropped.push(key.kid);
+            }
+        }
+        self.keys = kept;
+        Ok(dropped)
+    }
+
+    fn generate(&mut self, alg: SigningAlg, now: u64) -> Result<&SigningKey, KeyError> {
+        let pem = generate_pem(alg)?;
+        let created = now.max(self.active().map_or(0, |k| k.created));
+        // Names sort by creation; a sequence number separates keys made in the same second.
+        let sequence = self.keys.len();
+        let path = self
+            .dir
+            .join(format!("{created:012}-{sequence:04}-{}.pem", alg.as_str()));
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| file_error(&path, e))?;
+        file.write_all(pem.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| file_error(&path, e))?;
+        let key = load(&path)?;
+        self.keys.push(key);
+        self.active()
+            .ok_or_else(|| file_error(&path, "key vanished"))
+    }
+}
+
+fn generate_pem(alg: SigningAlg) -> Result<String, KeyError> {
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+    let mut rng = rand::rngs::OsRng;
+    let generate_error = |e: &dyn std::fmt::Display| KeyError::Generate {
+        alg: alg.as_str(),
+        message: e.to_string(),
+    };
+    let pem = match alg {
+        SigningAlg::Es256 => p256::SecretKey::random(&mut rng)
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| generate_error(&e))?,
+        // PKCS#8 v1 (no public key inside): the form jsonwebtoken derives the public key from.
+        SigningAlg::EdDsa => ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: ed25519_dalek::SigningKey::generate(&mut rng).to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| generate_error(&e))?,
+        SigningAlg::Rs256 => rsa::RsaPrivateKey::new(&mut rng, 2048)
+            .map_err(|e| generate_error(&e))?
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| generate_error(&e))?,
+    };
+    Ok(pem.to_string())
+}
+
+/// Reads a key file named `<created>-<seq>-<alg>.pem`.
+fn load(path: &Path) -> Result<SigningKey, KeyError> {
+    let meta = fs::metadata(path).map_err(|e| file_error(path, e))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| file_error(path, "not a key file name"))?;
+    let mut parts = name.splitn(3, '-');
+    let created = parts
+        .next()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| file_error(path, "key file names start with the creation time"))?;
+    let alg = match parts.nth(1) {
+        Some("ES256") => SigningAlg::Es256,
+        Some("EdDSA") => SigningAlg::EdDsa,
+        Some("RS256") => SigningAlg::Rs256,
+        _ => {
+            return Err(file_error(
+                path,
+                "key file names end in -ES256, -EdDSA or -RS256",
+            ));
+        }
+    };
+    let pem = fs::read(path).map_err(|e| file_error(path, e))?;
+    let encoding = match alg {
+        SigningAlg::Es256 => EncodingKey::from_ec_pem(&pem),
+        SigningAlg::EdDsa => EncodingKey::from_ed_pem(&pem),
+        SigningAlg::Rs256 => EncodingKey::from_rsa_pem(&pem),
+    }
+    .map_err(|e| file_error(path, format!("not a {} private key: {e}", alg.as_str())))?;
+    let mut public = Jwk::from_encoding_key(&encoding, algorithm(alg))
+        .map_err(|e| file_error(path, format!("cannot derive the public key: {e}")))?;
+    let kid = thumbprint(&public).map_err(|e| file_error(path, e))?;
+    public.common.key_id = Some(kid.clone());
+    public.common.public_key_use = Some(PublicKeyUse::Signature);
+    public.common.key_algorithm = Some(match alg {
+        SigningAlg::Es256 => KeyAlgorithm::ES256,
+        SigningAlg::EdDsa => KeyAlgorithm::EdDSA,
+        SigningAlg::Rs256 => KeyAlgorithm::RS256,
+    });
+    Ok(SigningKey {
+        kid,
+        alg,
+        created,
+        path: path.to_path_buf(),
+        encoding,
+        public,
+    })
+}
+
+/// RFC 7638 SHA-256 thumbprint. jsonwebtoken computes it for EC and RSA keys but not for OKP
+/// (Ed25519) ones, whose required members are `crv`, `kty`, `x`.
+pub fn thumbprint(jwk: &Jwk) -> Result<String, String> {
+    use base64::Engine as _;
+    use jsonwebtoken::jwk::AlgorithmParameters;
+    use sha2::{Digest, Sha256};
+    match &jwk.algorithm {
+        AlgorithmParameters::OctetKeyPair(okp) => {
+            let crv = serde_json::to_string(&okp.curve).map_err(|e| e.to_string())?;
+            let canonical = format!(r#"{{"crv":{crv},"kty":"OKP","x":"{}"}}"#, okp.x);
+            Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(Sha256::digest(canonical.as_bytes())))
+        }
+        _ => jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn generates_a_key_once_and_reloads_it() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let keys = dir.path().join("keys");
+        let ring = KeyRing::open(&keys, SigningAlg::Es256, 1000).unwrap();
+        let kid = ring.active().unwrap().kid.clone();
+        assert_eq!(
+            fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let path = &ring.active().unwrap().path;
+        assert_eq!(
+            fs::metadata(path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let again = KeyRing::open(&keys, SigningAlg::Es256, 2000).unwrap();
+        assert_eq!(again.keys().len(), 1);
+        assert_eq!(again.active().unwrap().kid, kid);
+    }
+
+    #[test]
+    fn refuses_keys_others_can_read() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let ring = KeyRing::open(dir.path(), SigningAlg::Es256, 1000).unwrap();
+        let path = ring.active().unwrap().path.clone();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let err = KeyRing::open(dir.path(), SigningAlg::Es256, 1000).unwrap_err();
+        assert!(
+            matches!(err, KeyError::Permissions { mode: 0o640, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn kids_are_rfc7638_thumbprints_for_every_algorithm() {
+        for alg in [SigningAlg::Es256, SigningAlg::EdDsa, SigningAlg::Rs256] {
+            let dir = tempfile::TempDir::new().unwrap();
+            let ring = KeyRing::open(dir.path(), alg, 1000).unwrap();
+            let key = ring.active().unwrap();
+            assert_eq!(key.kid.len(), 43, "{alg:?}: base64url of 32 bytes");
+            assert_eq!(key.public.common.key_id.as_deref(), Some(key.kid.as_str()));
+        }
+    }
+
+    #[test]
+    fn ed25519_thumbprint_matches_rfc8037_example() {
+        // RFC 8037 Appendix A.3.
+        let jwk: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519",
+            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+        }))
+        .unwrap();
+        assert_eq!(
+            thumbprint(&jwk).unwrap(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_old_keys_until_their_tokens_expire() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut ring = KeyRing::open(dir.path(), SigningAlg::Es256, 1000).unwrap();
+        let old = ring.active().unwrap().kid.clone();
+        let new = ring.rotate(SigningAlg::Es256, 5000).unwrap().kid.clone();
+        assert_ne!(old, new);
+        let kids = |ring: &KeyRing, now| -> Vec<String> {
+            ring.verifying_keys(now, HOUR)
+                .iter()
+                .map(|k| k.kid.clone())
+                .collect()
+        };
+        assert_eq!(kids(&ring, 5000 + 3600), [old.clone(), new.clone()]);
+        assert_eq!(kids(&ring, 5000 + 3601), vec![new.clone()]);
+        assert_eq!(ring.prune(5000 + 3601, HOUR).unwrap(), [old]);
+        let reopened = KeyRing::open(dir.path(), SigningAlg::Es256, 9000).unwrap();
+        assert_eq!(reopened.keys().len(), 1);
+        assert_eq!(reopened.active().unwrap().kid, new);
+    }
+
+    #[test]
+    fn a_new_algorithm_starts_a_new_key() {
+        let dir = tempfile::TempDir::new().unwrap();
+        KeyRing::open(dir.path(), SigningAlg::Es256, 1000).unwrap();
+        let ring = KeyRing::open(dir.path(), SigningAlg::EdDsa, 2000).unwrap();
+        assert_eq!(ring.keys().len(), 2);
+        assert_eq!(ring.active().unwrap().alg, SigningAlg::EdDsa);
+    }
+}

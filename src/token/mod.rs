@@ -1,0 +1,239 @@
+//! Issued tokens: RFC 9068 access-token JWTs (`typ: at+jwt`, `kid` = RFC 7638 thumbprint)
+//! signed by the newest key of the [`KeyRing`], and the JWKS that verifies them.
+
+mod keys;
+
+use std::time::Duration;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{EncodingKey, Header};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::config::SigningAlg;
+pub use keys::{KeyError, KeyRing, SigningKey, thumbprint};
+
+/// The `aud` claim: a string for one audience, an array for several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn from_list(mut list: Vec<String>) -> Self {
+        match list.len() {
+            1 => Audience::One(list.remove(0)),
+            _ => Audience::Many(list),
+        }
+    }
+}
+
+/// jitgate's own claims: which request and decision the token comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JitClaims {
+    pub request_id: String,
+    pub action: String,
+    /// Cedar form, e.g. `Database::"orders"`.
+    pub resource: String,
+    pub policies: Vec<String>,
+    pub policy_version: String,
+    pub approvers: Vec<String>,
+}
+
+/// Claims of an issued access token (DESIGN §5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: u64,
+    pub iat: u64,
+    pub nbf: u64,
+    pub jti: String,
+    pub scope: String,
+    pub client_id: String,
+    pub jit: JitClaims,
+}
+
+/// What a grant becomes a token with.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub subject: String,
+    pub client_id: String,
+    pub audience: Vec<String>,
+    pub scopes: Vec<String>,
+    pub lifetime: Duration,
+    pub jit: JitClaims,
+}
+
+/// A signed token and what the audit trail keeps of it (never the token itself).
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub jti: String,
+    pub kid: String,
+    pub alg: SigningAlg,
+    pub expires_at: u64,
+    pub scope: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("no signing key")]
+    NoKey,
+    #[error("signing failed: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
+/// Mints access tokens for one issuer.
+#[derive(Debug)]
+pub struct TokenIssuer {
+    issuer: String,
+    ring: KeyRing,
+    max_ttl: Duration,
+}
+
+impl TokenIssuer {
+    pub fn new(issuer: String, ring: KeyRing, max_ttl: Duration) -> Self {
+        Self {
+            issuer,
+            ring,
+            max_ttl,
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn signing_alg(&self) -> Option<SigningAlg> {
+        self.ring.active().map(|k| k.alg)
+    }
+
+    /// Signs `grant` at `now` (unix seconds).
+    pub fn mint(&self, grant: &TokenGrant, now: u64) -> Result<IssuedToken, TokenError> {
+        let key = self.ring.active().ok_or(TokenError::NoKey)?;
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: grant.subject.clone(),
+            aud: Audience::from_list(grant.audience.clone()),
+            exp: now + grant.lifetime.as_secs(),
+            iat: now,
+            nbf: now,
+            jti: new_jti(),
+            scope: grant.scopes.join(" "),
+            client_id: grant.client_id.clone(),
+            jit: grant.jit.clone(),
+        };
+        let token = sign(&claims, key.alg, &key.kid, &key.encoding)?;
+        Ok(IssuedToken {
+            token,
+            jti: claims.jti,
+            kid: key.kid.clone(),
+            alg: key.alg,
+            expires_at: claims.exp,
+            scope: claims.scope,
+        })
+    }
+
+    /// Public keys whose tokens may still be live at `now`.
+    pub fn jwks(&self, now: u64) -> JwkSet {
+        JwkSet {
+            keys: self
+                .ring
+                .verifying_keys(now, self.max_ttl)
+                .into_iter()
+                .map(|k| k.public.clone())
+                .collect(),
+        }
+    }
+}
+
+fn sign(
+    claims: &AccessClaims,
+    alg: SigningAlg,
+    kid: &str,
+    key: &EncodingKey,
+) -> Result<String, TokenError> {
+    let mut header = Header::new(keys::algorithm(alg));
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(kid.to_owned());
+    Ok(jsonwebtoken::encode(&header, claims, key)?)
+}
+
+/// 128 random bits, base64url.
+pub fn new_jti() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
+
+    use super::*;
+
+    fn grant() -> TokenGrant {
+        TokenGrant {
+            subject: "alice".into(),
+            client_id: "cli".into(),
+            audience: vec!["db-proxy".into()],
+            scopes: vec!["db:read:orders".into(), "db:list".into()],
+            lifetime: Duration::from_secs(600),
+            jit: JitClaims {
+                request_id: "req-1".into(),
+                action: "read".into(),
+                resource: "Database::\"orders\"".into(),
+                policies: vec!["oncall-db-read".into()],
+                policy_version: "abc".into(),
+                approvers: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn minted_tokens_verify_against_the_jwks_for_every_algorithm() {
+        for alg in [SigningAlg::Es256, SigningAlg::EdDsa, SigningAlg::Rs256] {
+            let dir = tempfile::TempDir::new().unwrap();
+            let now = jsonwebtoken::get_current_timestamp();
+            let ring = KeyRing::open(dir.path(), alg, now).unwrap();
+            let issuer = TokenIssuer::new(
+                "https://jit.example".into(),
+                ring,
+                Duration::from_secs(3600),
+            );
+            let issued = issuer.mint(&grant(), now).unwrap();
+            let header = decode_header(&issued.token).unwrap();
+            assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+            assert_eq!(header.kid.as_deref(), Some(issued.kid.as_str()));
+            let jwks = issuer.jwks(now);
+            let jwk = jwks.find(&issued.kid).unwrap();
+            let mut validation = Validation::new(keys::algorithm(alg));
+            validation.set_audience(&["db-proxy"]);
+            validation.set_issuer(&["https://jit.example"]);
+            let data = decode::<AccessClaims>(
+                &issued.token,
+                &DecodingKey::from_jwk(jwk).unwrap(),
+                &validation,
+            )
+            .unwrap();
+            assert_eq!(data.claims.sub, "alice");
+            assert_eq!(data.claims.scope, "db:read:orders db:list");
+            assert_eq!(data.claims.exp, now + 600);
+            assert_eq!(data.claims.jti, issued.jti);
+            assert_eq!(data.claims.aud, Audience::One("db-proxy".into()));
+            assert_eq!(data.claims.jit.policies, ["oncall-db-read"]);
+        }
+    }
+
+    #[test]
+    fn jtis_are_unique_and_long() {
+        let a = new_jti();
+        assert_eq!(a.len(), 22);
+        assert_ne!(a, new_jti());
+    }
+}
