@@ -10,4 +10,5 @@ pub mod config;
 pub mod decision;
 pub mod policy;
 pub mod policytest;
+pub mod store;
 pub mod token;

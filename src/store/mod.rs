@@ -1,0 +1,344 @@
+//! Durable state: access requests, issued tokens (never the tokens themselves) and the
+//! append-only audit trail, in SQLite (a file in `data_dir`, WAL mode, migrations embedded).
+//!
+//! Every write goes through one writer task that commits whatever callers have queued in a
+//! single transaction and then answers each caller, so a caller's `write` returns only once its
+//! records are durable and the cost of a commit is shared under load. PostgreSQL, for several
+//! replicas, is a later backend behind the same API.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 256;
+const QUEUE: usize = 4_096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the store's writer has stopped")]
+    WriterGone,
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A decided access request.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    pub id: String,
+    pub created_at: i64,
+    /// Cedar form, e.g. `User::"alice"`.
+    pub principal: String,
+    pub action: String,
+    pub resource: String,
+    pub scopes: Vec<String>,
+    pub duration_secs: i64,
+    pub reason: String,
+    pub source_ip: String,
+    pub decision: String,
+    pub status: String,
+    pub policies: Vec<String>,
+    pub policy_version: String,
+    pub risk_score: i64,
+    pub risk_signals: serde_json::Value,
+    pub approvals_required: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// An issued token, by its `jti`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenRecord {
+    pub jti: String,
+    pub request_id: String,
+    pub subject: String,
+    pub kid: String,
+    pub scope: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+/// One entry of the audit trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub at: i64,
+    /// `decision`, `dry_run`, `token.issued`, `policy.loaded`, …
+    pub kind: String,
+    pub request_id: Option<String>,
+    pub subject: Option<String>,
+    pub data: serde_json::Value,
+}
+
+/// One write; a call's writes commit together or not at all.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Request(Box<RequestRecord>),
+    Token(TokenRecord),
+    Audit(AuditRecord),
+    /// The principal was seen from this source IP (kept the first time).
+    SourceSeen {
+        principal: String,
+        source_ip: String,
+        at: i64,
+    },
+}
+
+struct Job {
+    writes: Vec<Write>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The store; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    writer: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("writes", &self.writes.len())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the database `database_url` names ("" = `jitgate.db` in `data_dir`), creating
+    /// and migrating it as needed, and starts the writer task.
+    pub async fn open(database_url: &str, data_dir: &Path) -> Result<Self, StoreError> {
+        let options = if database_url.is_empty() {
+            SqliteConnectOptions::new().filename(data_dir.join("jitgate.db"))
+        } else if database_url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(database_url)?
+        } else {
+            return Err(StoreError::Unsupported(
+                "database_url: only SQLite is supported so far; PostgreSQL comes with multi-replica support".into(),
+            ));
+        };
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A decision is answered only after its records survive a power cut, not just a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        let (writer, jobs) = mpsc::channel(QUEUE);
+        tokio::spawn(run_writer(pool.clone(), jobs));
+        Ok(Self { pool, writer })
+    }
+
+    /// Commits `writes` together; returns once they are durable.
+    pub async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let (done, committed) = oneshot::channel();
+        self.writer
+            .send(Job { writes, done })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        committed
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+            .map_err(|message| StoreError::Database(sqlx::Error::Protocol(message)))
+    }
+
+    /// Whether a write transaction can be started now (for `/readyz`).
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// Denied requests of `principal` since `since` (unix seconds).
+    pub async fn denials_since(&self, principal: &str, since: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM access_requests WHERE principal = ? AND created_at >= ? AND decision = 'deny'",
+        )
+        .bind(principal)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Whether `principal` has been seen from `source_ip` before.
+    pub async fn seen_from(&self, principal: &str, source_ip: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM principal_sources WHERE principal = ? AND source_ip = ?",
+        )
+        .bind(principal)
+        .bind(source_ip)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// The audit trail, oldest first (for tests and, later, export).
+    pub async fn audit_events(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT at, type, request_id, subject, data FROM audit_events ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, kind, request_id, subject, data)| AuditRecord {
+                at,
+                kind,
+                request_id,
+                subject,
+                data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+            })
+            .collect())
+    }
+
+    /// The underlying pool, for tests that need to reach into the database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// `at, type, request_id, subject, data` of `audit_events`.
+type AuditRow = (i64, String, Option<String>, Option<String>, String);
+
+async fn run_writer(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let all = batch.iter().flat_map(|job| job.writes.iter());
+        match commit(&pool, all).await {
+            Ok(()) => {
+                for job in batch {
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                // One bad job must not fail its neighbours: retry each on its own.
+                if batch.len() == 1 {
+                    tracing::error!(error = %error, "store write failed");
+                    for job in batch {
+                        let _ = job.done.send(Err(error.to_string()));
+                    }
+                    continue;
+                }
+                for job in batch {
+                    let result = commit(&pool, job.writes.iter()).await.map_err(|e| {
+                        tracing::error!(error = %e, "store write failed");
+                        e.to_string()
+                    });
+                    let _ = job.done.send(result);
+                }
+            }
+        }
+    }
+}
+
+async fn commit<'a>(
+    pool: &SqlitePool,
+    writes: impl Iterator<Item = &'a Write>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for write in writes {
+        apply(&mut tx, write).await?;
+    }
+    tx.commit().await
+}
+
+async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> Result<(), sqlx::Error> {
+    match write {
+        Write::Request(r) => {
+            sqlx::query(
+                "INSERT INTO access_requests (id, created_at, principal, action, resource, scopes, \
+                 duration_secs, reason, source_ip, decision, status, policies, policy_version, \
+                 risk_score, risk_signals, approvals_required, expires_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&r.id)
+            .bind(r.created_at)
+            .bind(&r.principal)
+            .bind(&r.action)
+            .bind(&r.resource)
+            .bind(json(&r.scopes))
+            .bind(r.duration_secs)
+            .bind(&r.reason)
+            .bind(&r.source_ip)
+            .bind(&r.decision)
+            .bind(&r.status)
+            .bind(json(&r.policies))
+            .bind(&r.policy_version)
+            .bind(r.risk_score)
+            .bind(json(&r.risk_signals))
+            .bind(r.approvals_required)
+            .bind(r.expires_at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Write::Token(t) => {
+            sqlx::query(
+                "INSERT INTO tokens (jti, request_id, subject, kid, scope, issued_at, expires_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&t.jti)
+            .bind(&t.request_id)
+            .bind(&t.subject)
+            .bind(&t.kid)
+            .bind(&t.scope)
+            .bind(t.issued_at)
+            .bind(t.expires_at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Write::Audit(a) => {
+            sqlx::query(
+                "INSERT INTO audit_events (at, type, request_id, subject, data) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(a.at)
+            .bind(&a.kind)
+            .bind(&a.request_id)
+            .bind(&a.subject)
+            .bind(json(&a.data))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Write::SourceSeen {
+            principal,
+            source_ip,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT OR IGNORE INTO principal_sources (principal, source_ip, first_seen) VALUES (?, ?, ?)",
+            )
+            .bind(principal)
+            .bind(source_ip)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A JSON column's text.
+fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+use std::sync::Arc;
+
+use super::*;
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = Store::open("", dir.path()).await.unwrap();
+    (dir, store)
+}
+
+fn request(id: &str) -> RequestRecord {
+    RequestRecord {
+        id: id.into(),
+        created_at: 1000,
+        principal: "User::\"alice\"".into(),
+        action: "read".into(),
+        resource: "Database::\"orders\"".into(),
+        scopes: vec![],
+        duration_secs: 0,
+        reason: String::new(),
+        source_ip: "127.0.0.1".into(),
+        decision: "deny".into(),
+        status: "denied".into(),
+        policies: vec![],
+        policy_version: "v".into(),
+        risk_score: 0,
+        risk_signals: serde_json::json!([]),
+        approvals_required: 0,
+        expires_at: None,
+    }
+}
+
+fn audit(request_id: &str) -> AuditRecord {
+    AuditRecord {
+        at: 1000,
+        kind: "decision".into(),
+        request_id: Some(request_id.into()),
+        subject: Some("alice".into()),
+        data: serde_json::json!({"decision": "deny"}),
+    }
+}
+
+#[tokio::test]
+async fn writes_are_durable_and_read_back() {
+    let (dir, store) = store().await;
+    store
+        .write(vec![
+            Write::Request(Box::new(request("r1"))),
+            Write::Audit(audit("r1")),
+            Write::SourceSeen {
+                principal: "User::\"alice\"".into(),
+                source_ip: "10.0.0.1".into(),
+                at: 1000,
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.denials_since("User::\"alice\"", 999).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.denials_since("User::\"alice\"", 1001).await.unwrap(),
+        0
+    );
+    assert!(
+        store
+            .seen_from("User::\"alice\"", "10.0.0.1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .seen_from("User::\"alice\"", "10.0.0.2")
+            .await
+            .unwrap()
+    );
+    drop(store);
+    let reopened = Store::open("", dir.path()).await.unwrap();
+    let events = reopened.audit_events().await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data["decision"], "deny");
+}
+
+#[tokio::test]
+async fn concurrent_writers_all_commit_and_a_bad_job_fails_alone() {
+    let (_dir, store) = store().await;
+    store
+        .write(vec![Write::Request(Box::new(request("taken")))])
+        .await
+        .unwrap();
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = if i == 25 {
+                "taken".to_owned()
+            } else {
+                format!("r{i}")
+            };
+            store
+                .write(vec![
+                    Write::Request(Box::new(request(&id))),
+                    Write::Audit(audit(&id)),
+                ])
+                .await
+        }));
+    }
+    let mut failed = 0;
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        if i == 25 {
+            assert!(result.is_err(), "duplicate id must fail");
+            failed += 1;
+        } else {
+            result.unwrap();
+        }
+    }
+    assert_eq!(failed, 1);
+    // The failed job's audit record was rolled back with its request.
+    assert_eq!(store.audit_events().await.unwrap().len(), 49);
+}
+
+#[tokio::test]
+async fn the_audit_trail_is_append_only() {
+    let (_dir, store) = store().await;
+    store
+        .write(vec![
+            Write::Request(Box::new(request("r1"))),
+            Write::Audit(audit("r1")),
+        ])
+        .await
+        .unwrap();
+    let update = sqlx::query("UPDATE audit_events SET type = 'x'")
+        .execute(store.pool())
+        .await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sqlx::query("DELETE FROM audit_events")
+        .execute(store.pool())
+        .await;
+    assert!(delete.is_err());
+}
+
+#[tokio::test]
+async fn a_write_that_cannot_commit_is_an_error() {
+    let (_dir, store) = store().await;
+    store.check_writable().await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER fail BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let err = store
+        .write(vec![Write::Audit(audit("r1"))])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("disk full"), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_is_refused_with_a_clear_message() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let err = Store::open("postgres://localhost/x", dir.path())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("only SQLite"), "{err}");
+}
