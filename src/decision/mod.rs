@@ -85,6 +85,9 @@ pub enum DenyReason {
     NoPermit,
     /// Some requested scopes are not granted by the deciding policies.
     ScopeNotGranted { scopes: Vec<String> },
+    /// A deciding policy's `@scope` expands to something that is not a safe scope token
+    /// (e.g. the principal id has a space or a `*` in it).
+    InvalidScope { scopes: Vec<String> },
 }
 
 impl DenyReason {
@@ -94,6 +97,7 @@ impl DenyReason {
             DenyReason::ForbidError => "forbid_error",
             DenyReason::NoPermit => "no_permit",
             DenyReason::ScopeNotGranted { .. } => "scope_not_granted",
+            DenyReason::InvalidScope { .. } => "invalid_scope",
         }
     }
 }
@@ -130,6 +134,18 @@ pub struct Decision {
     pub errors: Vec<EvaluationError>,
 }
 
+impl Decision {
+    /// This decision turned into a denial for `reason`, keeping its deciding policies.
+    fn denied(mut self, reason: DenyReason) -> Self {
+        self.outcome = Outcome::Deny;
+        self.reasons = vec![reason];
+        self.scopes.clear();
+        self.approvals_required = 0;
+        self.break_glass_allowed = false;
+        self
+    }
+}
+
 fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_secs())
 }
@@ -148,6 +164,10 @@ pub enum RequestError {
     ReservedContextKey(String),
     #[error("duration must be at least one second")]
     ZeroDuration,
+    /// The resource is not in the pack's entities: jitgate grants access only to resources it
+    /// knows, so that guard rails keyed on a resource's environment or attributes always apply.
+    #[error("unknown resource `{0}`")]
+    UnknownResource(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -266,18 +286,24 @@ impl PolicyPack {
             action: &request.action,
         };
         let mut granted = BTreeSet::new();
+        let mut invalid = Vec::new();
         for policy in &deciding {
-            let (scopes, invalid) = policy.grant.expand_scopes(vars);
+            let (scopes, bad) = policy.grant.expand_scopes(vars);
             granted.extend(scopes);
-            decision
-                .errors
-                .extend(invalid.into_iter().map(|bad| EvaluationError {
-                policy: policy.id.clone(),
-                message: format!(
-                    "@scope `{}` expands to `{}`, which is not a valid scope token; not granted",
-                    bad.template, bad.expanded
-                ),
-            }));
+            for bad in bad {
+                decision.errors.push(EvaluationError {
+                    policy: policy.id.clone(),
+                    message: format!(
+                        "@scope `{}` expands to `{}`, which is not a safe scope token",
+                        bad.template, bad.expanded
+                    ),
+                });
+                invalid.push(bad.expanded);
+            }
+        }
+        // A grant that cannot be expressed is not given in part: fail closed.
+        if !invalid.is_empty() {
+            return Ok(decision.denied(DenyReason::InvalidScope { scopes: invalid }));
         }
         if request.scopes.is_empty() {
             decision.scopes = granted.into_iter().collect();
@@ -295,11 +321,7 @@ impl PolicyPack {
                 .cloned()
                 .collect();
             if !missing.is_empty() {
-                decision.outcome = Outcome::Deny;
-                decision.reasons = vec![DenyReason::ScopeNotGranted { scopes: missing }];
-                decision.approvals_required = 0;
-                decision.break_glass_allowed = false;
-                return Ok(decision);
+                return Ok(decision.denied(DenyReason::ScopeNotGranted { scopes: missing }));
             }
             decision.scopes = requested;
         }
@@ -352,6 +374,9 @@ impl PolicyPack {
             .clone();
         let principal = self.uid(&request.principal)?;
         let resource = self.uid(&request.resource)?;
+        if self.entities.get(&resource).is_none() {
+            return Err(RequestError::UnknownResource(request.resource.to_string()));
+        }
         let duration_secs = request
             .duration
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));

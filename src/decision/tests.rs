@@ -105,35 +105,53 @@ fn a_matching_forbid_denies_and_names_itself() {
     assert!(d.scopes.is_empty());
 }
 
+/// Overflows, an evaluation error, for any requested duration of 2s or more.
+const OVERFLOWS: &str = "context.duration_secs * 4611686018427387904 > 0";
+
 #[test]
 fn a_forbid_that_fails_to_evaluate_denies() {
-    // `Doc::"missing"` is not in entities.json: reading its attribute is an evaluation error.
-    // Cedar skips the erroring forbid and allows; jitgate fails closed.
+    // Cedar skips a policy that errors, so it allows here; jitgate fails closed.
     let (_dir, pack) = pack(&format!(
         r#"{PERMIT_VIEW}
-        @id("no-secrets") forbid (principal, action, resource) when {{ resource.secret }};"#
+        @id("no-overflow") forbid (principal, action, resource) when {{ {OVERFLOWS} }};"#
     ));
-    let d = decide(&pack, &request("view", "missing"));
+    let mut r = request("view", "plain");
+    r.duration = Some(Duration::from_secs(600));
+    let d = decide(&pack, &r);
     assert_eq!(d.outcome, Outcome::Deny);
-    assert_eq!(d.policies, ["no-secrets"]);
+    assert_eq!(d.policies, ["no-overflow"]);
     assert_eq!(d.reasons, [DenyReason::ForbidError]);
     assert_eq!(d.errors.len(), 1);
-    assert_eq!(d.errors[0].policy, "no-secrets");
-    assert!(d.errors[0].message.contains("missing"), "{:?}", d.errors);
+    assert_eq!(d.errors[0].policy, "no-overflow");
+    assert!(d.errors[0].message.contains("overflow"), "{:?}", d.errors);
 }
 
 #[test]
 fn a_permit_that_fails_to_evaluate_is_skipped_and_reported() {
     let (_dir, pack) = pack(&format!(
         r#"{PERMIT_VIEW}
-        @id("public-only") @scope("public")
-        permit (principal, action == Action::"view", resource) when {{ !resource.secret }};"#
+        @id("overflowing") @scope("never")
+        permit (principal, action == Action::"view", resource) when {{ {OVERFLOWS} }};"#
     ));
-    let d = decide(&pack, &request("view", "missing"));
+    let mut r = request("view", "plain");
+    r.duration = Some(Duration::from_secs(600));
+    let d = decide(&pack, &r);
     assert_eq!(d.outcome, Outcome::Allow);
     assert_eq!(d.policies, ["view"]);
-    assert_eq!(d.scopes, ["doc:view:missing"]);
-    assert_eq!(d.errors[0].policy, "public-only");
+    assert_eq!(d.scopes, ["doc:view:plain"]);
+    assert_eq!(d.errors[0].policy, "overflowing");
+}
+
+#[test]
+fn resources_the_pack_does_not_list_are_refused() {
+    let (_dir, pack) = pack(PERMIT_VIEW);
+    let err = pack
+        .decide(&request("view", "missing"), &GrantDefaults::default())
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RequestError::UnknownResource("Doc::\"missing\"".into())
+    );
 }
 
 const APPROVAL_PERMITS: &str = r#"
@@ -235,16 +253,26 @@ fn requested_scopes_that_no_escalation_grants_deny_instead_of_escalating() {
 }
 
 #[test]
-fn an_expansion_that_is_not_a_scope_token_is_not_granted() {
+fn an_expansion_that_is_not_a_safe_scope_token_denies() {
     let (_dir, pack) = pack(
         r#"@id("a") @scope("owner:{principal.id} doc:read")
         permit (principal, action == Action::"view", resource);"#,
     );
-    let mut r = request("view", "plain");
-    r.principal = EntityRef::new("User", "alice doc:admin");
-    let d = decide(&pack, &r);
-    assert_eq!(d.scopes, ["doc:read"]);
-    assert!(d.errors[0].message.contains("not a valid scope token"));
+    for id in ["alice doc:admin", "*", "a\"b"] {
+        let mut r = request("view", "plain");
+        r.principal = EntityRef::new("User", id);
+        let d = decide(&pack, &r);
+        assert_eq!(d.outcome, Outcome::Deny, "{id}");
+        assert_eq!(
+            d.reasons,
+            [DenyReason::InvalidScope {
+                scopes: vec![format!("owner:{id}")]
+            }]
+        );
+        assert_eq!(d.policies, ["a"]);
+        assert!(d.scopes.is_empty());
+        assert!(d.errors[0].message.contains("not a safe scope token"));
+    }
 }
 
 #[test]

@@ -36,7 +36,7 @@ pub struct ScopeVars<'a> {
 }
 
 /// A scope template whose expansion is not a valid RFC 6749 scope token (a principal id with a
-/// space in it would otherwise smuggle a second scope into the token).
+/// space in it would otherwise smuggle a second scope into the token) or used an unsafe value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidExpansion {
     pub template: String,
@@ -97,8 +97,8 @@ impl Grant {
         let mut granted = Vec::with_capacity(self.scopes.len());
         let mut invalid = Vec::new();
         for template in &self.scopes {
-            let expanded = expand(template, vars);
-            if is_scope_token(&expanded) {
+            let (expanded, values_safe) = expand(template, vars);
+            if values_safe && is_scope_token(&expanded) {
                 granted.push(expanded);
             } else {
                 invalid.push(InvalidExpansion {
@@ -112,7 +112,9 @@ impl Grant {
 }
 
 /// Single pass, so a value that itself looks like a placeholder is never expanded again.
-fn expand(template: &str, vars: ScopeVars<'_>) -> String {
+/// Also tells whether every value put in was safe.
+fn expand(template: &str, vars: ScopeVars<'_>) -> (String, bool) {
+    let mut safe = true;
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -127,13 +129,25 @@ fn expand(template: &str, vars: ScopeVars<'_>) -> String {
         } else if tail.starts_with(PLACEHOLDERS[3]) {
             (vars.action, PLACEHOLDERS[3].len())
         } else {
-            ("{", 1)
+            out.push('{');
+            rest = tail.get(1..).unwrap_or_default();
+            continue;
         };
+        safe &= is_safe_value(value);
         out.push_str(value);
         rest = tail.get(len..).unwrap_or_default();
     }
     out.push_str(rest);
-    out
+    (out, safe)
+}
+
+/// What a placeholder may expand to: letters, digits and `-._~@:/+=`. No `*` or `?`, which
+/// resource servers may read as wildcards, and nothing that splits or quotes a scope.
+fn is_safe_value(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~@:/+=".contains(&b))
 }
 
 /// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
@@ -320,12 +334,26 @@ mod tests {
     }
 
     #[test]
+    fn a_wildcard_in_a_value_is_not_granted() {
+        let g = grant(&[("scope", "ssh:{resource.id} static")]).unwrap();
+        let vars = ScopeVars {
+            resource_id: "*",
+            ..VARS
+        };
+        let (scopes, invalid) = g.expand_scopes(vars);
+        assert_eq!(scopes, ["static"]);
+        assert_eq!(invalid[0].expanded, "ssh:*");
+    }
+
+    #[test]
     fn expansion_is_single_pass() {
         let g = grant(&[("scope", "owner:{principal.id}")]).unwrap();
         let vars = ScopeVars {
             principal_id: "{resource.id}",
             ..VARS
         };
-        assert_eq!(g.expand_scopes(vars).0, ["owner:{resource.id}"]);
+        let (scopes, invalid) = g.expand_scopes(vars);
+        assert!(scopes.is_empty());
+        assert_eq!(invalid[0].expanded, "owner:{resource.id}");
     }
 }

@@ -8,17 +8,18 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::{LoadErrors, PackPaths, PolicyPack};
 
-/// How long the files must stay quiet before a reload: editors write a file in several steps.
+/// How long the files must stay quiet before a reload: editors and copies write a file in
+/// several steps, and a reload in the middle would read a truncated file. There is no upper
+/// bound on the wait for the same reason.
 const QUIET: Duration = Duration::from_millis(100);
-/// A reload happens at the latest this long after the first change, even if writes go on.
-const MAX_DELAY: Duration = Duration::from_millis(400);
 
 /// The pack being served, swapped atomically on reload.
 #[derive(Debug)]
@@ -134,7 +135,12 @@ impl LivePolicies {
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 let relevant = match event {
-                    Ok(event) => !matches!(event.kind, EventKind::Access(_)),
+                    // Reads are not changes; a write being closed is the end of one.
+                    Ok(event) => match event.kind {
+                        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                        EventKind::Access(_) => false,
+                        _ => true,
+                    },
                     // A lost event (queue overflow) may hide a change: reload to be sure.
                     Err(_) => true,
                 };
@@ -157,12 +163,10 @@ impl LivePolicies {
             .spawn(move || {
                 // Ends when the watcher (and with it the sender) is dropped.
                 while rx.recv().is_ok() {
-                    let first = Instant::now();
                     loop {
-                        let left = MAX_DELAY.saturating_sub(first.elapsed());
-                        match rx.recv_timeout(QUIET.min(left)) {
-                            Ok(()) if !left.is_zero() => continue,
-                            Ok(()) | Err(RecvTimeoutError::Timeout) => break,
+                        match rx.recv_timeout(QUIET) {
+                            Ok(()) => continue,
+                            Err(RecvTimeoutError::Timeout) => break,
                             Err(RecvTimeoutError::Disconnected) => return,
                         }
                     }
@@ -171,6 +175,9 @@ impl LivePolicies {
                 }
             })
             .map_err(notify::Error::io)?;
+        // A change between the first load and the watch starting would otherwise wait for the
+        // next change to be seen.
+        self.reload();
         Ok(PolicyWatcher {
             _watcher: watcher,
             _thread: thread,

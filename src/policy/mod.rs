@@ -415,7 +415,12 @@ impl Loader {
         let mut reported = HashSet::new();
         for error in result.validation_errors() {
             let located = self.locate_in_policy(files, error.policy_id(), error);
-            if reported.insert((located.file.clone(), located.position)) {
+            let key = (
+                located.file.clone(),
+                located.position,
+                without_action_names(&located.message),
+            );
+            if reported.insert(key) {
                 self.errors.push(located);
             }
         }
@@ -461,6 +466,22 @@ impl Loader {
         }
         actions
     }
+}
+
+/// `… for Action::"read" not found` → `… for  not found`, to see one mistake reported per action.
+fn without_action_names(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find("Action::\"") {
+        out.push_str(rest.get(..start).unwrap_or_default());
+        let after = rest.get(start + "Action::\"".len()..).unwrap_or_default();
+        rest = after
+            .find('"')
+            .and_then(|end| after.get(end + 1..))
+            .unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
 }
 
 fn valid_policy_id(id: &str) -> bool {

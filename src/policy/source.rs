@@ -121,8 +121,13 @@ fn walk(
             continue;
         }
         // Follow symlinks: Kubernetes mounts config maps as links into a hidden `..data` dir.
-        let Ok(meta) = fs::metadata(&path) else {
-            continue;
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            // A dangling link may be a policy file that is gone: never skip it silently.
+            Err(e) => {
+                errors.push(LoadError::at(&path, None, format!("cannot read: {e}")));
+                continue;
+            }
         };
         if meta.is_dir() {
             if dir == root && skip_top_dir == Some(name.as_ref()) {

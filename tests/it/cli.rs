@@ -200,3 +200,17 @@ fn a_malformed_case_file_is_a_failure() {
     );
     assert_eq!(stdout.lines().last(), Some("0 passed, 1 failed"));
 }
+
+#[test]
+fn a_dangling_link_is_an_error_not_a_missing_file() {
+    let pack = TempPack::shipped();
+    std::os::unix::fs::symlink(
+        "/nonexistent/guardrails.cedar",
+        pack.policies().join("gone.cedar"),
+    )
+    .unwrap();
+    let (code, out) = check(&pack);
+    assert_eq!(code, 1);
+    let expected = format!("{}/gone.cedar: cannot read", pack.policies().display());
+    assert!(out.contains(&expected), "{out}");
+}
