@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod decision;
+pub mod identity;
 pub mod policy;
 pub mod policytest;
 pub mod store;

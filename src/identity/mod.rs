@@ -1,0 +1,372 @@
+//! Who is calling (DESIGN §2): a bearer identity token from a trusted issuer or the dev issuer,
+//! or a `jg_…` service API key. The request body never sets the principal.
+//!
+//! Every failure is the same `invalid_token` to the caller; the precise reason is only logged.
+
+pub mod jwt;
+
+use std::path::Path;
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, Header};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{Config, SigningAlg, TrustedIssuerConfig};
+use crate::decision::EntityRef;
+use crate::token::{KeyError, KeyRing, new_jti};
+use jwt::{Expectations, Rejection};
+
+/// `iss` of dev tokens.
+pub const DEV_ISSUER: &str = "jitgate-dev";
+/// `aud` of dev tokens.
+pub const DEV_AUDIENCE: &str = "jitgate";
+/// `typ` of dev tokens, so no other JWT can pass for one.
+pub const DEV_TYP: &str = "jitgate-dev+jwt";
+/// API keys start with this.
+pub const API_KEY_PREFIX: &str = "jg_";
+/// `amr` values that mean a second factor was used.
+const MFA_METHODS: [&str; 4] = ["mfa", "otp", "hwk", "pop"];
+/// Unknown `kid`s make an issuer's JWKS be read again at most this often.
+const JWKS_REFRESH_EVERY: Duration = Duration::from_secs(30);
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub principal: EntityRef,
+    pub groups: Vec<EntityRef>,
+    pub mfa: bool,
+    /// The client the caller used: the API key's name, or the token's `azp`/`client_id`.
+    pub client_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    Invalid(Rejection),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("dev issuer key: {0}")]
+    DevKey(#[from] KeyError),
+    #[error("identity.issuers[{index}]: {message}")]
+    Issuer { index: usize, message: String },
+}
+
+/// Verifies callers against the configured identities.
+#[derive(Debug)]
+pub struct Authenticator {
+    dev: Option<DevIssuer>,
+    issuers: Vec<TrustedIssuer>,
+    api_keys: Vec<ApiKey>,
+}
+
+#[derive(Debug)]
+struct ApiKey {
+    name: String,
+    hash: [u8; 32],
+    principal: EntityRef,
+    groups: Vec<EntityRef>,
+}
+
+impl Authenticator {
+    /// Builds the authenticator of `config`, creating the dev issuer key when the dev issuer
+    /// is enabled.
+    pub fn from_config(config: &Config, now: u64) -> Result<Self, IdentityError> {
+        let dev = if config.identity.dev.enabled {
+            Some(DevIssuer::open(&config.data_dir, now)?)
+        } else {
+            None
+        };
+        let issuers = config
+            .identity
+            .issuers
+            .iter()
+            .enumerate()
+            .map(|(index, issuer)| {
+                TrustedIssuer::new(issuer.clone())
+                    .map_err(|message| IdentityError::Issuer { index, message })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let api_keys = config
+            .identity
+            .api_keys
+            .iter()
+            .filter_map(|key| {
+                let hex = key.hash.strip_prefix("sha256:")?;
+                let mut hash = [0u8; 32];
+                hex::decode_to_slice(hex, &mut hash).ok()?;
+                Some(ApiKey {
+                    name: key.name.clone(),
+                    hash,
+                    principal: key.principal.parse().ok()?,
+                    groups: key.groups.iter().filter_map(|g| g.parse().ok()).collect(),
+                })
+            })
+            .collect();
+        Ok(Self {
+            dev,
+            issuers,
+            api_keys,
+        })
+    }
+
+    pub fn dev_enabled(&self) -> bool {
+        self.dev.is_some()
+    }
+
+    /// Authenticates an `Authorization` header value.
+    pub fn authenticate(&self, authorization: Option<&str>, now: u64) -> Result<Caller, AuthError> {
+        let credential = authorization
+            .and_then(|value| {
+                let (scheme, credential) = value.trim().split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| credential.trim())
+            })
+            .filter(|c| !c.is_empty())
+            .ok_or(AuthError::Missing)?;
+        if credential.starts_with(API_KEY_PREFIX) {
+            return self
+                .api_key(credential)
+                .ok_or(AuthError::Invalid(Rejection::UnknownKey));
+        }
+        let issuer =
+            jwt::unverified_issuer(credential).ok_or(AuthError::Invalid(Rejection::Malformed))?;
+        if issuer == DEV_ISSUER
+            && let Some(dev) = &self.dev
+        {
+            return dev.verify(credential, now).map_err(AuthError::Invalid);
+        }
+        let trusted = self
+            .issuers
+            .iter()
+            .find(|t| t.config.issuer == issuer)
+            .ok_or(AuthError::Invalid(Rejection::UnknownIssuer))?;
+        trusted.verify(credential, now).map_err(AuthError::Invalid)
+    }
+
+    /// Compares the key's hash with every configured one, in constant time.
+    fn api_key(&self, key: &str) -> Option<Caller> {
+        let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        let mut found = None;
+        for candidate in &self.api_keys {
+            if bool::from(candidate.hash.ct_eq(&hash)) {
+                found = Some(candidate);
+            }
+        }
+        found.map(|key| Caller {
+            principal: key.principal.clone(),
+            groups: key.groups.clone(),
+            mfa: false,
+            client_id: key.name.clone(),
+        })
+    }
+}
+
+/// The caller described by verified identity claims.
+fn caller_from_claims(claims: &Map<String, Value>, groups_claim: &str, issuer: &str) -> Caller {
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let groups = match claims.get(groups_claim) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|g| EntityRef::new("Group", g))
+            .collect(),
+        Some(Value::String(one)) => vec![EntityRef::new("Group", one.as_str())],
+        _ => Vec::new(),
+    };
+    let mfa = match claims.get("amr") {
+        Some(Value::Array(methods)) => methods
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|m| MFA_METHODS.contains(&m)),
+        _ => false,
+    };
+    let client_id = ["azp", "client_id"]
+        .iter()
+        .find_map(|k| claims.get(*k).and_then(Value::as_str))
+        .unwrap_or(issuer)
+        .to_owned();
+    Caller {
+        principal: EntityRef::new("User", sub),
+        groups,
+        mfa,
+        client_id,
+    }
+}
+
+/// The dev issuer: an ES256 key in `data_dir/dev-issuer/`, trusted while enabled.
+#[derive(Debug)]
+pub struct DevIssuer {
+    ring: KeyRing,
+}
+
+impl DevIssuer {
+    pub fn open(data_dir: &Path, now: u64) -> Result<Self, KeyError> {
+        Ok(Self {
+            ring: KeyRing::open(&data_dir.join("dev-issuer"), SigningAlg::Es256, now)?,
+        })
+    }
+
+    /// A dev identity token.
+    pub fn mint(
+        &self,
+        sub: &str,
+        groups: &[String],
+        mfa: bool,
+        ttl: Duration,
+        now: u64,
+    ) -> Result<String, KeyError> {
+        let key = self.ring.active().ok_or_else(|| KeyError::File {
+            path: Default::default(),
+            message: "no dev key".into(),
+        })?;
+        let claims = json!({
+            "iss": DEV_ISSUER,
+            "aud": DEV_AUDIENCE,
+            "sub": sub,
+            "groups": groups,
+            "amr": if mfa { vec!["pwd", "mfa"] } else { vec!["pwd"] },
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl.as_secs(),
+            "jti": new_jti(),
+        });
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some(DEV_TYP.into());
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| KeyError::File {
+            path: key.path.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    fn verify(&self, token: &str, now: u64) -> Result<Caller, Rejection> {
+        let expected = Expectations {
+            issuer: DEV_ISSUER,
+            audience: DEV_AUDIENCE,
+            algorithms: &[Algorithm::ES256],
+            typ: Some(DEV_TYP),
+        };
+        let header = jwt::check_header(token, &expected)?;
+        let key = self
+            .ring
+            .keys()
+            .iter()
+            .find(|k| k.kid == header.kid)
+            .ok_or(Rejection::UnknownKey)?;
+        let claims = jwt::verify(token, &header, &key.public, &expected, now)?;
+        Ok(caller_from_claims(&claims, "groups", DEV_ISSUER))
+    }
+}
+
+/// An external identity provider, with its JWKS.
+#[derive(Debug)]
+struct TrustedIssuer {
+    config: TrustedIssuerConfig,
+    algorithms: Vec<Algorithm>,
+    keys: RwLock<JwkSet>,
+    last_fetch: Mutex<Instant>,
+}
+
+impl TrustedIssuer {
+    fn new(config: TrustedIssuerConfig) -> Result<Self, String> {
+        let algorithms = config
+            .algorithms
+            .iter()
+            .map(|a| {
+                a.parse::<Algorithm>()
+                    .map_err(|_| format!("unknown algorithm `{a}`"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = fetch_jwks(&config.jwks)?;
+        Ok(Self {
+            config,
+            algorithms,
+            keys: RwLock::new(keys),
+            last_fetch: Mutex::new(Instant::now()),
+        })
+    }
+
+    fn key(&self, kid: &str) -> Option<Jwk> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .find(kid)
+            .cloned()
+    }
+
+    /// Reads the JWKS again, at most once per [`JWKS_REFRESH_EVERY`], so a stream of tokens
+    /// with made-up `kid`s cannot turn into a stream of fetches.
+    fn refresh(&self) {
+        let mut last = self
+            .last_fetch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.elapsed() < JWKS_REFRESH_EVERY {
+            return;
+        }
+        *last = Instant::now();
+        match fetch_jwks(&self.config.jwks) {
+            Ok(keys) => *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys,
+            Err(message) => {
+                tracing::warn!(issuer = %self.config.issuer, error = %message, "JWKS refresh failed; keeping the keys we had")
+            }
+        }
+    }
+
+    fn verify(&self, token: &str, now: u64) -> Result<Caller, Rejection> {
+        let expected = Expectations {
+            issuer: &self.config.issuer,
+            audience: &self.config.audience,
+            algorithms: &self.algorithms,
+            typ: None,
+        };
+        let header = jwt::check_header(token, &expected)?;
+        let key = match self.key(&header.kid) {
+            Some(key) => key,
+            None => {
+                self.refresh();
+                self.key(&header.kid).ok_or(Rejection::UnknownKey)?
+            }
+        };
+        let claims = jwt::verify(token, &header, &key, &expected, now)?;
+        Ok(caller_from_claims(
+            &claims,
+            &self.config.groups_claim,
+            &self.config.issuer,
+        ))
+    }
+}
+
+/// Reads a JWKS; symmetric (`oct`) keys are refused: a public JWKS with a shared secret in it
+/// would let anyone mint tokens.
+fn fetch_jwks(location: &str) -> Result<JwkSet, String> {
+    let Some(path) = location.strip_prefix("file://") else {
+        return Err(format!(
+            "`{location}`: only file:// JWKS are supported so far (https:// arrives with the remaining issue-3 work)"
+        ));
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let set: JwkSet = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    if set
+        .keys
+        .iter()
+        .any(|k| matches!(k.algorithm, AlgorithmParameters::OctetKey(_)))
+    {
+        return Err(format!("{path}: symmetric (oct) keys are not accepted"));
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,397 @@
+//! Each way an identity token can be wrong, on real keys.
+
+use base64::Engine as _;
+use jsonwebtoken::EncodingKey;
+
+use super::*;
+use crate::config::{ApiKeyConfig, Config};
+
+const NOW: u64 = 1_795_466_920;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    auth: Authenticator,
+    dev: DevIssuer,
+    idp: KeyRing,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A token with exactly this header and these claims, signed by `key` with `alg`.
+fn forge(header: Value, claims: Value, key: &EncodingKey, alg: Algorithm) -> String {
+    let message = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).unwrap();
+    format!("{message}.{signature}")
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::TempDir::new().unwrap();
+    let idp = KeyRing::open(&dir.path().join("idp"), SigningAlg::Es256, NOW).unwrap();
+    let jwks = JwkSet {
+        keys: vec![idp.active().unwrap().public.clone()],
+    };
+    let jwks_path = dir.path().join("jwks.json");
+    std::fs::write(&jwks_path, serde_json::to_string(&jwks).unwrap()).unwrap();
+    let mut config = Config::quickstart();
+    config.data_dir = dir.path().join("data");
+    config.identity.issuers.push(TrustedIssuerConfig {
+        issuer: "https://idp.test".into(),
+        audience: "jitgate".into(),
+        jwks: format!("file://{}", jwks_path.display()),
+        algorithms: vec!["ES256".into()],
+        groups_claim: "roles".into(),
+    });
+    config.identity.api_keys.push(ApiKeyConfig {
+        name: "deployer".into(),
+        hash: format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(b"jg_secret-deploy-key"))
+        ),
+        principal: "Service::\"deployer\"".into(),
+        groups: vec!["Group::\"deployers\"".into()],
+    });
+    let auth = Authenticator::from_config(&config, NOW).unwrap();
+    let dev = DevIssuer::open(&config.data_dir, NOW).unwrap();
+    Fixture {
+        _dir: dir,
+        auth,
+        dev,
+        idp,
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn dev_header(f: &Fixture) -> Value {
+    json!({"alg": "ES256", "typ": DEV_TYP, "kid": f.dev.ring.active().unwrap().kid})
+}
+
+fn dev_claims() -> Value {
+    json!({"iss": DEV_ISSUER, "aud": DEV_AUDIENCE, "sub": "alice", "iat": NOW, "nbf": NOW, "exp": NOW + 600})
+}
+
+fn rejection(f: &Fixture, token: &str) -> AuthError {
+    f.auth.authenticate(Some(&bearer(token)), NOW).unwrap_err()
+}
+
+#[test]
+fn dev_tokens_name_the_principal_groups_and_mfa() {
+    let f = fixture();
+    let token = f
+        .dev
+        .mint(
+            "alice",
+            &["oncall".into(), "sre".into()],
+            true,
+            Duration::from_secs(600),
+            NOW,
+        )
+        .unwrap();
+    let caller = f.auth.authenticate(Some(&bearer(&token)), NOW).unwrap();
+    assert_eq!(caller.principal, EntityRef::new("User", "alice"));
+    assert_eq!(
+        caller.groups,
+        [
+            EntityRef::new("Group", "oncall"),
+            EntityRef::new("Group", "sre")
+        ]
+    );
+    assert!(caller.mfa);
+    let token = f
+        .dev
+        .mint("bob", &[], false, Duration::from_secs(600), NOW)
+        .unwrap();
+    assert!(!f.auth.authenticate(Some(&bearer(&token)), NOW).unwrap().mfa);
+}
+
+#[test]
+fn no_credentials_is_missing_not_invalid() {
+    let f = fixture();
+    assert_eq!(f.auth.authenticate(None, NOW), Err(AuthError::Missing));
+    assert_eq!(
+        f.auth.authenticate(Some("Basic YTpi"), NOW),
+        Err(AuthError::Missing)
+    );
+    assert_eq!(
+        f.auth.authenticate(Some("Bearer "), NOW),
+        Err(AuthError::Missing)
+    );
+}
+
+#[test]
+fn every_broken_token_is_refused() {
+    let f = fixture();
+    let dev_key = &f.dev.ring.active().unwrap().encoding;
+    let idp_key = &f.idp.active().unwrap().encoding;
+    let idp_kid = f.idp.active().unwrap().kid.clone();
+    let good = forge(dev_header(&f), dev_claims(), dev_key, Algorithm::ES256);
+    assert!(f.auth.authenticate(Some(&bearer(&good)), NOW).is_ok());
+
+    let with = |patch: Value| {
+        let mut claims = dev_claims();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        forge(dev_header(&f), claims, dev_key, Algorithm::ES256)
+    };
+    let header_with = |patch: Value| {
+        let mut header = dev_header(&f);
+        for (k, v) in patch.as_object().unwrap() {
+            header[k] = v.clone();
+        }
+        header
+    };
+    let cases: Vec<(&str, String, Rejection)> = vec![
+        ("garbage", "not.a.jwt".into(), Rejection::Malformed),
+        ("two parts", "abc.def".into(), Rejection::Malformed),
+        (
+            "expired",
+            with(json!({"exp": NOW - 6, "iat": NOW - 600, "nbf": NOW - 600})),
+            Rejection::BadSignatureOrClaims,
+        ),
+        (
+            "not yet valid",
+            with(json!({"nbf": NOW + 60})),
+            Rejection::BadSignatureOrClaims,
+        ),
+        (
+            "issued in the future",
+            with(json!({"iat": NOW + 60})),
+            Rejection::IssuedInFuture,
+        ),
+        ("no iat", with(json!({"iat": null})), Rejection::NoIssuedAt),
+        (
+            "wrong audience",
+            with(json!({"aud": "someone-else"})),
+            Rejection::BadSignatureOrClaims,
+        ),
+        (
+            "no sub",
+            with(json!({"sub": null})),
+            Rejection::BadSignatureOrClaims,
+        ),
+        (
+            "empty sub",
+            with(json!({"sub": ""})),
+            Rejection::BadSignatureOrClaims,
+        ),
+        (
+            "wrong issuer",
+            with(json!({"iss": "https://evil.test"})),
+            Rejection::UnknownIssuer,
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(header_with(json!({"alg": "none"})).to_string().as_bytes()),
+                b64(dev_claims().to_string().as_bytes())
+            ),
+            Rejection::AlgorithmNotAllowed,
+        ),
+        (
+            "HS256 signed with the public key",
+            forge(
+                header_with(json!({"alg": "HS256"})),
+                dev_claims(),
+                &EncodingKey::from_secret(
+                    serde_json::to_string(&f.dev.ring.active().unwrap().public)
+                        .unwrap()
+                        .as_bytes(),
+                ),
+                Algorithm::HS256,
+            ),
+            Rejection::AlgorithmNotAllowed,
+        ),
+        (
+            "unknown kid",
+            forge(
+                header_with(json!({"kid": "nope"})),
+                dev_claims(),
+                dev_key,
+                Algorithm::ES256,
+            ),
+            Rejection::UnknownKey,
+        ),
+        (
+            "no kid",
+            forge(
+                json!({"alg": "ES256", "typ": DEV_TYP}),
+                dev_claims(),
+                dev_key,
+                Algorithm::ES256,
+            ),
+            Rejection::NoKeyId,
+        ),
+        (
+            "crit header",
+            forge(
+                header_with(json!({"crit": ["exp"], "exp": 1})),
+                dev_claims(),
+                dev_key,
+                Algorithm::ES256,
+            ),
+            Rejection::CritHeader,
+        ),
+        (
+            "wrong typ",
+            forge(
+                header_with(json!({"typ": "JWT"})),
+                dev_claims(),
+                dev_key,
+                Algorithm::ES256,
+            ),
+            Rejection::WrongType,
+        ),
+        (
+            "access token passed as identity",
+            forge(
+                header_with(json!({"typ": "at+jwt"})),
+                dev_claims(),
+                dev_key,
+                Algorithm::ES256,
+            ),
+            Rejection::WrongType,
+        ),
+        (
+            "signed by another key",
+            forge(
+                header_with(json!({"kid": f.dev.ring.active().unwrap().kid})),
+                dev_claims(),
+                idp_key,
+                Algorithm::ES256,
+            ),
+            Rejection::BadSignatureOrClaims,
+        ),
+        (
+            "oversize",
+            with(json!({"padding": "x".repeat(9000)})),
+            Rejection::Oversize,
+        ),
+        (
+            "dev claims with the idp's kid",
+            forge(
+                json!({"alg": "ES256", "typ": DEV_TYP, "kid": idp_kid}),
+                dev_claims(),
+                idp_key,
+                Algorithm::ES256,
+            ),
+            Rejection::UnknownKey,
+        ),
+    ];
+    for (name, token, expected) in cases {
+        assert_eq!(
+            rejection(&f, &token),
+            AuthError::Invalid(expected),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_clock_leeway_is_five_seconds() {
+    let f = fixture();
+    let dev_key = &f.dev.ring.active().unwrap().encoding;
+    let mut claims = dev_claims();
+    claims["exp"] = json!(NOW - 5);
+    let token = forge(dev_header(&f), claims, dev_key, Algorithm::ES256);
+    assert!(f.auth.authenticate(Some(&bearer(&token)), NOW).is_ok());
+    let mut claims = dev_claims();
+    claims["iat"] = json!(NOW + 5);
+    let token = forge(dev_header(&f), claims, dev_key, Algorithm::ES256);
+    assert!(f.auth.authenticate(Some(&bearer(&token)), NOW).is_ok());
+}
+
+#[test]
+fn trusted_issuers_are_verified_against_their_jwks() {
+    let f = fixture();
+    let key = f.idp.active().unwrap();
+    let header = json!({"alg": "ES256", "typ": "JWT", "kid": key.kid});
+    let claims = json!({
+        "iss": "https://idp.test", "aud": "jitgate", "sub": "carol", "iat": NOW, "exp": NOW + 60,
+        "roles": ["dba"], "amr": ["pwd", "otp"], "azp": "cli-app"
+    });
+    let token = forge(
+        header.clone(),
+        claims.clone(),
+        &key.encoding,
+        Algorithm::ES256,
+    );
+    let caller = f.auth.authenticate(Some(&bearer(&token)), NOW).unwrap();
+    assert_eq!(caller.principal, EntityRef::new("User", "carol"));
+    assert_eq!(caller.groups, [EntityRef::new("Group", "dba")]);
+    assert!(caller.mfa);
+    assert_eq!(caller.client_id, "cli-app");
+
+    // Pinned algorithms: the issuer allows ES256 only.
+    let mut wrong_alg = header.clone();
+    wrong_alg["alg"] = json!("ES384");
+    let token = forge(wrong_alg, claims.clone(), &key.encoding, Algorithm::ES256);
+    assert_eq!(
+        rejection(&f, &token),
+        AuthError::Invalid(Rejection::AlgorithmNotAllowed)
+    );
+    // The dev key cannot sign for the issuer.
+    let token = forge(
+        header,
+        claims,
+        &f.dev.ring.active().unwrap().encoding,
+        Algorithm::ES256,
+    );
+    assert_eq!(
+        rejection(&f, &token),
+        AuthError::Invalid(Rejection::BadSignatureOrClaims)
+    );
+}
+
+#[test]
+fn api_keys_map_to_their_principal() {
+    let f = fixture();
+    let caller = f
+        .auth
+        .authenticate(Some("Bearer jg_secret-deploy-key"), NOW)
+        .unwrap();
+    assert_eq!(caller.principal, EntityRef::new("Service", "deployer"));
+    assert_eq!(caller.groups, [EntityRef::new("Group", "deployers")]);
+    assert_eq!(caller.client_id, "deployer");
+    assert_eq!(
+        f.auth.authenticate(Some("Bearer jg_wrong"), NOW),
+        Err(AuthError::Invalid(Rejection::UnknownKey))
+    );
+}
+
+#[test]
+fn a_jwks_with_a_symmetric_key_is_refused() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(
+        &path,
+        r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "k"}]}"#,
+    )
+    .unwrap();
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
+    config.identity.issuers.push(TrustedIssuerConfig {
+        issuer: "https://idp.test".into(),
+        audience: "jitgate".into(),
+        jwks: format!("file://{}", path.display()),
+        algorithms: vec!["RS256".into()],
+        groups_claim: "groups".into(),
+    });
+    let err = Authenticator::from_config(&config, NOW).unwrap_err();
+    assert!(err.to_string().contains("symmetric"), "{err}");
+}
