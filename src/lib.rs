@@ -8,8 +8,12 @@
 pub mod cli;
 pub mod config;
 pub mod decision;
+pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod policy;
 pub mod policytest;
+pub mod risk;
 pub mod store;
+pub mod telemetry;
 pub mod token;

@@ -8,9 +8,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::Config;
 use crate::decision::GrantDefaults;
+use crate::identity::DevIssuer;
 use crate::policy::{PackPaths, PolicyPack};
 use crate::policytest;
+use crate::token::KeyRing;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,6 +28,32 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the access API (quickstart without --config: dev issuer, shipped pack, ./data).
+    Serve(ConfigArgs),
+    /// Print an identity token from the dev issuer (trusted while [identity.dev] is enabled).
+    DevToken {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The principal id (`User::"<sub>"`)
+        #[arg(long)]
+        sub: String,
+        /// Comma-separated group ids
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Claim that the user signed in with MFA
+        #[arg(long)]
+        mfa: bool,
+        /// Token lifetime
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
+    /// Manage the signing keys in <data_dir>/keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Validate a policy pack: exit 0 with a summary, or 1 listing every problem as file:line:col.
     Check(PackArgs),
     /// Run policy test cases (TOML) against a pack; exit 1 on any failure.
@@ -34,6 +63,32 @@ enum Command {
         /// Case files or directories [default: <policies>/tests]
         paths: Vec<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create the first signing key if there is none.
+    Generate,
+    /// Add a new signing key; restart the server to sign with it.
+    Rotate,
+    /// List the keys, newest last.
+    List,
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// jitgate.toml; without it (and without JITGATE_CONFIG), the quickstart configuration
+    #[arg(long, value_name = "FILE", env = "JITGATE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config, ExitCode> {
+        Config::load(self.config.as_deref(), std::env::vars()).map_err(|e| {
+            eprintln!("error: configuration: {e}");
+            ExitCode::FAILURE
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +114,15 @@ pub fn main() -> ExitCode {
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Serve(config) => serve(&config),
+        Command::DevToken {
+            config,
+            sub,
+            groups,
+            mfa,
+            ttl,
+        } => dev_token(&config, &sub, &groups, mfa, ttl),
+        Command::Keys { command, config } => keys(&config, &command),
         Command::Check(pack) => check(&pack.paths()),
         Command::Test { pack, paths } => test(&pack.paths(), paths),
     }
@@ -142,4 +206,141 @@ fn test(paths: &PackPaths, case_paths: Vec<PathBuf>) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn serve(args: &ConfigArgs) -> ExitCode {
+    crate::telemetry::init();
+    let config = match args.load() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        crate::http::run(config, listener, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn dev_token(
+    args: &ConfigArgs,
+    sub: &str,
+    groups: &[String],
+    mfa: bool,
+    ttl: std::time::Duration,
+) -> ExitCode {
+    let config = match args.load() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if !config.identity.dev.enabled {
+        eprintln!(
+            "warning: [identity.dev] is not enabled in this configuration: the server will refuse this token"
+        );
+    }
+    let groups: Vec<String> = groups.iter().filter(|g| !g.is_empty()).cloned().collect();
+    let minted = DevIssuer::open(&config.data_dir, now())
+        .and_then(|dev| dev.mint(sub, &groups, mfa, ttl, now()));
+    match minted {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn keys(args: &ConfigArgs, command: &KeysCommand) -> ExitCode {
+    let config = match args.load() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let dir = config.data_dir.join("keys");
+    let mut ring = match KeyRing::open(&dir, config.signing_alg, now()) {
+        Ok(ring) => ring,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match command {
+        KeysCommand::Generate => {
+            if let Some(key) = ring.active() {
+                println!("{} {} (active)", key.kid, key.alg.as_str());
+            }
+        }
+        KeysCommand::Rotate => match ring.rotate(config.signing_alg, now()) {
+            Ok(key) => println!(
+                "{} {} (active from the next server start; older keys stay in the JWKS until their tokens expire)",
+                key.kid,
+                key.alg.as_str()
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        KeysCommand::List => {
+            let keys = ring.keys();
+            let verifying: Vec<&str> = ring
+                .verifying_keys(now(), config.max_ttl)
+                .iter()
+                .map(|k| k.kid.as_str())
+                .collect();
+            for (i, key) in keys.iter().enumerate() {
+                let state = if i + 1 == keys.len() {
+                    "active"
+                } else if verifying.contains(&key.kid.as_str()) {
+                    "retired, in JWKS"
+                } else {
+                    "expired, dropped at next start"
+                };
+                println!(
+                    "{} {} created {} {state}",
+                    key.kid,
+                    key.alg.as_str(),
+                    crate::http::rfc3339(key.created)
+                );
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
@@ -22,13 +22,13 @@ use super::{LoadErrors, PackPaths, PolicyPack};
 const QUIET: Duration = Duration::from_millis(100);
 
 /// The pack being served, swapped atomically on reload.
-#[derive(Debug)]
 pub struct LivePolicies {
     paths: PackPaths,
     current: ArcSwap<PolicyPack>,
     status: Mutex<ReloadStatus>,
     /// Serialises reloads (the watcher's and explicit ones); readers never take it.
     reloading: Mutex<()>,
+    listener: OnceLock<ReloadListener>,
 }
 
 /// What operators see of the served pack and the last reload.
@@ -48,15 +48,33 @@ pub struct ReloadFailure {
     pub errors: LoadErrors,
 }
 
+/// Called after every reload attempt (metrics, audit).
+pub type ReloadListener = Box<dyn Fn(&ReloadOutcome) + Send + Sync>;
+
 /// What one reload did.
 #[derive(Debug)]
 pub enum ReloadOutcome {
     /// A new version is serving.
-    Reloaded { from: String, to: String },
+    Reloaded {
+        from: String,
+        to: String,
+        files: Vec<String>,
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
     /// The files hash to the version already serving.
     Unchanged,
     /// The files are invalid; the previous version keeps serving.
     Rejected(LoadErrors),
+}
+
+impl std::fmt::Debug for LivePolicies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LivePolicies")
+            .field("paths", &self.paths)
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LivePolicies {
@@ -72,6 +90,7 @@ impl LivePolicies {
             }),
             current: ArcSwap::from_pointee(pack),
             reloading: Mutex::new(()),
+            listener: OnceLock::new(),
             paths,
         })
     }
@@ -92,8 +111,21 @@ impl LivePolicies {
             .clone()
     }
 
+    /// Sets the function told of every reload; only the first call has an effect.
+    pub fn on_reload(&self, listener: ReloadListener) {
+        let _ = self.listener.set(listener);
+    }
+
     /// Reloads from disk now.
     pub fn reload(&self) -> ReloadOutcome {
+        let outcome = self.reload_quietly();
+        if let Some(listener) = self.listener.get() {
+            listener(&outcome);
+        }
+        outcome
+    }
+
+    fn reload_quietly(&self) -> ReloadOutcome {
         let _one_at_a_time = self
             .reloading
             .lock()
@@ -106,6 +138,18 @@ impl LivePolicies {
                 ReloadOutcome::Unchanged
             }
             Ok(pack) => {
+                let previous = self.current.load();
+                let added = pack
+                    .policies()
+                    .filter(|p| previous.policy(&p.id).is_none())
+                    .map(|p| p.id.clone())
+                    .collect();
+                let removed = previous
+                    .policies()
+                    .filter(|p| pack.policy(&p.id).is_none())
+                    .map(|p| p.id.clone())
+                    .collect();
+                let files = pack.files().to_vec();
                 let from = std::mem::replace(&mut status.version, pack.version().to_owned());
                 status.loaded_at = pack.loaded_at();
                 status.policy_count = pack.policy_count();
@@ -113,7 +157,13 @@ impl LivePolicies {
                 let to = status.version.clone();
                 self.current.store(Arc::new(pack));
                 tracing::info!(policy.version = %to, policy.previous_version = %from, "policy pack reloaded");
-                ReloadOutcome::Reloaded { from, to }
+                ReloadOutcome::Reloaded {
+                    from,
+                    to,
+                    files,
+                    added,
+                    removed,
+                }
             }
             Err(errors) => {
                 for error in &errors.0 {

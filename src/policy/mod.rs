@@ -27,7 +27,9 @@ use crate::decision::DecisionCache;
 
 pub use error::{LoadError, LoadErrors};
 pub use grant::{Grant, InvalidExpansion, ScopeVars, is_scope_token};
-pub use live::{LivePolicies, PolicyWatcher, ReloadOutcome, ReloadStatus};
+pub use live::{
+    LivePolicies, PolicyWatcher, ReloadFailure, ReloadListener, ReloadOutcome, ReloadStatus,
+};
 use source::SourceFile;
 
 /// Where a pack's files live.

@@ -1,0 +1,496 @@
+//! `POST /v1/access-requests` (decide, record, and issue) and `POST /v1/decisions` (the same
+//! decision as a dry run: recorded in the audit trail, nothing issued or created).
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::extract::{Authenticated, ClientIp, JsonBody};
+use super::state::AppState;
+use crate::decision::{
+    Decision, DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext,
+};
+use crate::identity::Caller;
+use crate::risk::{self, Observations, Risk};
+use crate::store::{AuditRecord, RequestRecord, TokenRecord, Write};
+use crate::token::{JitClaims, TokenGrant, new_jti};
+
+const MAX_REASON_CHARS: usize = 1_000;
+const MAX_SCOPES: usize = 64;
+
+/// The body of an access request (DESIGN §3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRequestBody {
+    action: String,
+    resource: ResourceField,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    duration: Option<DurationField>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    context: Map<String, Value>,
+    #[serde(default)]
+    break_glass: bool,
+}
+
+/// `{"type": "Database", "id": "orders"}` or `Database::"orders"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ResourceField {
+    Cedar(String),
+    Object(EntityRef),
+}
+
+/// `"15m"` or seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DurationField {
+    Seconds(u64),
+    Text(String),
+}
+
+/// A decided request, before it is recorded.
+struct Evaluated {
+    request_id: String,
+    now: u64,
+    caller: Caller,
+    request: DecisionRequest,
+    decision: Decision,
+    risk: Risk,
+    source_ip: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ClientIp(ip): ClientIp,
+    JsonBody(body): JsonBody<AccessRequestBody>,
+) -> Result<Response, ApiError> {
+    if body.break_glass {
+        return Err(ApiError::InvalidRequest(
+            "break_glass is not available yet: it arrives with approvals".into(),
+        ));
+    }
+    let evaluated = evaluate(&state, caller, ip, body).await?;
+    let Evaluated {
+        request_id,
+        now,
+        caller,
+        request,
+        decision,
+        risk,
+        source_ip,
+    } = evaluated;
+    let principal = caller.principal.to_string();
+    let status = match decision.outcome {
+        Outcome::Allow => "issued",
+        Outcome::Deny => "denied",
+        Outcome::Escalate => "pending",
+    };
+    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+    let pending_until = now + state.config.pending_ttl.as_secs();
+    let record = RequestRecord {
+        id: request_id.clone(),
+        created_at: now_i,
+        principal: principal.clone(),
+        action: request.action.clone(),
+        resource: request.resource.to_string(),
+        scopes: request.scopes.clone(),
+        duration_secs: request
+            .duration
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        reason: reason_of(&request),
+        source_ip: source_ip.clone(),
+        decision: decision.outcome.as_str().into(),
+        status: status.into(),
+        policies: decision.policies.clone(),
+        policy_version: decision.policy_version.clone(),
+        risk_score: risk.score,
+        risk_signals: json!(risk.signals),
+        approvals_required: i64::from(decision.approvals_required),
+        expires_at: (decision.outcome == Outcome::Escalate)
+            .then(|| i64::try_from(pending_until).unwrap_or(i64::MAX)),
+    };
+    let mut writes = vec![
+        Write::Request(Box::new(record)),
+        Write::Audit(decision_event(
+            "decision",
+            &request_id,
+            &caller,
+            &request,
+            &decision,
+            &risk,
+            &source_ip,
+            now_i,
+        )),
+        Write::SourceSeen {
+            principal: principal.clone(),
+            source_ip,
+            at: now_i,
+        },
+    ];
+
+    let body = match decision.outcome {
+        Outcome::Allow => {
+            let grant = TokenGrant {
+                subject: caller.principal.id.clone(),
+                client_id: caller.client_id.clone(),
+                audience: decision.audience.clone(),
+                scopes: decision.scopes.clone(),
+                lifetime: decision.lifetime,
+                jit: JitClaims {
+                    request_id: request_id.clone(),
+                    action: request.action.clone(),
+                    resource: request.resource.to_string(),
+                    policies: decision.policies.clone(),
+                    policy_version: decision.policy_version.clone(),
+                    approvers: Vec::new(),
+                },
+            };
+            let issued = state
+                .tokens
+                .mint(&grant, now)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            writes.push(Write::Token(TokenRecord {
+                jti: issued.jti.clone(),
+                request_id: request_id.clone(),
+                subject: caller.principal.id.clone(),
+                kid: issued.kid.clone(),
+                scope: issued.scope.clone(),
+                issued_at: now_i,
+                expires_at: i64::try_from(issued.expires_at).unwrap_or(i64::MAX),
+            }));
+            writes.push(Write::Audit(AuditRecord {
+                at: now_i,
+                kind: "token.issued".into(),
+                request_id: Some(request_id.clone()),
+                subject: Some(caller.principal.id.clone()),
+                data: json!({
+                    "jti": issued.jti, "kid": issued.kid, "alg": issued.alg.as_str(),
+                    "exp": issued.expires_at, "scope": issued.scope, "aud": decision.audience,
+                }),
+            }));
+            // INVARIANT: the token is returned only once its records are durable.
+            state
+                .store
+                .write(writes)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            state
+                .metrics
+                .tokens_issued
+                .with_label_values(&[issued.alg.as_str()])
+                .inc();
+            (
+                StatusCode::CREATED,
+                json!({
+                    "request_id": request_id,
+                    "decision": "allow",
+                    "status": "issued",
+                    "access_token": issued.token,
+                    "token_type": "Bearer",
+                    "expires_in": decision.lifetime.as_secs(),
+                    "expires_at": rfc3339(issued.expires_at),
+                    "scope": issued.scope,
+                    "policies": decision.policies,
+                    "risk": risk,
+                    "advice": decision.advice,
+                }),
+            )
+        }
+        Outcome::Escalate => {
+            state
+                .store
+                .write(writes)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            (
+                StatusCode::ACCEPTED,
+                json!({
+                    "request_id": request_id,
+                    "decision": "escalate",
+                    "status": "pending",
+                    "approvals_required": decision.approvals_required,
+                    "expires_at": rfc3339(pending_until),
+                    "policies": decision.policies,
+                    "risk": risk,
+                    "advice": decision.advice,
+                }),
+            )
+        }
+        Outcome::Deny => {
+            state
+                .store
+                .write(writes)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            (
+                StatusCode::FORBIDDEN,
+                json!({
+                    "request_id": request_id,
+                    "decision": "deny",
+                    "status": "denied",
+                    "reasons": decision.reasons,
+                    "policies": decision.policies,
+                    "risk": risk,
+                    "advice": decision.advice,
+                    "error": {"code": "denied", "message": deny_message(&decision)},
+                }),
+            )
+        }
+    };
+    Ok((body.0, Json(body.1)).into_response())
+}
+
+/// The dry run: the same decision, audited as such, nothing issued.
+pub async fn dry_run(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ClientIp(ip): ClientIp,
+    JsonBody(body): JsonBody<AccessRequestBody>,
+) -> Result<Response, ApiError> {
+    let evaluated = evaluate(&state, caller, ip, body).await?;
+    let Evaluated {
+        request_id,
+        now,
+        caller,
+        request,
+        decision,
+        risk,
+        source_ip,
+    } = evaluated;
+    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+    state
+        .store
+        .write(vec![Write::Audit(decision_event(
+            "dry_run",
+            &request_id,
+            &caller,
+            &request,
+            &decision,
+            &risk,
+            &source_ip,
+            now_i,
+        ))])
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(json!({
+        "request_id": request_id,
+        "decision": decision.outcome.as_str(),
+        "dry_run": true,
+        "policies": decision.policies,
+        "reasons": decision.reasons,
+        "scope": decision.scopes.join(" "),
+        "expires_in": decision.lifetime.as_secs(),
+        "audience": decision.audience,
+        "approvals_required": decision.approvals_required,
+        "break_glass_allowed": decision.break_glass_allowed,
+        "risk": risk,
+        "advice": decision.advice,
+        "policy_version": decision.policy_version,
+    }))
+    .into_response())
+}
+
+/// Rate limit, risk, and the decision itself.
+async fn evaluate(
+    state: &AppState,
+    caller: Caller,
+    ip: std::net::IpAddr,
+    body: AccessRequestBody,
+) -> Result<Evaluated, ApiError> {
+    let principal = caller.principal.to_string();
+    let limit = state.config.rate_limit.per_principal_per_minute as usize;
+    let requests_last_minute = state
+        .rates
+        .admit(&principal, limit, Instant::now())
+        .map_err(|wait| ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        })?;
+
+    let resource = match body.resource {
+        ResourceField::Object(entity) => entity,
+        ResourceField::Cedar(text) => text.parse().map_err(ApiError::InvalidRequest)?,
+    };
+    let duration = match body.duration {
+        None => None,
+        Some(DurationField::Seconds(secs)) => Some(Duration::from_secs(secs)),
+        Some(DurationField::Text(text)) => Some(
+            humantime::parse_duration(&text)
+                .map_err(|e| ApiError::InvalidRequest(format!("duration `{text}`: {e}")))?,
+        ),
+    };
+    let reason = body.reason.unwrap_or_default();
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::InvalidRequest(format!(
+            "reason is longer than {MAX_REASON_CHARS} characters"
+        )));
+    }
+    if body.scopes.len() > MAX_SCOPES {
+        return Err(ApiError::InvalidRequest(format!(
+            "at most {MAX_SCOPES} scopes may be asked for"
+        )));
+    }
+
+    let now = state.now();
+    let time = state.request_time(now);
+    let risk_config = &state.config.risk;
+    let recent_denials = match &risk_config.recent_denials {
+        Some(config) => {
+            let since = now.saturating_sub(config.window.as_secs());
+            state
+                .store
+                .denials_since(&principal, i64::try_from(since).unwrap_or(0))
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        }
+        None => 0,
+    };
+    let seen_from_ip = match risk_config.new_source_ip {
+        Some(_) => state
+            .store
+            .seen_from(&principal, &ip.to_string())
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
+        None => true,
+    };
+    let risk = risk::assess(
+        risk_config,
+        &Observations {
+            source_ip: ip,
+            mfa: caller.mfa,
+            hour: time.hour,
+            recent_denials,
+            requests_last_minute,
+            seen_from_ip,
+        },
+    );
+
+    let request = DecisionRequest {
+        principal: caller.principal.clone(),
+        groups: caller.groups.clone(),
+        action: body.action,
+        resource,
+        context: DecisionContext::Access(RequestContext {
+            source_ip: ip,
+            risk_score: risk.score,
+            mfa: caller.mfa,
+            reason,
+            time,
+            extra: body.context,
+        }),
+        scopes: body.scopes,
+        duration,
+    };
+    let started = Instant::now();
+    let pack = state.policies.current();
+    let decision = pack.decide(&request, &state.config.grant_defaults())?;
+    state
+        .metrics
+        .decision_duration
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .decisions
+        .with_label_values(&[decision.outcome.as_str(), request.action.as_str()])
+        .inc();
+    for policy in &decision.policies {
+        state
+            .metrics
+            .policy_matches
+            .with_label_values(&[policy.as_str()])
+            .inc();
+    }
+    let request_id = format!("req_{}", new_jti());
+    tracing::info!(
+        request.id = %request_id,
+        principal.id = %caller.principal,
+        action = %request.action,
+        resource = %request.resource,
+        decision = decision.outcome.as_str(),
+        policies = ?decision.policies,
+        risk.score = risk.score,
+        policy.version = %decision.policy_version,
+        "decision"
+    );
+    Ok(Evaluated {
+        request_id,
+        now,
+        caller,
+        request,
+        decision,
+        risk,
+        source_ip: ip.to_string(),
+    })
+}
+
+fn reason_of(request: &DecisionRequest) -> String {
+    match &request.context {
+        DecisionContext::Access(context) => context.reason.clone(),
+        DecisionContext::Other(_) => String::new(),
+    }
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one audit record gathers every part of a decision"
+)]
+fn decision_event(
+    kind: &str,
+    request_id: &str,
+    caller: &Caller,
+    request: &DecisionRequest,
+    decision: &Decision,
+    risk: &Risk,
+    source_ip: &str,
+    at: i64,
+) -> AuditRecord {
+    AuditRecord {
+        at,
+        kind: kind.into(),
+        request_id: Some(request_id.into()),
+        subject: Some(caller.principal.id.clone()),
+        data: json!({
+            "principal": caller.principal.to_string(),
+            "groups": caller.groups.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "client_id": caller.client_id,
+            "action": request.action,
+            "resource": request.resource.to_string(),
+            "scopes_requested": request.scopes,
+            "duration_secs": request.duration.map(|d| d.as_secs()),
+            "reason": reason_of(request),
+            "source_ip": source_ip,
+            "decision": decision.outcome.as_str(),
+            "policies": decision.policies,
+            "reasons": decision.reasons,
+            "scopes": decision.scopes,
+            "lifetime_secs": decision.lifetime.as_secs(),
+            "approvals_required": decision.approvals_required,
+            "policy_version": decision.policy_version,
+            "errors": decision.errors,
+            "risk": risk,
+        }),
+    }
+}
+
+fn deny_message(decision: &Decision) -> String {
+    let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code()).collect();
+    format!("access denied ({})", codes.join(", "))
+}
+
+/// Unix seconds as RFC 3339 UTC.
+pub fn rfc3339(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(String::new, |ts| ts.to_string())
+}

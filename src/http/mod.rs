@@ -1,0 +1,235 @@
+//! The HTTP service (DESIGN §3, §5, §7): routes, request ids, metrics per route, and `run`,
+//! which assembles everything and serves until shutdown.
+
+mod access;
+mod error;
+mod extract;
+mod meta;
+mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+pub use access::rfc3339;
+pub use error::ApiError;
+pub use state::{App, AppState};
+
+use crate::config::Config;
+use crate::identity::{Authenticator, IdentityError};
+use crate::metrics::Metrics;
+use crate::policy::{LivePolicies, LoadErrors, ReloadOutcome};
+use crate::risk::RequestRates;
+use crate::store::{AuditRecord, Store, StoreError, Write};
+use crate::token::{KeyError, KeyRing, TokenIssuer, new_jti};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("policies:\n{0}")]
+    Policies(#[from] LoadErrors),
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("identity: {0}")]
+    Identity(#[from] IdentityError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("watching policies: {0}")]
+    Watch(#[from] notify::Error),
+    #[error("time zone: {0}")]
+    TimeZone(String),
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The routes, on `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/access-requests", post(access::create))
+        .route("/v1/decisions", post(access::dry_run))
+        .route("/v1/policies", get(meta::policies))
+        .route("/.well-known/jwks.json", get(meta::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(meta::metadata),
+        )
+        .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
+        .route("/metrics", get(meta::metrics))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Request id (echoed, or made up), a span carrying it, and the per-route metrics.
+async fn observe(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(new_jti, str::to_owned);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let span = tracing::info_span!("http", http.request_id = %request_id, http.method = %request.method(), http.route = %route);
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span).await;
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .inc();
+    state
+        .metrics
+        .http_duration
+        .with_label_values(&[route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// Starts everything `config` describes and serves on `listener` until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let state = build(config).await?;
+    let _watch = state.policies.watch()?;
+    if state.auth.dev_enabled() {
+        tracing::warn!(
+            "DEV ISSUER ENABLED: tokens minted by `jitgate dev-token` are trusted. Never run this in production; set [identity.dev] enabled = false"
+        );
+    }
+    tracing::info!(listen = %listener.local_addr()?, issuer = %state.config.issuer, "jitgate serving");
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    tracing::info!("jitgate stopped");
+    Ok(())
+}
+
+/// The shared state of a server for `config`.
+pub async fn build(config: Config) -> Result<AppState, ServeError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let time_zone = jiff::tz::TimeZone::get(&config.time_zone)
+        .map_err(|e| ServeError::TimeZone(e.to_string()))?;
+    let policies = Arc::new(LivePolicies::load(config.pack_paths())?);
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let store = Store::open(&config.database_url, &config.data_dir).await?;
+    let mut ring = KeyRing::open(&config.data_dir.join("keys"), config.signing_alg, now)?;
+    for kid in ring.prune(now, config.max_ttl)? {
+        tracing::info!(key.kid = %kid, "dropped a retired signing key: every token it signed has expired");
+    }
+    let tokens = TokenIssuer::new(config.issuer.clone(), ring, config.max_ttl);
+    let auth = Authenticator::from_config(&config, now)?;
+    let metrics = Metrics::new()?;
+    let pack = policies.current();
+    metrics
+        .policies_loaded
+        .set(i64::try_from(pack.policy_count()).unwrap_or(i64::MAX));
+    store
+        .write(vec![Write::Audit(AuditRecord {
+            at: i64::try_from(now).unwrap_or(i64::MAX),
+            kind: "policy.loaded".into(),
+            request_id: None,
+            subject: None,
+            data: json!({
+                "version": pack.version(),
+                "files": pack.files(),
+                "policies": pack.policies().map(|p| p.id.clone()).collect::<Vec<_>>(),
+                "reason": "start",
+            }),
+        })])
+        .await?;
+    let listener_metrics = metrics.clone();
+    let listener_store = store.clone();
+    let runtime = tokio::runtime::Handle::current();
+    policies.on_reload(Box::new(move |outcome| {
+        let result = match outcome {
+            ReloadOutcome::Reloaded { .. } => "success",
+            ReloadOutcome::Unchanged => "unchanged",
+            ReloadOutcome::Rejected(_) => "error",
+        };
+        listener_metrics
+            .policy_reloads
+            .with_label_values(&[result])
+            .inc();
+        let ReloadOutcome::Reloaded {
+            from,
+            to,
+            files,
+            added,
+            removed,
+        } = outcome
+        else {
+            return;
+        };
+        listener_metrics.policies_loaded.add(
+            i64::try_from(added.len()).unwrap_or(0) - i64::try_from(removed.len()).unwrap_or(0),
+        );
+        let event = AuditRecord {
+            at: i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            )
+            .unwrap_or(i64::MAX),
+            kind: "policy.loaded".into(),
+            request_id: None,
+            subject: None,
+            data: json!({"version": to, "previous_version": from, "files": files, "added": added, "removed": removed, "reason": "reload"}),
+        };
+        let store = listener_store.clone();
+        runtime.spawn(async move {
+            if let Err(e) = store.write(vec![Write::Audit(event)]).await {
+                tracing::error!(error = %e, "could not record a policy reload in the audit trail");
+            }
+        });
+    }));
+    Ok(Arc::new(App {
+        config,
+        policies,
+        auth,
+        tokens,
+        store,
+        metrics,
+        rates: RequestRates::default(),
+        time_zone,
+    }))
+}

@@ -1,0 +1,45 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::Config;
+use crate::decision::RequestTime;
+use crate::identity::Authenticator;
+use crate::metrics::Metrics;
+use crate::policy::LivePolicies;
+use crate::risk::RequestRates;
+use crate::store::Store;
+use crate::token::TokenIssuer;
+
+#[derive(Debug)]
+pub struct App {
+    pub config: Config,
+    pub policies: Arc<LivePolicies>,
+    pub auth: Authenticator,
+    pub tokens: TokenIssuer,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub rates: RequestRates,
+    pub time_zone: jiff::tz::TimeZone,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    /// Unix seconds now.
+    pub fn now(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    /// `context.time` for a request at `unix`, in the configured zone.
+    pub fn request_time(&self, unix: u64) -> RequestTime {
+        let unix = i64::try_from(unix).unwrap_or(i64::MAX);
+        let offset = jiff::Timestamp::from_second(unix)
+            .map(|ts| i64::from(self.time_zone.to_offset(ts).seconds()))
+            .unwrap_or(0);
+        RequestTime::from_unix(unix, offset)
+    }
+}
