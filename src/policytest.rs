@@ -17,10 +17,7 @@ use crate::decision::{
     Decision, DecisionContext, DecisionRequest, EntityRef, GrantDefaults, Outcome, RequestContext,
     RequestTime, Weekday,
 };
-use crate::policy::PolicyPack;
-
-/// Actions whose context is not the access-request context (DESIGN §4 reserved names).
-const NON_REQUEST_ACTIONS: [&str; 2] = ["approve", "administer"];
+use crate::policy::{PolicyPack, RESERVED_ACTIONS};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -236,7 +233,7 @@ pub fn run_case(
         .iter()
         .map(|g| g.parse())
         .collect::<Result<Vec<EntityRef>, String>>()?;
-    let (context, duration) = if NON_REQUEST_ACTIONS.contains(&case.action.as_str()) {
+    let (context, duration) = if RESERVED_ACTIONS.contains(&case.action.as_str()) {
         let json = serde_json::to_value(&case.context).map_err(|e| format!("context: {e}"))?;
         let serde_json::Value::Object(map) = json else {
             return Err("context must be a table".into());

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::extract::{Authenticated, ClientIp, JsonBody};
 use super::state::AppState;
 use crate::decision::{
-    Decision, DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext,
+    Decision, DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext, RequestError,
 };
 use crate::identity::Caller;
 use crate::risk::{self, Observations, Risk};
@@ -393,6 +393,14 @@ async fn evaluate(
     };
     let started = Instant::now();
     let pack = state.policies.current();
+    let requestable = pack.requestable_actions();
+    if !requestable.contains(&request.action) {
+        return Err(RequestError::UnknownAction {
+            action: request.action,
+            valid: requestable,
+        }
+        .into());
+    }
     let decision = pack.decide(&request, &state.config.grant_defaults())?;
     state
         .metrics

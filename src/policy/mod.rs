@@ -57,6 +57,9 @@ impl PackPaths {
 
 const ENTITIES_FILE: &str = "entities.json";
 
+/// Actions jitgate itself asks about (DESIGN §4); they are never requested.
+pub const RESERVED_ACTIONS: [&str; 2] = ["approve", "administer"];
+
 /// One policy of a pack, as shown to operators.
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyInfo {
@@ -192,6 +195,24 @@ impl PolicyPack {
     /// Action ids declared by the schema, sorted.
     pub fn action_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.actions.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Actions a principal may ask a token for: every action but action groups and the
+    /// reserved `approve` and `administer`, sorted.
+    pub fn requestable_actions(&self) -> Vec<String> {
+        let groups: HashSet<String> = self
+            .schema
+            .action_groups()
+            .map(|uid| uid.id().unescaped().to_owned())
+            .collect();
+        let mut names: Vec<String> = self
+            .actions
+            .keys()
+            .filter(|name| !groups.contains(*name) && !RESERVED_ACTIONS.contains(&name.as_str()))
+            .cloned()
+            .collect();
         names.sort();
         names
     }

@@ -10,6 +10,7 @@
 
 mod cli;
 mod reload;
+mod server;
 
 use std::fs;
 use std::path::{Path, PathBuf};

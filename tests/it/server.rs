@@ -1,0 +1,744 @@
+//! The real server on 127.0.0.1:0 with a temp data dir and a copy of the shipped pack, spoken to
+//! over HTTP.
+
+use std::path::Path;
+use std::time::Duration;
+
+use jitgate::config::{ApiKeyConfig, Config, SigningAlg};
+use jitgate::identity::DevIssuer;
+use jitgate::token::AccessClaims;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use super::TempPack;
+
+/// A running server; stopped when dropped.
+struct TestServer {
+    base: String,
+    pack: Option<TempPack>,
+    config: Config,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl TestServer {
+    async fn start(pack: TempPack, configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::quickstart();
+        config.policy.dir = pack.policies();
+        config.policy.schemas = pack.schemas();
+        config.data_dir = pack.dir.path().join("data");
+        config.identity.api_keys.push(ApiKeyConfig {
+            name: "deployer".into(),
+            hash: format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(b"jg_deploy-secret"))
+            ),
+            principal: "Service::\"deployer\"".into(),
+            groups: vec!["Group::\"deployers\"".into()],
+        });
+        configure(&mut config);
+        Self::start_with(pack, config).await
+    }
+
+    async fn start_with(pack: TempPack, mut config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        // A restart keeps the issuer of the first start, as a deployment keeps its URL.
+        if config.issuer == Config::default().issuer {
+            config.issuer = base.clone();
+        }
+        let (stop, stopped) = oneshot::channel::<()>();
+        let run_config = config.clone();
+        let task = tokio::spawn(async move {
+            jitgate::http::run(run_config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let http = reqwest::Client::new();
+        // Ready once /readyz answers.
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            base,
+            pack: Some(pack),
+            config,
+            http,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and hands back its pack dir (data included) for a restart.
+    async fn stop(mut self) -> (TempPack, Config) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        let pack = self.pack.take().expect("a running server has its pack");
+        (pack, self.config.clone())
+    }
+
+    async fn policies(&self, token: &str) -> Value {
+        self.get("/v1/policies", Some(token))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    fn pack(&self) -> &TempPack {
+        self.pack.as_ref().expect("a running server has its pack")
+    }
+
+    fn dev_token(&self, sub: &str, groups: &[&str], mfa: bool) -> String {
+        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+        DevIssuer::open(&self.config.data_dir, unix_now())
+            .unwrap()
+            .mint(sub, &groups, mfa, Duration::from_secs(600), unix_now())
+            .unwrap()
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn jwks(&self) -> JwkSet {
+        self.get("/.well-known/jwks.json", None)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Verifies an issued token against the served JWKS.
+    async fn verify(&self, token: &str, audience: &str) -> AccessClaims {
+        let header = decode_header(token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        let jwks = self.jwks().await;
+        let jwk = jwks
+            .find(header.kid.as_deref().unwrap())
+            .expect("kid in the JWKS");
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&[audience]);
+        decode::<AccessClaims>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
+            .unwrap()
+            .claims
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn oncall_read() -> Value {
+    json!({"action": "read", "resource": {"type": "Database", "id": "orders"}, "reason": "INC-1234"})
+}
+
+#[tokio::test]
+async fn allow_issues_a_token_that_verifies_for_every_algorithm() {
+    for alg in [SigningAlg::Es256, SigningAlg::EdDsa, SigningAlg::Rs256] {
+        let server = TestServer::start(TempPack::shipped(), |c| c.signing_alg = alg).await;
+        let token = server.dev_token("alice", &["oncall"], true);
+        let (status, body) = server
+            .post("/v1/access-requests", Some(&token), oncall_read())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["decision"], "allow");
+        assert_eq!(body["status"], "issued");
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 300);
+        assert_eq!(body["scope"], "db:read:orders");
+        assert_eq!(body["policies"], json!(["oncall-db-read"]));
+        assert_eq!(body["risk"], json!({"score": 0, "signals": []}));
+        assert_eq!(body["advice"], json!([]));
+        assert!(body["expires_at"].as_str().unwrap().ends_with('Z'));
+        let request_id = body["request_id"].as_str().unwrap();
+
+        let claims = server
+            .verify(body["access_token"].as_str().unwrap(), "db-proxy")
+            .await;
+        let header = decode_header(body["access_token"].as_str().unwrap()).unwrap();
+        assert_eq!(format!("{:?}", header.alg), alg.as_str());
+        assert_eq!(claims.sub, "alice");
+        assert_eq!(claims.scope, "db:read:orders");
+        assert_eq!(claims.exp - claims.iat, 300);
+        assert_eq!(claims.nbf, claims.iat);
+        assert!(claims.jti.len() >= 22);
+        assert_eq!(claims.client_id, "jitgate-dev");
+        assert_eq!(claims.jit.request_id, request_id);
+        assert_eq!(claims.jit.action, "read");
+        assert_eq!(claims.jit.resource, "Database::\"orders\"");
+        assert_eq!(claims.jit.policies, ["oncall-db-read"]);
+        assert!(claims.jit.approvers.is_empty());
+        let policies = server.get("/v1/policies", Some(&token)).await;
+        let policies: Value = policies.json().await.unwrap();
+        assert_eq!(
+            claims.jit.policy_version,
+            policies["version"].as_str().unwrap()
+        );
+    }
+}
+
+#[tokio::test]
+async fn escalate_deny_and_dry_run_have_their_shapes() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+
+    // Business hours are a guard rail for prod writes, but on-call engineers are exempt.
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "write", "resource": "Database::\"orders\"", "duration": 600, "reason": "INC-9"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["decision"], "escalate");
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["approvals_required"], 1);
+    assert_eq!(body["policies"], json!(["oncall-db-write-approval"]));
+    assert!(body["advice"][0].as_str().unwrap().contains("one approval"));
+    assert!(body.get("access_token").is_none());
+
+    let no_mfa = server.dev_token("alice", &["oncall"], false);
+    let (status, body) = server
+        .post("/v1/access-requests", Some(&no_mfa), oncall_read())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["decision"], "deny");
+    assert_eq!(body["status"], "denied");
+    assert_eq!(body["reasons"], json!([{"code": "forbidden"}]));
+    assert_eq!(body["policies"], json!(["deny-prod-without-mfa"]));
+    assert_eq!(
+        body["advice"],
+        json!(["Production access needs a sign-in with MFA."])
+    );
+    assert_eq!(body["error"]["code"], "denied");
+    assert!(body["request_id"].as_str().unwrap().starts_with("req_"));
+
+    let (status, body) = server
+        .post("/v1/decisions", Some(&alice), oncall_read())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["decision"], "allow");
+    assert_eq!(body["dry_run"], true);
+    assert_eq!(body["scope"], "db:read:orders");
+    assert!(body.get("access_token").is_none());
+
+    let (pack, config) = server.stop().await;
+    let store = jitgate::store::Store::open("", &config.data_dir)
+        .await
+        .unwrap();
+    let kinds: Vec<String> = store
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["policy.loaded", "decision", "decision", "dry_run"]);
+    let requests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_requests")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(requests, 2, "the dry run creates no request");
+    drop(pack);
+}
+
+#[tokio::test]
+async fn client_mistakes_are_4xx_with_json_errors() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let token = server.dev_token("alice", &["oncall"], true);
+    let cases = [
+        (
+            json!({"action": "drop", "resource": "Database::\"orders\""}),
+            400,
+            "unknown_action",
+            "valid actions: admin, deploy, read, ssh, sudo, write",
+        ),
+        (
+            json!({"action": "approve", "resource": "Database::\"orders\""}),
+            400,
+            "unknown_action",
+            "valid actions: admin, deploy",
+        ),
+        (
+            json!({"action": "read", "resource": "Table::\"orders\""}),
+            400,
+            "unknown_entity_type",
+            "valid types: Database, Environment",
+        ),
+        (
+            json!({"action": "read", "resource": "Database::\"nope\""}),
+            404,
+            "not_found",
+            "unknown resource `Database::\"nope\"`",
+        ),
+        (
+            json!({"action": "read", "resource": "Database::\"orders\"", "colour": "red"}),
+            400,
+            "invalid_request",
+            "unknown field `colour`",
+        ),
+        (
+            json!({"action": "read", "resource": "Database::\"orders\"", "context": {"risk_score": 0}}),
+            400,
+            "invalid_request",
+            "`risk_score` is set by the server",
+        ),
+        (
+            json!({"action": "read", "resource": "Database::\"orders\"", "context": {"ticket": 5}}),
+            400,
+            "invalid_request",
+            "context",
+        ),
+        (
+            json!({"action": "read", "resource": "Database::\"orders\"", "duration": "soon"}),
+            400,
+            "invalid_request",
+            "duration `soon`",
+        ),
+        (
+            json!({"action": "read", "resource": "Database::\"orders\"", "duration": 0}),
+            400,
+            "invalid_request",
+            "at least one second",
+        ),
+        (
+            json!({"action": "read", "resource": "orders"}),
+            400,
+            "invalid_request",
+            "not an entity reference",
+        ),
+        (
+            json!({"resource": "Database::\"orders\""}),
+            400,
+            "invalid_request",
+            "missing field `action`",
+        ),
+    ];
+    for (body, status, code, needle) in cases {
+        let (got, answer) = server
+            .post("/v1/access-requests", Some(&token), body.clone())
+            .await;
+        assert_eq!(got.as_u16(), status, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+
+    let response = server
+        .http
+        .post(format!("{}/v1/access-requests", server.base))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unsupported_media_type");
+
+    let huge = json!({"action": "read", "resource": "Database::\"orders\"", "reason": "x".repeat(70 * 1024)});
+    let (status, body) = server.post("/v1/access-requests", Some(&token), huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
+    let response = server.get("/v1/nothing-here", None).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn identity_failures_are_401_with_no_hint() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let response = server
+        .http
+        .post(format!("{}/v1/access-requests", server.base))
+        .json(&oncall_read())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"jitgate\""
+    );
+
+    let expired = DevIssuer::open(&server.config.data_dir, 0)
+        .unwrap()
+        .mint(
+            "alice",
+            &["oncall".into()],
+            true,
+            Duration::from_secs(60),
+            unix_now() - 3600,
+        )
+        .unwrap();
+    let foreign_dir = tempfile::TempDir::new().unwrap();
+    let foreign = DevIssuer::open(foreign_dir.path(), 0)
+        .unwrap()
+        .mint(
+            "alice",
+            &["oncall".into()],
+            true,
+            Duration::from_secs(60),
+            unix_now(),
+        )
+        .unwrap();
+    for token in [
+        "garbage".to_owned(),
+        expired,
+        foreign,
+        "jg_not-a-key".to_owned(),
+        "x".repeat(9000),
+    ] {
+        let response = server
+            .http
+            .post(format!("{}/v1/access-requests", server.base))
+            .bearer_auth(&token)
+            .json(&oncall_read())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"jitgate\", error=\"invalid_token\""
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body,
+            json!({"error": {"code": "unauthenticated", "message": "the bearer token is not valid"}})
+        );
+    }
+}
+
+#[tokio::test]
+async fn api_keys_authenticate_services() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some("jg_deploy-secret"),
+            json!({"action": "deploy", "resource": "Host::\"web-1\"", "duration": "10m"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["scope"], "deploy:web-1 deployer:deployer");
+    let claims = server
+        .verify(body["access_token"].as_str().unwrap(), "deploy-api")
+        .await;
+    assert_eq!(claims.sub, "deployer");
+    assert_eq!(claims.client_id, "deployer");
+    assert_eq!(claims.exp - claims.iat, 600);
+}
+
+#[tokio::test]
+async fn the_rate_limit_answers_429_with_retry_after() {
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.rate_limit.per_principal_per_minute = 2;
+    })
+    .await;
+    let token = server.dev_token("alice", &["oncall"], true);
+    for _ in 0..2 {
+        let (status, _) = server
+            .post("/v1/access-requests", Some(&token), oncall_read())
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let response = server
+        .http
+        .post(format!("{}/v1/access-requests", server.base))
+        .bearer_auth(&token)
+        .json(&oncall_read())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    // Another principal is not affected.
+    let bob = server.dev_token("bob", &["oncall"], true);
+    let (status, _) = server
+        .post("/v1/access-requests", Some(&bob), oncall_read())
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn risk_signals_fire_and_are_returned() {
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.risk.trusted_networks = vec!["10.0.0.0/8".parse().unwrap()];
+        c.risk.outside_network = Some(30);
+        c.risk.new_source_ip = Some(10);
+    })
+    .await;
+    let token = server.dev_token("alice", &["oncall"], true);
+    let (_, first) = server
+        .post("/v1/access-requests", Some(&token), oncall_read())
+        .await;
+    assert_eq!(
+        first["risk"],
+        json!({"score": 40, "signals": [{"name": "outside_network", "score": 30}, {"name": "new_source_ip", "score": 10}]})
+    );
+    let (_, second) = server
+        .post("/v1/access-requests", Some(&token), oncall_read())
+        .await;
+    assert_eq!(second["risk"]["score"], 30, "127.0.0.1 is known now");
+}
+
+#[tokio::test]
+async fn keys_persist_across_restarts_and_rotation_keeps_old_tokens_verifiable() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let token = server.dev_token("alice", &["oncall"], true);
+    let (_, body) = server
+        .post("/v1/access-requests", Some(&token), oncall_read())
+        .await;
+    let old_token = body["access_token"].as_str().unwrap().to_owned();
+    let old_kid = decode_header(&old_token).unwrap().kid.unwrap();
+    let (pack, config) = server.stop().await;
+
+    let server = TestServer::start_with(pack, config.clone()).await;
+    let (_, body) = server
+        .post("/v1/access-requests", Some(&token), oncall_read())
+        .await;
+    let same_kid = decode_header(body["access_token"].as_str().unwrap())
+        .unwrap()
+        .kid
+        .unwrap();
+    assert_eq!(same_kid, old_kid, "the key survived the restart");
+    let (pack, config) = server.stop().await;
+
+    let mut ring =
+        jitgate::token::KeyRing::open(&config.data_dir.join("keys"), SigningAlg::Es256, unix_now())
+            .unwrap();
+    let new_kid = ring
+        .rotate(SigningAlg::Es256, unix_now())
+        .unwrap()
+        .kid
+        .clone();
+    let server = TestServer::start_with(pack, config).await;
+    let jwks = server.jwks().await;
+    let kids: Vec<&str> = jwks
+        .keys
+        .iter()
+        .filter_map(|k| k.common.key_id.as_deref())
+        .collect();
+    assert_eq!(kids, [old_kid.as_str(), new_kid.as_str()]);
+    let (_, body) = server
+        .post("/v1/access-requests", Some(&token), oncall_read())
+        .await;
+    let fresh = body["access_token"].as_str().unwrap();
+    assert_eq!(decode_header(fresh).unwrap().kid.unwrap(), new_kid);
+    server.verify(fresh, "db-proxy").await;
+    // A token signed before the rotation still verifies.
+    let claims = server.verify(&old_token, "db-proxy").await;
+    assert_eq!(claims.sub, "alice");
+}
+
+#[tokio::test]
+async fn hot_reload_is_visible_over_http() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let token = server.dev_token("alice", &["oncall"], true);
+    let before = server.policies(&token).await;
+    assert_eq!(before["last_error"], Value::Null);
+    assert_eq!(before["policies"].as_array().unwrap().len(), 16);
+
+    server
+        .pack()
+        .edit("policies/databases.cedar", "@ttl(\"15m\")", "@ttl(\"10m\")");
+    let mut after = Value::Null;
+    for _ in 0..100 {
+        after = server.policies(&token).await;
+        if after["version"] != before["version"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_ne!(after["version"], before["version"], "reload not seen");
+    let (_, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&token),
+            json!({"action": "read", "resource": "Database::\"orders\"", "duration": "1h"}),
+        )
+        .await;
+    assert_eq!(body["expires_in"], 600, "the new @ttl decides");
+
+    server.pack().edit(
+        "policies/databases.cedar",
+        "@ttl(\"10m\")",
+        "@ttl(\"10 minutes please\")",
+    );
+    let mut broken = Value::Null;
+    for _ in 0..100 {
+        broken = server.policies(&token).await;
+        if broken["last_error"] != Value::Null {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        broken["version"], after["version"],
+        "the last good pack serves"
+    );
+    let error = broken["last_error"]["errors"][0].as_str().unwrap();
+    assert!(error.contains("databases.cedar:15:1"), "{error}");
+
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("jitgate_policy_reloads_total{result=\"success\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("jitgate_policy_reloads_total{result=\"error\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_decisions_tokens_and_routes() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let token = server.dev_token("alice", &["oncall"], true);
+    server
+        .post("/v1/access-requests", Some(&token), oncall_read())
+        .await;
+    server
+        .post("/v1/access-requests", Some(&token), oncall_read())
+        .await;
+    let response = server.get("/metrics", None).await;
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let metrics = response.text().await.unwrap();
+    for line in [
+        "jitgate_decisions_total{action=\"read\",decision=\"allow\"} 2",
+        "jitgate_tokens_issued_total{alg=\"ES256\"} 2",
+        "jitgate_policy_matches_total{policy=\"oncall-db-read\"} 2",
+        "jitgate_http_requests_total{route=\"/v1/access-requests\",status=\"201\"} 2",
+        "jitgate_policies_loaded 16",
+        "jitgate_approvals_pending 0",
+        "jitgate_decision_duration_seconds_count 2",
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
+    }
+    assert!(!metrics.contains("alice"), "no principal in labels");
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_write_answers_503_and_issues_nothing() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let token = server.dev_token("alice", &["oncall"], true);
+    let database = server.config.data_dir.join("jitgate.db");
+    fail_audit_writes(&database).await;
+    let (status, body) = server
+        .post("/v1/access-requests", Some(&token), oncall_read())
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert!(body.get("access_token").is_none());
+    assert!(!body.to_string().contains("eyJ"), "no token in {body}");
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        !metrics.contains("jitgate_tokens_issued_total{"),
+        "{metrics}"
+    );
+}
+
+/// Makes every insert into the audit trail fail, as a full or failing disk would.
+async fn fail_audit_writes(database: &Path) {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(database)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER fail BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_and_operations_endpoints_answer() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let response = server
+        .http
+        .get(format!("{}/healthz", server.base))
+        .header("x-request-id", "trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-123");
+    let response = server.get("/readyz", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!response.headers()["x-request-id"].is_empty());
+    let jwks = server.get("/.well-known/jwks.json", None).await;
+    assert_eq!(jwks.headers()["cache-control"], "public, max-age=300");
+    let metadata: Value = server
+        .get("/.well-known/oauth-authorization-server", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["issuer"], server.base);
+    assert_eq!(
+        metadata["jwks_uri"],
+        format!("{}/.well-known/jwks.json", server.base)
+    );
+    assert_eq!(
+        server.get("/v1/policies", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
