@@ -742,3 +742,50 @@ async fn request_ids_are_echoed_and_operations_endpoints_answer() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// `promtool check metrics` on a live `/metrics`. Needs promtool: `JITGATE_TEST_PROMTOOL`
+/// names it, or it is found on PATH; `.ci/run` installs it and sets
+/// `JITGATE_TEST_REQUIRE_PROMTOOL=1` so CI cannot skip this.
+#[tokio::test]
+async fn metrics_pass_promtool() {
+    let promtool = std::env::var("JITGATE_TEST_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let found = std::process::Command::new(&promtool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("JITGATE_TEST_REQUIRE_PROMTOOL").is_err(),
+            "promtool is required here but `{promtool}` does not run"
+        );
+        eprintln!("SKIPPED metrics_pass_promtool: promtool not found (set JITGATE_TEST_PROMTOOL)");
+        return;
+    }
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let token = server.dev_token("alice", &["oncall"], true);
+    server
+        .post("/v1/access-requests", Some(&token), oncall_read())
+        .await;
+    let text = server.get("/metrics", None).await.text().await.unwrap();
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
