@@ -725,6 +725,14 @@ events = ["break_glass"]
     }
 
     #[test]
+    fn the_example_config_is_valid_and_all_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("jitgate.example.toml");
+        let example = Config::load(Some(&path), env(&[])).unwrap();
+        let defaults = Config::default();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
     fn a_syntax_error_names_the_file() {
         let err = from_toml("listen = ", &[]).unwrap_err();
         assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");

@@ -27,7 +27,7 @@ impl FromRequestParts<AppState> for Authenticated {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        match state.auth.authenticate(authorization, state.now()) {
+        match state.auth.authenticate(authorization, state.now()).await {
             Ok(caller) => Ok(Authenticated(caller)),
             Err(AuthError::Missing) => Err(ApiError::Unauthenticated),
             Err(AuthError::Invalid(reason)) => {

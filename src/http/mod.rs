@@ -157,7 +157,7 @@ pub async fn build(config: Config) -> Result<AppState, ServeError> {
         tracing::info!(key.kid = %kid, "dropped a retired signing key: every token it signed has expired");
     }
     let tokens = TokenIssuer::new(config.issuer.clone(), ring, config.max_ttl);
-    let auth = Authenticator::from_config(&config, now)?;
+    let auth = Authenticator::from_config(&config, now).await?;
     let metrics = Metrics::new()?;
     let pack = policies.current();
     metrics

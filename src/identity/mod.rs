@@ -6,7 +6,7 @@
 pub mod jwt;
 
 use std::path::Path;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
@@ -32,6 +32,10 @@ pub const API_KEY_PREFIX: &str = "jg_";
 const MFA_METHODS: [&str; 4] = ["mfa", "otp", "hwk", "pop"];
 /// Unknown `kid`s make an issuer's JWKS be read again at most this often.
 const JWKS_REFRESH_EVERY: Duration = Duration::from_secs(30);
+/// A JWKS fetch gives up after this long.
+const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+/// A JWKS larger than this is refused.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +60,8 @@ pub enum IdentityError {
     DevKey(#[from] KeyError),
     #[error("identity.issuers[{index}]: {message}")]
     Issuer { index: usize, message: String },
+    #[error("HTTP client: {0}")]
+    Client(String),
 }
 
 /// Verifies callers against the configured identities.
@@ -76,23 +82,28 @@ struct ApiKey {
 
 impl Authenticator {
     /// Builds the authenticator of `config`, creating the dev issuer key when the dev issuer
-    /// is enabled.
-    pub fn from_config(config: &Config, now: u64) -> Result<Self, IdentityError> {
+    /// is enabled and reading every issuer's JWKS.
+    pub async fn from_config(config: &Config, now: u64) -> Result<Self, IdentityError> {
         let dev = if config.identity.dev.enabled {
             Some(DevIssuer::open(&config.data_dir, now)?)
         } else {
             None
         };
-        let issuers = config
-            .identity
-            .issuers
-            .iter()
-            .enumerate()
-            .map(|(index, issuer)| {
-                TrustedIssuer::new(issuer.clone())
-                    .map_err(|message| IdentityError::Issuer { index, message })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // TLS for https:// JWKS uses ring; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(JWKS_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| IdentityError::Client(e.to_string()))?;
+        let mut issuers = Vec::with_capacity(config.identity.issuers.len());
+        for (index, issuer) in config.identity.issuers.iter().enumerate() {
+            issuers.push(
+                TrustedIssuer::new(issuer.clone(), client.clone())
+                    .await
+                    .map_err(|message| IdentityError::Issuer { index, message })?,
+            );
+        }
         let api_keys = config
             .identity
             .api_keys
@@ -121,7 +132,11 @@ impl Authenticator {
     }
 
     /// Authenticates an `Authorization` header value.
-    pub fn authenticate(&self, authorization: Option<&str>, now: u64) -> Result<Caller, AuthError> {
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        now: u64,
+    ) -> Result<Caller, AuthError> {
         let credential = authorization
             .and_then(|value| {
                 let (scheme, credential) = value.trim().split_once(' ')?;
@@ -148,7 +163,10 @@ impl Authenticator {
             .iter()
             .find(|t| t.config.issuer == issuer)
             .ok_or(AuthError::Invalid(Rejection::UnknownIssuer))?;
-        trusted.verify(credential, now).map_err(AuthError::Invalid)
+        trusted
+            .verify(credential, now)
+            .await
+            .map_err(AuthError::Invalid)
     }
 
     /// Compares the key's hash with every configured one, in constant time.
@@ -274,12 +292,16 @@ impl DevIssuer {
 struct TrustedIssuer {
     config: TrustedIssuerConfig,
     algorithms: Vec<Algorithm>,
+    client: reqwest::Client,
     keys: RwLock<JwkSet>,
-    last_fetch: Mutex<Instant>,
+    /// When the JWKS was last fetched; held across a fetch so only one runs at a time.
+    last_fetch: tokio::sync::Mutex<Instant>,
 }
 
 impl TrustedIssuer {
-    fn new(config: TrustedIssuerConfig) -> Result<Self, String> {
+    /// A `file://` JWKS must load now; an `https://` one that cannot be fetched yet is retried
+    /// when a token needs it (until then that issuer's tokens are refused).
+    async fn new(config: TrustedIssuerConfig, client: reqwest::Client) -> Result<Self, String> {
         let algorithms = config
             .algorithms
             .iter()
@@ -288,12 +310,23 @@ impl TrustedIssuer {
                     .map_err(|_| format!("unknown algorithm `{a}`"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let keys = fetch_jwks(&config.jwks)?;
+        let keys = match fetch_jwks(&client, &config.jwks).await {
+            Ok(keys) => keys,
+            Err(message) if config.jwks.starts_with("https://") => {
+                tracing::warn!(issuer = %config.issuer, error = %message, "JWKS not fetched; retrying when a token needs it");
+                JwkSet { keys: Vec::new() }
+            }
+            Err(message) => return Err(message),
+        };
+        let long_ago = Instant::now()
+            .checked_sub(JWKS_REFRESH_EVERY)
+            .unwrap_or_else(Instant::now);
         Ok(Self {
             config,
             algorithms,
+            client,
             keys: RwLock::new(keys),
-            last_fetch: Mutex::new(Instant::now()),
+            last_fetch: tokio::sync::Mutex::new(long_ago),
         })
     }
 
@@ -305,18 +338,15 @@ impl TrustedIssuer {
             .cloned()
     }
 
-    /// Reads the JWKS again, at most once per [`JWKS_REFRESH_EVERY`], so a stream of tokens
+    /// Fetches the JWKS again, at most once per [`JWKS_REFRESH_EVERY`], so a stream of tokens
     /// with made-up `kid`s cannot turn into a stream of fetches.
-    fn refresh(&self) {
-        let mut last = self
-            .last_fetch
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    async fn refresh(&self) {
+        let mut last = self.last_fetch.lock().await;
         if last.elapsed() < JWKS_REFRESH_EVERY {
             return;
         }
         *last = Instant::now();
-        match fetch_jwks(&self.config.jwks) {
+        match fetch_jwks(&self.client, &self.config.jwks).await {
             Ok(keys) => *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys,
             Err(message) => {
                 tracing::warn!(issuer = %self.config.issuer, error = %message, "JWKS refresh failed; keeping the keys we had")
@@ -324,7 +354,7 @@ impl TrustedIssuer {
         }
     }
 
-    fn verify(&self, token: &str, now: u64) -> Result<Caller, Rejection> {
+    async fn verify(&self, token: &str, now: u64) -> Result<Caller, Rejection> {
         let expected = Expectations {
             issuer: &self.config.issuer,
             audience: &self.config.audience,
@@ -335,7 +365,7 @@ impl TrustedIssuer {
         let key = match self.key(&header.kid) {
             Some(key) => key,
             None => {
-                self.refresh();
+                self.refresh().await;
                 self.key(&header.kid).ok_or(Rejection::UnknownKey)?
             }
         };
@@ -348,22 +378,44 @@ impl TrustedIssuer {
     }
 }
 
-/// Reads a JWKS; symmetric (`oct`) keys are refused: a public JWKS with a shared secret in it
-/// would let anyone mint tokens.
-fn fetch_jwks(location: &str) -> Result<JwkSet, String> {
-    let Some(path) = location.strip_prefix("file://") else {
-        return Err(format!(
-            "`{location}`: only file:// JWKS are supported so far (https:// arrives with the remaining issue-3 work)"
-        ));
+/// Reads a JWKS from `file://…` or `https://…`; symmetric (`oct`) keys are refused: a public
+/// JWKS with a shared secret in it would let anyone mint tokens.
+async fn fetch_jwks(client: &reqwest::Client, location: &str) -> Result<JwkSet, String> {
+    let text = if let Some(path) = location.strip_prefix("file://") {
+        tokio::fs::read_to_string(path)
+            .await
+            .map_err(|e| format!("{path}: {e}"))?
+    } else if location.starts_with("https://") {
+        let response = client
+            .get(location)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("{location}: {e}"))?;
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_JWKS_BYTES as u64)
+        {
+            return Err(format!("{location}: JWKS larger than 1 MiB"));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("{location}: {e}"))?;
+        if bytes.len() > MAX_JWKS_BYTES {
+            return Err(format!("{location}: JWKS larger than 1 MiB"));
+        }
+        String::from_utf8(bytes.to_vec()).map_err(|e| format!("{location}: {e}"))?
+    } else {
+        return Err(format!("`{location}`: a JWKS is a file:// or https:// URL"));
     };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    let set: JwkSet = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let set: JwkSet = serde_json::from_str(&text).map_err(|e| format!("{location}: {e}"))?;
     if set
         .keys
         .iter()
         .any(|k| matches!(k.algorithm, AlgorithmParameters::OctetKey(_)))
     {
-        return Err(format!("{path}: symmetric (oct) keys are not accepted"));
+        return Err(format!("{location}: symmetric (oct) keys are not accepted"));
     }
     Ok(set)
 }

@@ -30,7 +30,7 @@ fn forge(header: Value, claims: Value, key: &EncodingKey, alg: Algorithm) -> Str
     format!("{message}.{signature}")
 }
 
-fn fixture() -> Fixture {
+async fn fixture() -> Fixture {
     let dir = tempfile::TempDir::new().unwrap();
     let idp = KeyRing::open(&dir.path().join("idp"), SigningAlg::Es256, NOW).unwrap();
     let jwks = JwkSet {
@@ -56,7 +56,7 @@ fn fixture() -> Fixture {
         principal: "Service::\"deployer\"".into(),
         groups: vec!["Group::\"deployers\"".into()],
     });
-    let auth = Authenticator::from_config(&config, NOW).unwrap();
+    let auth = Authenticator::from_config(&config, NOW).await.unwrap();
     let dev = DevIssuer::open(&config.data_dir, NOW).unwrap();
     Fixture {
         _dir: dir,
@@ -78,13 +78,16 @@ fn dev_claims() -> Value {
     json!({"iss": DEV_ISSUER, "aud": DEV_AUDIENCE, "sub": "alice", "iat": NOW, "nbf": NOW, "exp": NOW + 600})
 }
 
-fn rejection(f: &Fixture, token: &str) -> AuthError {
-    f.auth.authenticate(Some(&bearer(token)), NOW).unwrap_err()
+async fn rejection(f: &Fixture, token: &str) -> AuthError {
+    f.auth
+        .authenticate(Some(&bearer(token)), NOW)
+        .await
+        .unwrap_err()
 }
 
-#[test]
-fn dev_tokens_name_the_principal_groups_and_mfa() {
-    let f = fixture();
+#[tokio::test]
+async fn dev_tokens_name_the_principal_groups_and_mfa() {
+    let f = fixture().await;
     let token = f
         .dev
         .mint(
@@ -95,7 +98,11 @@ fn dev_tokens_name_the_principal_groups_and_mfa() {
             NOW,
         )
         .unwrap();
-    let caller = f.auth.authenticate(Some(&bearer(&token)), NOW).unwrap();
+    let caller = f
+        .auth
+        .authenticate(Some(&bearer(&token)), NOW)
+        .await
+        .unwrap();
     assert_eq!(caller.principal, EntityRef::new("User", "alice"));
     assert_eq!(
         caller.groups,
@@ -109,31 +116,40 @@ fn dev_tokens_name_the_principal_groups_and_mfa() {
         .dev
         .mint("bob", &[], false, Duration::from_secs(600), NOW)
         .unwrap();
-    assert!(!f.auth.authenticate(Some(&bearer(&token)), NOW).unwrap().mfa);
-}
-
-#[test]
-fn no_credentials_is_missing_not_invalid() {
-    let f = fixture();
-    assert_eq!(f.auth.authenticate(None, NOW), Err(AuthError::Missing));
-    assert_eq!(
-        f.auth.authenticate(Some("Basic YTpi"), NOW),
-        Err(AuthError::Missing)
-    );
-    assert_eq!(
-        f.auth.authenticate(Some("Bearer "), NOW),
-        Err(AuthError::Missing)
+    assert!(
+        !f.auth
+            .authenticate(Some(&bearer(&token)), NOW)
+            .await
+            .unwrap()
+            .mfa
     );
 }
 
-#[test]
-fn every_broken_token_is_refused() {
-    let f = fixture();
+#[tokio::test]
+async fn no_credentials_is_missing_not_invalid() {
+    let f = fixture().await;
+    assert_eq!(
+        f.auth.authenticate(None, NOW).await,
+        Err(AuthError::Missing)
+    );
+    assert_eq!(
+        f.auth.authenticate(Some("Basic YTpi"), NOW).await,
+        Err(AuthError::Missing)
+    );
+    assert_eq!(
+        f.auth.authenticate(Some("Bearer "), NOW).await,
+        Err(AuthError::Missing)
+    );
+}
+
+#[tokio::test]
+async fn every_broken_token_is_refused() {
+    let f = fixture().await;
     let dev_key = &f.dev.ring.active().unwrap().encoding;
     let idp_key = &f.idp.active().unwrap().encoding;
     let idp_kid = f.idp.active().unwrap().kid.clone();
     let good = forge(dev_header(&f), dev_claims(), dev_key, Algorithm::ES256);
-    assert!(f.auth.authenticate(Some(&bearer(&good)), NOW).is_ok());
+    assert!(f.auth.authenticate(Some(&bearer(&good)), NOW).await.is_ok());
 
     let with = |patch: Value| {
         let mut claims = dev_claims();
@@ -293,30 +309,40 @@ fn every_broken_token_is_refused() {
     ];
     for (name, token, expected) in cases {
         assert_eq!(
-            rejection(&f, &token),
+            rejection(&f, &token).await,
             AuthError::Invalid(expected),
             "{name}"
         );
     }
 }
 
-#[test]
-fn the_clock_leeway_is_five_seconds() {
-    let f = fixture();
+#[tokio::test]
+async fn the_clock_leeway_is_five_seconds() {
+    let f = fixture().await;
     let dev_key = &f.dev.ring.active().unwrap().encoding;
     let mut claims = dev_claims();
     claims["exp"] = json!(NOW - 5);
     let token = forge(dev_header(&f), claims, dev_key, Algorithm::ES256);
-    assert!(f.auth.authenticate(Some(&bearer(&token)), NOW).is_ok());
+    assert!(
+        f.auth
+            .authenticate(Some(&bearer(&token)), NOW)
+            .await
+            .is_ok()
+    );
     let mut claims = dev_claims();
     claims["iat"] = json!(NOW + 5);
     let token = forge(dev_header(&f), claims, dev_key, Algorithm::ES256);
-    assert!(f.auth.authenticate(Some(&bearer(&token)), NOW).is_ok());
+    assert!(
+        f.auth
+            .authenticate(Some(&bearer(&token)), NOW)
+            .await
+            .is_ok()
+    );
 }
 
-#[test]
-fn trusted_issuers_are_verified_against_their_jwks() {
-    let f = fixture();
+#[tokio::test]
+async fn trusted_issuers_are_verified_against_their_jwks() {
+    let f = fixture().await;
     let key = f.idp.active().unwrap();
     let header = json!({"alg": "ES256", "typ": "JWT", "kid": key.kid});
     let claims = json!({
@@ -329,7 +355,11 @@ fn trusted_issuers_are_verified_against_their_jwks() {
         &key.encoding,
         Algorithm::ES256,
     );
-    let caller = f.auth.authenticate(Some(&bearer(&token)), NOW).unwrap();
+    let caller = f
+        .auth
+        .authenticate(Some(&bearer(&token)), NOW)
+        .await
+        .unwrap();
     assert_eq!(caller.principal, EntityRef::new("User", "carol"));
     assert_eq!(caller.groups, [EntityRef::new("Group", "dba")]);
     assert!(caller.mfa);
@@ -340,7 +370,7 @@ fn trusted_issuers_are_verified_against_their_jwks() {
     wrong_alg["alg"] = json!("ES384");
     let token = forge(wrong_alg, claims.clone(), &key.encoding, Algorithm::ES256);
     assert_eq!(
-        rejection(&f, &token),
+        rejection(&f, &token).await,
         AuthError::Invalid(Rejection::AlgorithmNotAllowed)
     );
     // The dev key cannot sign for the issuer.
@@ -351,29 +381,30 @@ fn trusted_issuers_are_verified_against_their_jwks() {
         Algorithm::ES256,
     );
     assert_eq!(
-        rejection(&f, &token),
+        rejection(&f, &token).await,
         AuthError::Invalid(Rejection::BadSignatureOrClaims)
     );
 }
 
-#[test]
-fn api_keys_map_to_their_principal() {
-    let f = fixture();
+#[tokio::test]
+async fn api_keys_map_to_their_principal() {
+    let f = fixture().await;
     let caller = f
         .auth
         .authenticate(Some("Bearer jg_secret-deploy-key"), NOW)
+        .await
         .unwrap();
     assert_eq!(caller.principal, EntityRef::new("Service", "deployer"));
     assert_eq!(caller.groups, [EntityRef::new("Group", "deployers")]);
     assert_eq!(caller.client_id, "deployer");
     assert_eq!(
-        f.auth.authenticate(Some("Bearer jg_wrong"), NOW),
+        f.auth.authenticate(Some("Bearer jg_wrong"), NOW).await,
         Err(AuthError::Invalid(Rejection::UnknownKey))
     );
 }
 
-#[test]
-fn a_jwks_with_a_symmetric_key_is_refused() {
+#[tokio::test]
+async fn a_jwks_with_a_symmetric_key_is_refused() {
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join("jwks.json");
     std::fs::write(
@@ -392,6 +423,85 @@ fn a_jwks_with_a_symmetric_key_is_refused() {
         algorithms: vec!["RS256".into()],
         groups_claim: "groups".into(),
     });
-    let err = Authenticator::from_config(&config, NOW).unwrap_err();
+    let err = Authenticator::from_config(&config, NOW).await.unwrap_err();
     assert!(err.to_string().contains("symmetric"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unknown_kid_refetches_the_jwks_at_a_bounded_rate() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let ring = |name: &str| KeyRing::open(&dir.path().join(name), SigningAlg::Es256, NOW).unwrap();
+    let (a, b, c) = (ring("a"), ring("b"), ring("c"));
+    let jwks_path = dir.path().join("jwks.json");
+    let publish = |rings: &[&KeyRing]| {
+        let set = JwkSet {
+            keys: rings
+                .iter()
+                .map(|r| r.active().unwrap().public.clone())
+                .collect(),
+        };
+        std::fs::write(&jwks_path, serde_json::to_string(&set).unwrap()).unwrap();
+    };
+    publish(&[&a]);
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
+    config.identity.issuers.push(TrustedIssuerConfig {
+        issuer: "https://idp.test".into(),
+        audience: "jitgate".into(),
+        jwks: format!("file://{}", jwks_path.display()),
+        algorithms: vec!["ES256".into()],
+        groups_claim: "groups".into(),
+    });
+    let auth = Authenticator::from_config(&config, NOW).await.unwrap();
+    let token = |ring: &KeyRing| {
+        let key = ring.active().unwrap();
+        bearer(&forge(
+            json!({"alg": "ES256", "kid": key.kid}),
+            json!({"iss": "https://idp.test", "aud": "jitgate", "sub": "u", "iat": NOW, "exp": NOW + 60}),
+            &key.encoding,
+            Algorithm::ES256,
+        ))
+    };
+    assert!(auth.authenticate(Some(&token(&a)), NOW).await.is_ok());
+    // The IdP rotates to b: the first token with b's kid makes jitgate read the JWKS again.
+    publish(&[&a, &b]);
+    assert!(auth.authenticate(Some(&token(&b)), NOW).await.is_ok());
+    // Right after, another unknown kid does not trigger another read.
+    publish(&[&a, &b, &c]);
+    assert_eq!(
+        auth.authenticate(Some(&token(&c)), NOW).await,
+        Err(AuthError::Invalid(Rejection::UnknownKey))
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_https_jwks_refuses_that_issuers_tokens_but_does_not_stop_the_start() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let idp = KeyRing::open(&dir.path().join("idp"), SigningAlg::Es256, NOW).unwrap();
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
+    config.identity.issuers.push(TrustedIssuerConfig {
+        issuer: "https://idp.test".into(),
+        audience: "jitgate".into(),
+        // Loopback port 1: nothing listens, the connection is refused at once.
+        jwks: "https://127.0.0.1:1/jwks.json".into(),
+        algorithms: vec!["ES256".into()],
+        groups_claim: "groups".into(),
+    });
+    let auth = Authenticator::from_config(&config, NOW).await.unwrap();
+    let key = idp.active().unwrap();
+    let token = forge(
+        json!({"alg": "ES256", "kid": key.kid}),
+        json!({"iss": "https://idp.test", "aud": "jitgate", "sub": "u", "iat": NOW, "exp": NOW + 60}),
+        &key.encoding,
+        Algorithm::ES256,
+    );
+    assert_eq!(
+        auth.authenticate(Some(&bearer(&token)), NOW).await,
+        Err(AuthError::Invalid(Rejection::UnknownKey))
+    );
 }
