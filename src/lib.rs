@@ -17,3 +17,4 @@ pub mod risk;
 pub mod store;
 pub mod telemetry;
 pub mod token;
+pub mod verify;

@@ -47,6 +47,11 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
     },
+    /// Work with issued access tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Manage the signing keys in <data_dir>/keys.
     Keys {
         #[command(subcommand)]
@@ -62,6 +67,28 @@ enum Command {
         pack: PackArgs,
         /// Case files or directories [default: <policies>/tests]
         paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Verify an access token against a server's published keys and print its claims.
+    Verify {
+        /// The jitgate server: its metadata names the issuer and the JWKS
+        #[arg(
+            long,
+            value_name = "URL",
+            conflicts_with = "jwks",
+            required_unless_present = "jwks"
+        )]
+        server: Option<String>,
+        /// A JWKS URL (the issuer is then not checked)
+        #[arg(long, value_name = "URL")]
+        jwks: Option<String>,
+        /// Check that the token is for this audience
+        #[arg(long)]
+        audience: Option<String>,
+        token: String,
     },
 }
 
@@ -123,6 +150,20 @@ pub fn run(cli: Cli) -> ExitCode {
             ttl,
         } => dev_token(&config, &sub, &groups, mfa, ttl),
         Command::Keys { command, config } => keys(&config, &command),
+        Command::Token {
+            command:
+                TokenCommand::Verify {
+                    server,
+                    jwks,
+                    audience,
+                    token,
+                },
+        } => verify_token(
+            server.as_deref(),
+            jwks.as_deref(),
+            audience.as_deref(),
+            &token,
+        ),
         Command::Check(pack) => check(&pack.paths()),
         Command::Test { pack, paths } => test(&pack.paths(), paths),
     }
@@ -343,4 +384,46 @@ fn keys(args: &ConfigArgs, command: &KeysCommand) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn verify_token(
+    server: Option<&str>,
+    jwks: Option<&str>,
+    audience: Option<&str>,
+    token: &str,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let verifier = runtime.block_on(async {
+        match (server, jwks) {
+            (Some(server), _) => crate::verify::Verifier::from_server(server).await,
+            (None, Some(jwks)) => crate::verify::Verifier::from_jwks_url(jwks).await,
+            (None, None) => Err(crate::verify::VerifyError::Fetch {
+                url: String::new(),
+                message: "give --server or --jwks".into(),
+            }),
+        }
+    });
+    let result = verifier.and_then(|v| v.verify(token.trim(), audience, now()));
+    match result {
+        Ok(claims) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&claims).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -429,12 +429,82 @@ async fn identity_failures_are_401_with_no_hint() {
             unix_now(),
         )
         .unwrap();
+    // Tokens forged with the server's own dev key, from its file in the data dir.
+    let key_dir = server.config.data_dir.join("dev-issuer");
+    let key_file = std::fs::read_dir(&key_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let pem = std::fs::read(&key_file).unwrap();
+    let dev_key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
+    let kid = decode_header(&server.dev_token("x", &[], true))
+        .unwrap()
+        .kid
+        .unwrap();
+    let now = unix_now();
+    let claims = json!({"iss": "jitgate-dev", "aud": "jitgate", "sub": "alice", "groups": ["oncall"], "amr": ["mfa"], "iat": now, "exp": now + 60});
+    let header = json!({"alg": "ES256", "typ": "jitgate-dev+jwt", "kid": kid});
+    let with = |mut value: Value, key: &str, patch: Value| {
+        value[key] = patch;
+        value
+    };
+    let forged = |header: Value, claims: Value| forge(&header, &claims, &dev_key);
+    let valid = forged(header.clone(), claims.clone());
+    let (status, _) = server
+        .post("/v1/access-requests", Some(&valid), oncall_read())
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the forging helper makes valid tokens"
+    );
+    let public_jwk = serde_json::to_string(&server.jwks().await).unwrap();
+    let hs256 = {
+        let message = format!(
+            "{}.{}",
+            b64(&with(header.clone(), "alg", json!("HS256"))),
+            b64(&claims)
+        );
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &jsonwebtoken::EncodingKey::from_secret(public_jwk.as_bytes()),
+            jsonwebtoken::Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{message}.{signature}")
+    };
     for token in [
         "garbage".to_owned(),
         expired,
         foreign,
         "jg_not-a-key".to_owned(),
         "x".repeat(9000),
+        forged(
+            header.clone(),
+            with(claims.clone(), "iss", json!("https://evil.test")),
+        ),
+        forged(
+            header.clone(),
+            with(claims.clone(), "aud", json!("someone-else")),
+        ),
+        format!(
+            "{}.{}.",
+            b64(&with(header.clone(), "alg", json!("none"))),
+            b64(&claims)
+        ),
+        hs256,
+        forged(
+            with(header.clone(), "kid", json!("unknown")),
+            claims.clone(),
+        ),
+        forged(with(header.clone(), "crit", json!(["exp"])), claims.clone()),
+        forged(with(header.clone(), "typ", json!("JWT")), claims.clone()),
+        forged(
+            header.clone(),
+            with(claims.clone(), "padding", json!("p".repeat(9000))),
+        ),
     ] {
         let response = server
             .http
@@ -696,6 +766,20 @@ async fn a_store_that_cannot_write_answers_503_and_issues_nothing() {
     );
 }
 
+fn b64(value: &Value) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+/// A compact JWS with exactly this header and these claims, signed with ES256.
+fn forge(header: &Value, claims: &Value, key: &jsonwebtoken::EncodingKey) -> String {
+    let message = format!("{}.{}", b64(header), b64(claims));
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), key, jsonwebtoken::Algorithm::ES256)
+            .unwrap();
+    format!("{message}.{signature}")
+}
+
 /// Makes every insert into the audit trail fail, as a full or failing disk would.
 async fn fail_audit_writes(database: &Path) {
     use sqlx::ConnectOptions;
@@ -790,4 +874,64 @@ async fn metrics_pass_promtool() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn jitgate_token_verify_checks_a_token_against_the_server() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let token = server.dev_token("alice", &["oncall"], true);
+    let (_, body) = server
+        .post("/v1/access-requests", Some(&token), oncall_read())
+        .await;
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let run = |args: Vec<String>| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let base = server.base.clone();
+    let args = move |extra: &[&str], token: &str| -> Vec<String> {
+        let mut args: Vec<String> = ["token", "verify", "--server", &base]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args.push(token.to_owned());
+        args
+    };
+    let verify = tokio::task::spawn_blocking({
+        let access = access.clone();
+        let token = token.clone();
+        move || {
+            let ok = run(args(&["--audience", "db-proxy"], &access));
+            let wrong_audience = run(args(&["--audience", "ssh-ca"], &access));
+            let mut tampered = access.clone();
+            tampered.pop();
+            tampered.push(if access.ends_with('A') { 'B' } else { 'A' });
+            let tampered = run(args(&[], &tampered));
+            let identity_token = run(args(&[], &token));
+            (ok, wrong_audience, tampered, identity_token)
+        }
+    })
+    .await
+    .unwrap();
+    let (ok, wrong_audience, tampered, identity_token) = verify;
+    assert_eq!(ok.0, 0, "{ok:?}");
+    let claims: Value = serde_json::from_str(&ok.1).unwrap();
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["scope"], "db:read:orders");
+    assert_eq!(wrong_audience.0, 1);
+    assert!(wrong_audience.2.contains("not valid"), "{wrong_audience:?}");
+    assert_eq!(tampered.0, 1);
+    assert_eq!(
+        identity_token.0, 1,
+        "an identity token is not an access token"
+    );
+    assert!(identity_token.2.contains("wrong_typ"), "{identity_token:?}");
 }
