@@ -38,9 +38,13 @@ impl Verifier {
             &format!("{base}/.well-known/oauth-authorization-server"),
         )
         .await?;
-        let issuer = metadata["issuer"].as_str().map(str::to_owned);
-        let jwks_uri = metadata["jwks_uri"]
-            .as_str()
+        let issuer = metadata
+            .get("issuer")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let jwks_uri = metadata
+            .get("jwks_uri")
+            .and_then(Value::as_str)
             .map_or_else(|| format!("{base}/.well-known/jwks.json"), str::to_owned);
         let jwks = get_json(&client, &jwks_uri).await?;
         Ok(Self { issuer, jwks })
