@@ -439,7 +439,7 @@ async fn identity_failures_are_401_with_no_hint() {
         .path();
     let pem = std::fs::read(&key_file).unwrap();
     let dev_key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
-    let kid = decode_header(&server.dev_token("x", &[], true))
+    let kid = decode_header(server.dev_token("x", &[], true))
         .unwrap()
         .kid
         .unwrap();
