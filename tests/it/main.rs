@@ -11,6 +11,7 @@
 mod cli;
 mod reload;
 mod server;
+mod wycheproof;
 
 use std::fs;
 use std::path::{Path, PathBuf};
