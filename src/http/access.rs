@@ -139,7 +139,7 @@ pub async fn create(
         },
     ];
 
-    let body = match decision.outcome {
+    let (status, body, issued_with) = match decision.outcome {
         Outcome::Allow => {
             let grant = TokenGrant {
                 subject: caller.principal.id.clone(),
@@ -179,76 +179,62 @@ pub async fn create(
                     "exp": issued.expires_at, "scope": issued.scope, "aud": decision.audience,
                 }),
             }));
-            // INVARIANT: the token is returned only once its records are durable.
-            state
-                .store
-                .write(writes)
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            state
-                .metrics
-                .tokens_issued
-                .with_label_values(&[issued.alg.as_str()])
-                .inc();
-            (
-                StatusCode::CREATED,
-                json!({
-                    "request_id": request_id,
-                    "decision": "allow",
-                    "status": "issued",
-                    "access_token": issued.token,
-                    "token_type": "Bearer",
-                    "expires_in": decision.lifetime.as_secs(),
-                    "expires_at": rfc3339(issued.expires_at),
-                    "scope": issued.scope,
-                    "policies": decision.policies,
-                    "risk": risk,
-                    "advice": decision.advice,
-                }),
-            )
+            let body = json!({
+                "request_id": request_id,
+                "decision": "allow",
+                "status": "issued",
+                "access_token": issued.token,
+                "token_type": "Bearer",
+                "expires_in": decision.lifetime.as_secs(),
+                "expires_at": rfc3339(issued.expires_at),
+                "scope": issued.scope,
+                "policies": decision.policies,
+                "risk": risk,
+                "advice": decision.advice,
+            });
+            (StatusCode::CREATED, body, Some(issued.alg))
         }
         Outcome::Escalate => {
-            state
-                .store
-                .write(writes)
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            (
-                StatusCode::ACCEPTED,
-                json!({
-                    "request_id": request_id,
-                    "decision": "escalate",
-                    "status": "pending",
-                    "approvals_required": decision.approvals_required,
-                    "expires_at": rfc3339(pending_until),
-                    "policies": decision.policies,
-                    "risk": risk,
-                    "advice": decision.advice,
-                }),
-            )
+            let body = json!({
+                "request_id": request_id,
+                "decision": "escalate",
+                "status": "pending",
+                "approvals_required": decision.approvals_required,
+                "expires_at": rfc3339(pending_until),
+                "policies": decision.policies,
+                "risk": risk,
+                "advice": decision.advice,
+            });
+            (StatusCode::ACCEPTED, body, None)
         }
         Outcome::Deny => {
-            state
-                .store
-                .write(writes)
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            (
-                StatusCode::FORBIDDEN,
-                json!({
-                    "request_id": request_id,
-                    "decision": "deny",
-                    "status": "denied",
-                    "reasons": decision.reasons,
-                    "policies": decision.policies,
-                    "risk": risk,
-                    "advice": decision.advice,
-                    "error": {"code": "denied", "message": deny_message(&decision)},
-                }),
-            )
+            let body = json!({
+                "request_id": request_id,
+                "decision": "deny",
+                "status": "denied",
+                "reasons": decision.reasons,
+                "policies": decision.policies,
+                "risk": risk,
+                "advice": decision.advice,
+                "error": {"code": "denied", "message": deny_message(&decision)},
+            });
+            (StatusCode::FORBIDDEN, body, None)
         }
     };
-    Ok((body.0, Json(body.1)).into_response())
+    // INVARIANT: nothing is answered, and no token leaves, before its records are durable.
+    state
+        .store
+        .write(writes)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    if let Some(alg) = issued_with {
+        state
+            .metrics
+            .tokens_issued
+            .with_label_values(&[alg.as_str()])
+            .inc();
+    }
+    Ok((status, Json(body)).into_response())
 }
 
 /// The dry run: the same decision, audited as such, nothing issued.

@@ -443,17 +443,7 @@ async fn an_unknown_kid_refetches_the_jwks_at_a_bounded_rate() {
         std::fs::write(&jwks_path, serde_json::to_string(&set).unwrap()).unwrap();
     };
     publish(&[&a]);
-    let mut config = Config {
-        data_dir: dir.path().join("data"),
-        ..Config::default()
-    };
-    config.identity.issuers.push(TrustedIssuerConfig {
-        issuer: "https://idp.test".into(),
-        audience: "jitgate".into(),
-        jwks: format!("file://{}", jwks_path.display()),
-        algorithms: vec!["ES256".into()],
-        groups_claim: "groups".into(),
-    });
+    let config = idp_config(dir.path(), &format!("file://{}", jwks_path.display()));
     let auth = Authenticator::from_config(&config, NOW).await.unwrap();
     let token = |ring: &KeyRing| {
         let key = ring.active().unwrap();
@@ -480,18 +470,8 @@ async fn an_unknown_kid_refetches_the_jwks_at_a_bounded_rate() {
 async fn an_unreachable_https_jwks_refuses_that_issuers_tokens_but_does_not_stop_the_start() {
     let dir = tempfile::TempDir::new().unwrap();
     let idp = KeyRing::open(&dir.path().join("idp"), SigningAlg::Es256, NOW).unwrap();
-    let mut config = Config {
-        data_dir: dir.path().join("data"),
-        ..Config::default()
-    };
-    config.identity.issuers.push(TrustedIssuerConfig {
-        issuer: "https://idp.test".into(),
-        audience: "jitgate".into(),
-        // Loopback port 1: nothing listens, the connection is refused at once.
-        jwks: "https://127.0.0.1:1/jwks.json".into(),
-        algorithms: vec!["ES256".into()],
-        groups_claim: "groups".into(),
-    });
+    // Loopback port 1: nothing listens, the connection is refused at once.
+    let config = idp_config(dir.path(), "https://127.0.0.1:1/jwks.json");
     let auth = Authenticator::from_config(&config, NOW).await.unwrap();
     let key = idp.active().unwrap();
     let token = forge(
@@ -504,4 +484,20 @@ async fn an_unreachable_https_jwks_refuses_that_issuers_tokens_but_does_not_stop
         auth.authenticate(Some(&bearer(&token)), NOW).await,
         Err(AuthError::Invalid(Rejection::UnknownKey))
     );
+}
+
+/// A configuration trusting `https://idp.test` (ES256, audience `jitgate`) with `jwks`.
+fn idp_config(dir: &std::path::Path, jwks: &str) -> Config {
+    let mut config = Config {
+        data_dir: dir.join("data"),
+        ..Config::default()
+    };
+    config.identity.issuers.push(TrustedIssuerConfig {
+        issuer: "https://idp.test".into(),
+        audience: "jitgate".into(),
+        jwks: jwks.into(),
+        algorithms: vec!["ES256".into()],
+        groups_claim: "groups".into(),
+    });
+    config
 }
