@@ -935,3 +935,55 @@ async fn jitgate_token_verify_checks_a_token_against_the_server() {
     );
     assert!(identity_token.2.contains("wrong_typ"), "{identity_token:?}");
 }
+
+#[tokio::test]
+async fn x_forwarded_for_counts_only_from_trusted_proxies() {
+    let risky = |c: &mut Config| {
+        c.risk.trusted_networks = vec!["10.0.0.0/8".parse().unwrap()];
+        c.risk.outside_network = Some(30);
+    };
+    let ask = |server: &TestServer, token: String, forwarded: &'static str| {
+        server
+            .http
+            .post(format!("{}/v1/access-requests", server.base))
+            .bearer_auth(token)
+            .header("x-forwarded-for", forwarded)
+            .json(&oncall_read())
+            .send()
+    };
+    // The peer (127.0.0.1) is no proxy of ours: the header is ignored.
+    let direct = TestServer::start(TempPack::shipped(), risky).await;
+    let token = direct.dev_token("alice", &["oncall"], true);
+    let body: Value = ask(&direct, token, "10.1.2.3")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["risk"]["score"], 30, "spoofed header believed: {body}");
+
+    // Behind a trusted proxy, the nearest untrusted hop is the client.
+    let proxied = TestServer::start(TempPack::shipped(), |c| {
+        risky(c);
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let token = proxied.dev_token("alice", &["oncall"], true);
+    let body: Value = ask(&proxied, token.clone(), "10.1.2.3")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["risk"]["score"], 0, "{body}");
+    let body: Value = ask(&proxied, token, "10.9.9.9, 203.0.113.7")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["risk"]["score"], 30,
+        "the client is the last untrusted hop: {body}"
+    );
+}
