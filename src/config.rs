@@ -5,7 +5,8 @@
 //! An environment variable names a key path with `__` between levels, upper-cased:
 //! `JITGATE_LISTEN`, `JITGATE_POLICY__DIR`, `JITGATE_IDENTITY__DEV__ENABLED`,
 //! `JITGATE_RISK__NO_MFA`. Its value is read as a TOML value when it parses as one (`true`, `30`,
-//! `["10.0.0.0/8"]`, `{ start = 20, end = 7, weight = 15 }`) and as a string otherwise.
+//! `["10.0.0.0/8"]`, `{ start = 20, end = 7, weight = 15 }`, `"quoted"`) and as a string
+//! otherwise (`inf`, `2024-01-01` and paths stay strings; quote a value to force a string).
 //! `JITGATE_LOG`, `JITGATE_LOG_FORMAT`, `JITGATE_CONFIG` and `JITGATE_TEST_*` are not keys.
 
 use std::fmt;
@@ -350,6 +351,23 @@ impl Config {
         Ok(config)
     }
 
+    /// Creates `data_dir` (mode 0700: keys, the audit trail and requests' reasons live there)
+    /// when it is missing, and warns when an existing one is open to group or others.
+    pub fn ensure_data_dir(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if !self.data_dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.data_dir)?;
+        }
+        let mode = std::fs::metadata(&self.data_dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(data_dir = %self.data_dir.display(), mode = format!("{mode:o}"), "the data dir is open to group or others; chmod 700 it");
+        }
+        Ok(())
+    }
+
     pub fn pack_paths(&self) -> PackPaths {
         PackPaths::new(&self.policy.dir, &self.policy.schemas)
     }
@@ -505,8 +523,16 @@ fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), Con
         }
         _ => return Err(invalid(name, "not a configuration key")),
     };
-    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-        .ok()
+    // Arrays, tables, quoted strings, booleans and whole numbers are TOML; anything else (a
+    // path, an audience, `inf`, a date) is the string it looks like.
+    let trimmed = value.trim();
+    let looks_like_toml = trimmed.starts_with(['[', '{', '"', '\''])
+        || trimmed == "true"
+        || trimmed == "false"
+        || (!trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()));
+    let parsed = looks_like_toml
+        .then(|| toml::from_str::<toml::Table>(&format!("v = {value}")).ok())
+        .flatten()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(value.to_owned()));
     let mut node = table;
@@ -628,6 +654,7 @@ events = ["break_glass"]
                 ("JITGATE_IDENTITY__DEV__ENABLED", "true"),
                 ("JITGATE_RISK__NO_MFA", "20"),
                 ("JITGATE_TRUSTED_PROXIES", r#"["192.168.0.0/16"]"#),
+                ("JITGATE_DEFAULT_AUDIENCE", "inf"),
                 ("JITGATE_LOG", "debug"),
                 ("JITGATE_TEST_DATABASE_URL", "postgres://x"),
                 ("HOME", "/root"),
@@ -639,6 +666,7 @@ events = ["break_glass"]
         assert!(config.identity.dev.enabled);
         assert_eq!(config.risk.no_mfa, Some(20));
         assert_eq!(config.trusted_proxies[0].to_string(), "192.168.0.0/16");
+        assert_eq!(config.default_audience, "inf", "not read as a float");
     }
 
     #[test]

@@ -314,6 +314,10 @@ fn dev_token(
             "warning: [identity.dev] is not enabled in this configuration: the server will refuse this token"
         );
     }
+    if let Err(e) = config.ensure_data_dir() {
+        eprintln!("error: {}: {e}", config.data_dir.display());
+        return ExitCode::FAILURE;
+    }
     let groups: Vec<String> = groups.iter().filter(|g| !g.is_empty()).cloned().collect();
     let minted = DevIssuer::open(&config.data_dir, now())
         .and_then(|dev| dev.mint(sub, &groups, mfa, ttl, now()));
@@ -334,6 +338,10 @@ fn keys(args: &ConfigArgs, command: &KeysCommand) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    if let Err(e) = config.ensure_data_dir() {
+        eprintln!("error: {}: {e}", config.data_dir.display());
+        return ExitCode::FAILURE;
+    }
     let dir = config.data_dir.join("keys");
     let mut ring = match KeyRing::open(&dir, config.signing_alg, now()) {
         Ok(ring) => ring,
@@ -362,7 +370,7 @@ fn keys(args: &ConfigArgs, command: &KeysCommand) -> ExitCode {
         KeysCommand::List => {
             let keys = ring.keys();
             let verifying: Vec<&str> = ring
-                .verifying_keys(now(), config.max_ttl)
+                .verifying_keys(now(), config.max_ttl, &std::collections::HashMap::new())
                 .iter()
                 .map(|k| k.kid.as_str())
                 .collect();
@@ -372,7 +380,7 @@ fn keys(args: &ConfigArgs, command: &KeysCommand) -> ExitCode {
                 } else if verifying.contains(&key.kid.as_str()) {
                     "retired, in JWKS"
                 } else {
-                    "expired, dropped at next start"
+                    "retired; dropped at the next start unless a token it signed is still live"
                 };
                 println!(
                     "{} {} created {} {state}",

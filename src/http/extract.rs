@@ -50,30 +50,106 @@ impl FromRequestParts<AppState> for ClientIp {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
+            .map(|ConnectInfo(addr)| addr.ip().to_canonical())
             .ok_or_else(|| ApiError::Internal("no peer address".into()))?;
         let proxies = &state.config.trusted_proxies;
         let trusted = |ip: &IpAddr| proxies.iter().any(|net| net.contains(ip));
         if !trusted(&peer) {
             return Ok(ClientIp(peer));
         }
-        let forwarded: Vec<IpAddr> = parts
+        let hops: Vec<&str> = parts
             .headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .map_while(|part| part.trim().parse::<IpAddr>().ok())
+            .map(str::trim)
             .collect();
-        // Walk from the nearest hop outwards; the first address not ours is the client.
-        let client = forwarded
-            .iter()
-            .rev()
-            .find(|ip| !trusted(ip))
-            .or(forwarded.first())
-            .copied()
-            .unwrap_or(peer);
-        Ok(ClientIp(client))
+        Ok(ClientIp(client_from_hops(&hops, peer, trusted)))
+    }
+}
+
+/// Walks `X-Forwarded-For` from the nearest hop outwards: each trusted proxy vouches for the
+/// hop before it, and the first address that is not a trusted proxy is the client. Only the
+/// right-hand part is trusted (the client writes the left), so an entry that does not parse
+/// ends the walk at the last good hop.
+fn client_from_hops(hops: &[&str], peer: IpAddr, trusted: impl Fn(&IpAddr) -> bool) -> IpAddr {
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_hop(hop) else {
+            return client;
+        };
+        client = ip;
+        if !trusted(&ip) {
+            return ip;
+        }
+    }
+    client
+}
+
+/// `10.0.0.1`, `10.0.0.1:4711`, `2001:db8::1` or `[2001:db8::1]:4711`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .or_else(|_| hop.parse::<SocketAddr>().map(|addr| addr.ip()))
+        .ok()
+        .map(|ip| ip.to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(hops: &[&str]) -> IpAddr {
+        let proxies: Vec<ipnet::IpNet> = vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        client_from_hops(hops, peer, |ip| proxies.iter().any(|n| n.contains(ip)))
+    }
+
+    #[test]
+    fn the_nearest_untrusted_hop_is_the_client() {
+        assert_eq!(
+            client(&["203.0.113.7"]),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client(&["198.51.100.1", "203.0.113.7", "10.0.0.2"]),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client(&["203.0.113.7:4711"]),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client(&["[2001:db8::1]:443"]),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client(&["::ffff:203.0.113.7"]),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_spoofed_left_part_is_never_believed() {
+        // The client wrote `10.1.2.3, x`; the proxy appended the real address.
+        assert_eq!(
+            client(&["10.1.2.3", "x", "203.0.113.9"]),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        // Garbage nearest the proxy: stop at the last good hop, the peer.
+        assert_eq!(
+            client(&["10.1.2.3", "garbage"]),
+            "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        // Only trusted hops: the farthest one we could vouch for.
+        assert_eq!(
+            client(&["10.0.0.5", "10.0.0.2"]),
+            "10.0.0.5".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client(&[]), "127.0.0.1".parse::<IpAddr>().unwrap());
     }
 }
 
@@ -97,7 +173,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         }
         let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge)?;
+            .map_err(|e| {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
+                if too_large {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::InvalidRequest(format!("cannot read the body: {e}"))
+                }
+            })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))

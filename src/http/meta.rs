@@ -77,8 +77,14 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     })))
 }
 
-/// `GET /metrics`: Prometheus text.
+/// `GET /metrics`: Prometheus text. The pending gauge is counted from the store at scrape
+/// time, so expiry needs no bookkeeping.
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
+    match state.store.pending_requests(now).await {
+        Ok(pending) => state.metrics.approvals_pending.set(pending),
+        Err(e) => tracing::warn!(error = %e, "cannot count pending requests for /metrics"),
+    }
     (
         StatusCode::OK,
         [(

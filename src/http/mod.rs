@@ -147,24 +147,19 @@ pub async fn build(config: Config) -> Result<AppState, ServeError> {
     let time_zone = jiff::tz::TimeZone::get(&config.time_zone)
         .map_err(|e| ServeError::TimeZone(e.to_string()))?;
     let policies = Arc::new(LivePolicies::load(config.pack_paths())?);
-    if !config.data_dir.exists() {
-        // Keys, the audit trail and requests' reasons live here: for jitgate's user alone.
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&config.data_dir)
-            .map_err(|source| ServeError::DataDir {
-                path: config.data_dir.clone(),
-                source,
-            })?;
-    }
+    config
+        .ensure_data_dir()
+        .map_err(|source| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
     let store = Store::open(&config.database_url, &config.data_dir).await?;
     let mut ring = KeyRing::open(&config.data_dir.join("keys"), config.signing_alg, now)?;
-    for kid in ring.prune(now, config.max_ttl)? {
+    let issued_until = store.latest_expiry_by_kid().await?;
+    for kid in ring.prune(now, config.max_ttl, &issued_until)? {
         tracing::info!(key.kid = %kid, "dropped a retired signing key: every token it signed has expired");
     }
-    let tokens = TokenIssuer::new(config.issuer.clone(), ring, config.max_ttl);
+    let tokens = TokenIssuer::new(config.issuer.clone(), ring, config.max_ttl, issued_until);
     let auth = Authenticator::from_config(&config, now).await?;
     let metrics = Metrics::new()?;
     let pack = policies.current();

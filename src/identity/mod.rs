@@ -32,6 +32,9 @@ pub const API_KEY_PREFIX: &str = "jg_";
 const MFA_METHODS: [&str; 4] = ["mfa", "otp", "hwk", "pop"];
 /// Unknown `kid`s make an issuer's JWKS be read again at most this often.
 const JWKS_REFRESH_EVERY: Duration = Duration::from_secs(30);
+/// A JWKS is read again after this long even when every `kid` is known, so a key the issuer
+/// withdrew stops being trusted.
+const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
 /// A JWKS fetch gives up after this long.
 const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// A JWKS larger than this is refused.
@@ -146,6 +149,10 @@ impl Authenticator {
             })
             .filter(|c| !c.is_empty())
             .ok_or(AuthError::Missing)?;
+        // Before any decoding: a huge header costs nothing but this comparison.
+        if credential.len() > jwt::MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid(Rejection::Oversize));
+        }
         if credential.starts_with(API_KEY_PREFIX) {
             return self
                 .api_key(credential)
@@ -362,6 +369,9 @@ impl TrustedIssuer {
             typ: None,
         };
         let header = jwt::check_header(token, &expected)?;
+        if self.last_fetch.lock().await.elapsed() >= JWKS_MAX_AGE {
+            self.refresh().await;
+        }
         let key = match self.key(&header.kid) {
             Some(key) => key,
             None => {

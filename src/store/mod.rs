@@ -154,12 +154,36 @@ impl Store {
             .map_err(|message| StoreError::Database(sqlx::Error::Protocol(message)))
     }
 
-    /// Whether a write transaction can be started now (for `/readyz`).
+    /// Whether a write transaction can be started now (for `/readyz`). A transaction sqlx
+    /// tracks is rolled back even if the caller goes away half-way.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        tx.rollback().await?;
         Ok(())
+    }
+
+    /// Requests waiting for approval and not yet expired at `now`.
+    pub async fn pending_requests(&self, now: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM access_requests WHERE status = 'pending' AND expires_at > ?",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// For each signing key, the latest expiry of a token it signed.
+    pub async fn latest_expiry_by_kid(
+        &self,
+    ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT kid, MAX(expires_at) FROM tokens GROUP BY kid")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, exp)| (kid, u64::try_from(exp).unwrap_or(0)))
+            .collect())
     }
 
     /// Denied requests of `principal` since `since` (unix seconds).

@@ -2,6 +2,7 @@
 //! by adding a newer key. The newest key signs; older public keys stay in the JWKS until every
 //! token they can have signed has expired (their retirement plus `max_ttl`), then are dropped.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -113,24 +114,38 @@ impl KeyRing {
         self.keys.get(index + 1).map(|next| next.created)
     }
 
-    /// Keys whose tokens may still be live at `now`: the active one and those retired less
-    /// than `max_ttl` ago.
-    pub fn verifying_keys(&self, now: u64, max_ttl: Duration) -> Vec<&SigningKey> {
+    /// Keys whose tokens may still be live at `now`: the active one, those retired less than
+    /// `max_ttl` ago, and those `issued_until` (kid → latest expiry of a token it signed) says
+    /// still have live tokens. The last matters when a server kept signing with a key after a
+    /// newer one was generated, until it restarted.
+    pub fn verifying_keys(
+        &self,
+        now: u64,
+        max_ttl: Duration,
+        issued_until: &HashMap<String, u64>,
+    ) -> Vec<&SigningKey> {
         self.keys
             .iter()
             .enumerate()
-            .filter(|(i, _)| {
-                self.retired_at(*i)
-                    .is_none_or(|retired| retired.saturating_add(max_ttl.as_secs()) >= now)
+            .filter(|(i, key)| {
+                let retired_recently = self
+                    .retired_at(*i)
+                    .is_none_or(|retired| retired.saturating_add(max_ttl.as_secs()) >= now);
+                retired_recently || issued_until.get(&key.kid).is_some_and(|exp| *exp >= now)
             })
             .map(|(_, key)| key)
             .collect()
     }
 
     /// Deletes the files of keys no token can need any more; returns their kids.
-    pub fn prune(&mut self, now: u64, max_ttl: Duration) -> Result<Vec<String>, KeyError> {
+    pub fn prune(
+        &mut self,
+        now: u64,
+        max_ttl: Duration,
+        issued_until: &HashMap<String, u64>,
+    ) -> Result<Vec<String>, KeyError> {
         let keep: Vec<String> = self
-            .verifying_keys(now, max_ttl)
+            .verifying_keys(now, max_ttl, issued_until)
             .iter()
             .map(|k| k.kid.clone())
             .collect();
@@ -346,14 +361,21 @@ mod tests {
         let new = ring.rotate(SigningAlg::Es256, 5000).unwrap().kid.clone();
         assert_ne!(old, new);
         let kids = |ring: &KeyRing, now| -> Vec<String> {
-            ring.verifying_keys(now, HOUR)
+            ring.verifying_keys(now, HOUR, &HashMap::new())
                 .iter()
                 .map(|k| k.kid.clone())
                 .collect()
         };
         assert_eq!(kids(&ring, 5000 + 3600), [old.clone(), new.clone()]);
         assert_eq!(kids(&ring, 5000 + 3601), vec![new.clone()]);
-        assert_eq!(ring.prune(5000 + 3601, HOUR).unwrap(), [old]);
+        // A token the old key signed late (the server had not restarted) keeps it published.
+        let late = HashMap::from([(old.clone(), 5000 + 7200)]);
+        assert_eq!(ring.verifying_keys(5000 + 3601, HOUR, &late).len(), 2);
+        assert!(ring.prune(5000 + 3601, HOUR, &late).unwrap().is_empty());
+        assert_eq!(
+            ring.prune(5000 + 3601, HOUR, &HashMap::new()).unwrap(),
+            [old]
+        );
         let reopened = KeyRing::open(dir.path(), SigningAlg::Es256, 9000).unwrap();
         assert_eq!(reopened.keys().len(), 1);
         assert_eq!(reopened.active().unwrap().kid, new);

@@ -3,6 +3,7 @@
 
 mod keys;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
@@ -93,14 +94,22 @@ pub struct TokenIssuer {
     issuer: String,
     ring: KeyRing,
     max_ttl: Duration,
+    /// Retired key → latest expiry of a token it signed (fixed once they no longer sign).
+    issued_until: HashMap<String, u64>,
 }
 
 impl TokenIssuer {
-    pub fn new(issuer: String, ring: KeyRing, max_ttl: Duration) -> Self {
+    pub fn new(
+        issuer: String,
+        ring: KeyRing,
+        max_ttl: Duration,
+        issued_until: HashMap<String, u64>,
+    ) -> Self {
         Self {
             issuer,
             ring,
             max_ttl,
+            issued_until,
         }
     }
 
@@ -143,7 +152,7 @@ impl TokenIssuer {
         JwkSet {
             keys: self
                 .ring
-                .verifying_keys(now, self.max_ttl)
+                .verifying_keys(now, self.max_ttl, &self.issued_until)
                 .into_iter()
                 .map(|k| k.public.clone())
                 .collect(),
@@ -205,6 +214,7 @@ mod tests {
                 "https://jit.example".into(),
                 ring,
                 Duration::from_secs(3600),
+                HashMap::new(),
             );
             let issued = issuer.mint(&grant(), now).unwrap();
             let header = decode_header(&issued.token).unwrap();
