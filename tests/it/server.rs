@@ -268,6 +268,9 @@ async fn escalate_deny_and_dry_run_have_their_shapes() {
     assert_eq!(body["scope"], "db:read:orders");
     assert!(body.get("access_token").is_none());
 
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains("jitgate_approvals_pending 1"), "{metrics}");
+
     let (pack, config) = server.stop().await;
     let store = jitgate::store::Store::open("", &config.data_dir)
         .await
