@@ -119,6 +119,11 @@ pub async fn create(
         approvals_required: i64::from(decision.approvals_required),
         expires_at: (decision.outcome == Outcome::Escalate)
             .then(|| i64::try_from(pending_until).unwrap_or(i64::MAX)),
+        context: match &request.context {
+            DecisionContext::Access(context) => Value::Object(context.extra.clone()),
+            DecisionContext::Other(map) => Value::Object(map.clone()),
+        },
+        lifetime_secs: i64::try_from(decision.lifetime.as_secs()).unwrap_or(i64::MAX),
     };
     let mut writes = vec![
         Write::Request(Box::new(record)),
@@ -295,13 +300,7 @@ async fn evaluate(
     body: AccessRequestBody,
 ) -> Result<Evaluated, ApiError> {
     let principal = caller.principal.to_string();
-    let limit = state.config.rate_limit.per_principal_per_minute as usize;
-    let requests_last_minute = state
-        .rates
-        .admit(&principal, limit, Instant::now())
-        .map_err(|wait| ApiError::RateLimited {
-            retry_after_secs: wait.as_secs().max(1),
-        })?;
+    let requests_last_minute = admit(state, &principal)?;
 
     let resource = match body.resource {
         ResourceField::Object(entity) => entity,
@@ -329,37 +328,15 @@ async fn evaluate(
 
     let now = state.now();
     let time = state.request_time(now);
-    let risk_config = &state.config.risk;
-    let recent_denials = match &risk_config.recent_denials {
-        Some(config) => {
-            let since = now.saturating_sub(config.window.as_secs());
-            state
-                .store
-                .denials_since(&principal, i64::try_from(since).unwrap_or(0))
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        }
-        None => 0,
-    };
-    let seen_from_ip = match risk_config.new_source_ip {
-        Some(_) => state
-            .store
-            .seen_from(&principal, &ip.to_string())
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
-        None => true,
-    };
-    let risk = risk::assess(
-        risk_config,
-        &Observations {
-            source_ip: ip,
-            mfa: caller.mfa,
-            hour: time.hour,
-            recent_denials,
-            requests_last_minute,
-            seen_from_ip,
-        },
-    );
+    let risk = risk_for(
+        state,
+        &caller,
+        &principal,
+        ip,
+        time.hour,
+        requests_last_minute,
+    )
+    .await?;
 
     let request = DecisionRequest {
         principal: caller.principal.clone(),
@@ -425,6 +402,60 @@ async fn evaluate(
         risk,
         source_ip: ip.to_string(),
     })
+}
+
+/// The risk of a request by `caller` from `ip` now.
+pub(super) async fn risk_for(
+    state: &AppState,
+    caller: &Caller,
+    principal: &str,
+    ip: std::net::IpAddr,
+    hour: i64,
+    requests_last_minute: usize,
+) -> Result<Risk, ApiError> {
+    let now = state.now();
+    let risk_config = &state.config.risk;
+    let recent_denials = match &risk_config.recent_denials {
+        Some(config) => {
+            let since = now.saturating_sub(config.window.as_secs());
+            state
+                .store
+                .denials_since(principal, i64::try_from(since).unwrap_or(0))
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        }
+        None => 0,
+    };
+    let seen_from_ip = match risk_config.new_source_ip {
+        Some(_) => state
+            .store
+            .seen_from(principal, &ip.to_string())
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
+        None => true,
+    };
+    Ok(risk::assess(
+        risk_config,
+        &Observations {
+            source_ip: ip,
+            mfa: caller.mfa,
+            hour,
+            recent_denials,
+            requests_last_minute,
+            seen_from_ip,
+        },
+    ))
+}
+
+/// Counts a request of `principal` against the rate limit.
+pub(super) fn admit(state: &AppState, principal: &str) -> Result<usize, ApiError> {
+    let limit = state.config.rate_limit.per_principal_per_minute as usize;
+    state
+        .rates
+        .admit(principal, limit, Instant::now())
+        .map_err(|wait| ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        })
 }
 
 fn reason_of(request: &DecisionRequest) -> String {

@@ -18,6 +18,12 @@ pub enum ApiError {
     /// Bad credentials; the reason is never told.
     InvalidToken,
     NotFound(String),
+    /// The caller may not do this (e.g. approve their own request).
+    Forbidden(String),
+    /// The request is not in a state that allows this; `status` is the state it is in.
+    Conflict {
+        status: String,
+    },
     PayloadTooLarge,
     UnsupportedMediaType,
     RateLimited {
@@ -45,6 +51,7 @@ impl From<RequestError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut extra: Option<(header::HeaderName, HeaderValue)> = None;
+        let mut current_status: Option<String> = None;
         let (status, code, message) = match self {
             ApiError::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m),
             ApiError::UnknownAction(m) => (StatusCode::BAD_REQUEST, "unknown_action", m),
@@ -72,6 +79,12 @@ impl IntoResponse for ApiError {
                 )
             }
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
+            ApiError::Conflict { status } => {
+                let message = format!("the request is {status}");
+                current_status = Some(status);
+                (StatusCode::CONFLICT, "conflict", message)
+            }
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -107,11 +120,13 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        let mut response = (
-            status,
-            Json(json!({"error": {"code": code, "message": message}})),
-        )
-            .into_response();
+        let body = match current_status {
+            Some(current) => {
+                json!({"error": {"code": code, "message": message}, "status": current})
+            }
+            None => json!({"error": {"code": code, "message": message}}),
+        };
+        let mut response = (status, Json(body)).into_response();
         if let Some((name, value)) = extra {
             response.headers_mut().insert(name, value);
         }

@@ -187,3 +187,27 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
     }
 }
+
+/// Like [`JsonBody`], but an empty body is `None`.
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
+        let empty = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() == b"0")
+            || (request.headers().get(header::CONTENT_TYPE).is_none()
+                && request.headers().get(header::CONTENT_LENGTH).is_none()
+                && request.headers().get(header::TRANSFER_ENCODING).is_none());
+        if empty {
+            return Ok(OptionalJsonBody(None));
+        }
+        JsonBody::from_request(request, state)
+            .await
+            .map(|JsonBody(value)| OptionalJsonBody(Some(value)))
+    }
+}

@@ -2,6 +2,7 @@
 //! which assembles everything and serves until shutdown.
 
 mod access;
+mod approval;
 mod error;
 mod extract;
 mod meta;
@@ -64,6 +65,11 @@ pub enum ServeError {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/access-requests", post(access::create))
+        .route("/v1/access-requests/{id}", get(approval::get))
+        .route("/v1/access-requests/{id}/approve", post(approval::approve))
+        .route("/v1/access-requests/{id}/deny", post(approval::deny))
+        .route("/v1/access-requests/{id}/cancel", post(approval::cancel))
+        .route("/v1/access-requests/{id}/token", post(approval::mint))
         .route("/v1/decisions", post(access::dry_run))
         .route("/v1/policies", get(meta::policies))
         .route("/.well-known/jwks.json", get(meta::jwks))

@@ -27,6 +27,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// A write's precondition did not hold (e.g. the request is no longer pending).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Unsupported(String),
 }
@@ -52,6 +55,30 @@ pub struct RequestRecord {
     pub risk_signals: serde_json::Value,
     pub approvals_required: i64,
     pub expires_at: Option<i64>,
+    /// Client context keys, kept to re-evaluate an escalated request.
+    pub context: serde_json::Value,
+    /// The lifetime the decision granted (for an approval: the approved window).
+    pub lifetime_secs: i64,
+}
+
+/// A request as stored, with what happened to it since.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredRequest {
+    #[serde(flatten)]
+    pub record: RequestRecord,
+    pub decided_at: Option<i64>,
+}
+
+/// One approver's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalRecord {
+    pub request_id: String,
+    /// Cedar form of the approver.
+    pub approver: String,
+    /// `approve` or `deny`.
+    pub decision: String,
+    pub comment: String,
+    pub at: i64,
 }
 
 /// An issued token, by its `jti`.
@@ -89,11 +116,48 @@ pub enum Write {
         source_ip: String,
         at: i64,
     },
+    /// Fails the whole job with a conflict unless the request has this status (and, for
+    /// `pending`, has not expired at `at`). Jobs run one after another, so what follows in the
+    /// job sees the status checked here.
+    RequireStatus {
+        id: String,
+        status: String,
+        at: i64,
+    },
+    /// Records an approver's answer; a second answer by the same approver is a conflict.
+    Approval(ApprovalRecord),
+    /// Moves the request to `status`, noting when it was decided.
+    SetStatus {
+        id: String,
+        status: String,
+        at: i64,
+    },
+    /// Moves a pending request to `approved` once its approvals reach the quorum.
+    ApproveAtQuorum {
+        id: String,
+        at: i64,
+    },
 }
 
 struct Job {
     writes: Vec<Write>,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), Failure>>,
+}
+
+/// Why a job did not commit.
+#[derive(Debug, Clone)]
+enum Failure {
+    Conflict(String),
+    Database(String),
+}
+
+impl From<Failure> for StoreError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Conflict(message) => StoreError::Conflict(message),
+            Failure::Database(message) => StoreError::Database(sqlx::Error::Protocol(message)),
+        }
+    }
 }
 
 /// The store; cheap to clone.
@@ -151,7 +215,7 @@ impl Store {
         committed
             .await
             .map_err(|_| StoreError::WriterGone)?
-            .map_err(|message| StoreError::Database(sqlx::Error::Protocol(message)))
+            .map_err(StoreError::from)
     }
 
     /// Whether a write transaction can be started now (for `/readyz`). A transaction sqlx
@@ -228,9 +292,101 @@ impl Store {
             .collect())
     }
 
+    /// One request, as stored.
+    pub async fn request(&self, id: &str) -> Result<Option<StoredRequest>, StoreError> {
+        let row: Option<RequestRow> = sqlx::query_as(
+            "SELECT id, created_at, principal, action, resource, scopes, duration_secs, reason, \
+             source_ip, decision, status, policies, policy_version, risk_score, risk_signals, \
+             approvals_required, expires_at, context, lifetime_secs, decided_at \
+             FROM access_requests WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(RequestRow::into_stored))
+    }
+
+    /// The answers given on a request, oldest first.
+    pub async fn approvals(&self, request_id: &str) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT request_id, approver, decision, comment, at FROM approvals \
+             WHERE request_id = ? ORDER BY at, approver",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(request_id, approver, decision, comment, at)| ApprovalRecord {
+                    request_id,
+                    approver,
+                    decision,
+                    comment,
+                    at,
+                },
+            )
+            .collect())
+    }
+
     /// The underlying pool, for tests that need to reach into the database.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RequestRow {
+    id: String,
+    created_at: i64,
+    principal: String,
+    action: String,
+    resource: String,
+    scopes: String,
+    duration_secs: i64,
+    reason: String,
+    source_ip: String,
+    decision: String,
+    status: String,
+    policies: String,
+    policy_version: String,
+    risk_score: i64,
+    risk_signals: String,
+    approvals_required: i64,
+    expires_at: Option<i64>,
+    context: String,
+    lifetime_secs: i64,
+    decided_at: Option<i64>,
+}
+
+impl RequestRow {
+    fn into_stored(self) -> StoredRequest {
+        let parse = |text: &str| serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+        let list = |text: &str| serde_json::from_str::<Vec<String>>(text).unwrap_or_default();
+        StoredRequest {
+            record: RequestRecord {
+                scopes: list(&self.scopes),
+                policies: list(&self.policies),
+                risk_signals: parse(&self.risk_signals),
+                context: parse(&self.context),
+                id: self.id,
+                created_at: self.created_at,
+                principal: self.principal,
+                action: self.action,
+                resource: self.resource,
+                duration_secs: self.duration_secs,
+                reason: self.reason,
+                source_ip: self.source_ip,
+                decision: self.decision,
+                status: self.status,
+                policy_version: self.policy_version,
+                risk_score: self.risk_score,
+                approvals_required: self.approvals_required,
+                expires_at: self.expires_at,
+                lifetime_secs: self.lifetime_secs,
+            },
+            decided_at: self.decided_at,
+        }
     }
 }
 
@@ -253,20 +409,13 @@ async fn run_writer(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
                     let _ = job.done.send(Ok(()));
                 }
             }
-            Err(error) => {
-                // One bad job must not fail its neighbours: retry each on its own.
-                if batch.len() == 1 {
-                    tracing::error!(error = %error, "store write failed");
-                    for job in batch {
-                        let _ = job.done.send(Err(error.to_string()));
-                    }
-                    continue;
-                }
+            // One failing job must not fail its neighbours: retry each on its own.
+            Err(_) => {
                 for job in batch {
-                    let result = commit(&pool, job.writes.iter()).await.map_err(|e| {
-                        tracing::error!(error = %e, "store write failed");
-                        e.to_string()
-                    });
+                    let result = commit(&pool, job.writes.iter()).await;
+                    if let Err(Failure::Database(message)) = &result {
+                        tracing::error!(error = %message, "store write failed");
+                    }
                     let _ = job.done.send(result);
                 }
             }
@@ -277,22 +426,24 @@ async fn run_writer(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
 async fn commit<'a>(
     pool: &SqlitePool,
     writes: impl Iterator<Item = &'a Write>,
-) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+) -> Result<(), Failure> {
+    let database = |e: sqlx::Error| Failure::Database(e.to_string());
+    let mut tx = pool.begin().await.map_err(database)?;
     for write in writes {
         apply(&mut tx, write).await?;
     }
-    tx.commit().await
+    tx.commit().await.map_err(database)
 }
 
-async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> Result<(), sqlx::Error> {
+async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> Result<(), Failure> {
+    let database = |e: sqlx::Error| Failure::Database(e.to_string());
     match write {
         Write::Request(r) => {
             sqlx::query(
                 "INSERT INTO access_requests (id, created_at, principal, action, resource, scopes, \
                  duration_secs, reason, source_ip, decision, status, policies, policy_version, \
-                 risk_score, risk_signals, approvals_required, expires_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 risk_score, risk_signals, approvals_required, expires_at, context, lifetime_secs) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&r.id)
             .bind(r.created_at)
@@ -311,8 +462,11 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> Result<(), sq
             .bind(json(&r.risk_signals))
             .bind(r.approvals_required)
             .bind(r.expires_at)
+            .bind(json(&r.context))
+            .bind(r.lifetime_secs)
             .execute(&mut **tx)
-            .await?;
+            .await
+            .map_err(database)?;
         }
         Write::Token(t) => {
             sqlx::query(
@@ -327,7 +481,8 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> Result<(), sq
             .bind(t.issued_at)
             .bind(t.expires_at)
             .execute(&mut **tx)
-            .await?;
+            .await
+            .map_err(database)?;
         }
         Write::Audit(a) => {
             sqlx::query(
@@ -339,7 +494,8 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> Result<(), sq
             .bind(&a.subject)
             .bind(json(&a.data))
             .execute(&mut **tx)
-            .await?;
+            .await
+            .map_err(database)?;
         }
         Write::SourceSeen {
             principal,
@@ -353,10 +509,77 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> Result<(), sq
             .bind(source_ip)
             .bind(at)
             .execute(&mut **tx)
-            .await?;
+            .await
+            .map_err(database)?;
+        }
+        Write::RequireStatus { id, status, at } => {
+            let row: Option<(String, Option<i64>)> =
+                sqlx::query_as("SELECT status, expires_at FROM access_requests WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(database)?;
+            let Some((current, expires_at)) = row else {
+                return Err(Failure::Conflict("no such request".into()));
+            };
+            let current = effective_status(&current, expires_at, *at);
+            if current != *status {
+                return Err(Failure::Conflict(current));
+            }
+        }
+        Write::Approval(a) => {
+            let inserted = sqlx::query(
+                "INSERT OR IGNORE INTO approvals (request_id, approver, decision, comment, at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&a.request_id)
+            .bind(&a.approver)
+            .bind(&a.decision)
+            .bind(&a.comment)
+            .bind(a.at)
+            .execute(&mut **tx)
+            .await
+            .map_err(database)?;
+            if inserted.rows_affected() == 0 {
+                return Err(Failure::Conflict(
+                    "already answered by this approver".into(),
+                ));
+            }
+        }
+        Write::SetStatus { id, status, at } => {
+            sqlx::query("UPDATE access_requests SET status = ?, decided_at = ? WHERE id = ?")
+                .bind(status)
+                .bind(at)
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+                .map_err(database)?;
+        }
+        Write::ApproveAtQuorum { id, at } => {
+            sqlx::query(
+                "UPDATE access_requests SET status = 'approved', decided_at = ? \
+                 WHERE id = ? AND status = 'pending' AND approvals_required <= \
+                 (SELECT COUNT(*) FROM approvals WHERE request_id = ? AND decision = 'approve')",
+            )
+            .bind(at)
+            .bind(id)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(database)?;
         }
     }
     Ok(())
+}
+
+/// The status a request has at `now`: a pending request past its expiry is expired, even
+/// before anything has written that down.
+pub fn effective_status(status: &str, expires_at: Option<i64>, now: i64) -> String {
+    if status == "pending" && expires_at.is_some_and(|at| at <= now) {
+        "expired".to_owned()
+    } else {
+        status.to_owned()
+    }
 }
 
 /// A JSON column's text.

@@ -27,6 +27,8 @@ fn request(id: &str) -> RequestRecord {
         risk_signals: serde_json::json!([]),
         approvals_required: 0,
         expires_at: None,
+        context: serde_json::json!({}),
+        lifetime_secs: 0,
     }
 }
 

@@ -990,3 +990,292 @@ async fn x_forwarded_for_counts_only_from_trusted_proxies() {
         "the client is the last untrusted hop: {body}"
     );
 }
+
+/// Alice (on call) asks to write to production orders: one DBA approval needed.
+async fn escalated_write(server: &TestServer) -> (String, String) {
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "write", "resource": "Database::\"orders\"", "reason": "INC-42"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    (body["request_id"].as_str().unwrap().to_owned(), alice)
+}
+
+#[tokio::test]
+async fn an_approved_request_is_minted_with_its_approvers() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let (id, alice) = escalated_write(&server).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let sam = server.dev_token("sam", &["sre"], true);
+    let path = |action: &str| format!("/v1/access-requests/{id}/{action}");
+
+    let (status, body) = server.post(&path("approve"), Some(&alice), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "self-approval: {body}");
+    let (status, body) = server.post(&path("approve"), Some(&sam), json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "not an approver by policy: {body}"
+    );
+    let (status, body) = server.post(&path("token"), Some(&alice), json!({})).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::CONFLICT, json!("pending"))
+    );
+
+    let (status, body) = server
+        .post(
+            &path("approve"),
+            Some(&dave),
+            json!({"comment": "ok for INC-42"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "approved");
+    assert_eq!(body["approvals"][0]["approver"], "User::\"dave\"");
+    let (status, body) = server.post(&path("approve"), Some(&dave), json!({})).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::CONFLICT, json!("approved"))
+    );
+
+    let (status, body) = server.post(&path("token"), Some(&alice), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let claims = server
+        .verify(body["access_token"].as_str().unwrap(), "db-proxy")
+        .await;
+    assert_eq!(claims.jit.approvers, ["User::\"dave\""]);
+    assert_eq!(claims.jit.request_id, id);
+    assert_eq!(claims.scope, "db:write:orders");
+    // Minting again inside the approved window is allowed and audited.
+    let (status, _) = server.post(&path("token"), Some(&alice), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = server.post(&path("token"), Some(&dave), json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "only the requester mints: {body}"
+    );
+
+    let seen: Value = server
+        .get(&format!("/v1/access-requests/{id}"), Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["status"], "issued");
+    let stranger = server.dev_token("mallory", &[], true);
+    let hidden = server
+        .get(&format!("/v1/access-requests/{id}"), Some(&stranger))
+        .await;
+    assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
+    let (pack, config) = server.stop().await;
+    let store = jitgate::store::Store::open("", &config.data_dir)
+        .await
+        .unwrap();
+    let issued = store
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "token.issued")
+        .count();
+    assert_eq!(issued, 2, "each mint is audited");
+    drop(pack);
+}
+
+#[tokio::test]
+async fn one_deny_ends_and_the_requester_may_cancel() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (id, alice) = escalated_write(&server).await;
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/deny"),
+            Some(&dave),
+            json!({"comment": "use the replica"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("denied"))
+    );
+    for action in ["approve", "deny"] {
+        let erin = server.dev_token("erin", &["dba"], true);
+        let (status, body) = server
+            .post(
+                &format!("/v1/access-requests/{id}/{action}"),
+                Some(&erin),
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["status"].clone()),
+            (StatusCode::CONFLICT, json!("denied"))
+        );
+    }
+    let (status, _) = server
+        .post(
+            &format!("/v1/access-requests/{id}/token"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let (id, alice) = escalated_write(&server).await;
+    let (status, _) = server
+        .post(
+            &format!("/v1/access-requests/{id}/cancel"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only the requester cancels");
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/cancel"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("cancelled"))
+    );
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::CONFLICT, json!("cancelled"))
+    );
+}
+
+#[tokio::test]
+async fn a_quorum_of_two_needs_two_distinct_approvers() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    // On call as well as DBA, so the business-hours guard rail does not apply.
+    let carol = server.dev_token("carol", &["oncall", "dba"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&carol),
+            json!({"action": "admin", "resource": "Database::\"orders\"", "reason": "migration"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["approvals_required"], 2);
+    let id = body["request_id"].as_str().unwrap();
+    let path = format!("/v1/access-requests/{id}/approve");
+    let erin = server.dev_token("erin", &["dba"], true);
+    let frank = server.dev_token("frank", &["dba"], true);
+    let (_, body) = server.post(&path, Some(&erin), json!({})).await;
+    assert_eq!(body["status"], "pending");
+    let (status, _) = server.post(&path, Some(&erin), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "each approver counts once");
+    let (_, body) = server.post(&path, Some(&frank), json!({})).await;
+    assert_eq!(body["status"], "approved");
+}
+
+#[tokio::test]
+async fn concurrent_approvals_move_the_request_once() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let (id, _) = escalated_write(&server).await;
+    let path = format!("/v1/access-requests/{id}/approve");
+    let dave = server.dev_token("dave", &["dba"], true);
+    let erin = server.dev_token("erin", &["dba"], true);
+    let (a, b) = tokio::join!(
+        server.post(&path, Some(&dave), json!({})),
+        server.post(&path, Some(&erin), json!({})),
+    );
+    let mut statuses = [a.0.as_u16(), b.0.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
+    let loser = if a.0 == StatusCode::CONFLICT {
+        a.1
+    } else {
+        b.1
+    };
+    assert_eq!(loser["status"], "approved");
+}
+
+#[tokio::test]
+async fn an_expired_request_cannot_be_approved() {
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.pending_ttl = Duration::from_secs(1);
+    })
+    .await;
+    let (id, alice) = escalated_write(&server).await;
+    // Wait out the one-second pending window; nothing has marked the request expired yet.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::CONFLICT, json!("expired"))
+    );
+    let seen: Value = server
+        .get(&format!("/v1/access-requests/{id}"), Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["status"], "expired");
+}
+
+#[tokio::test]
+async fn minting_re_evaluates_the_request() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let (id, alice) = escalated_write(&server).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (_, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["status"], "approved");
+    // A change freeze lands between approval and mint.
+    server.pack().write(
+        "policies/freeze.cedar",
+        "@id(\"change-freeze\")\n@advice(\"Production is frozen for the release.\")\nforbid (principal, action == Action::\"write\", resource);\n",
+    );
+    let token = server.dev_token("x", &[], true);
+    for _ in 0..100 {
+        let policies = server.policies(&token).await;
+        if policies["policies"].as_array().unwrap().len() == 17 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/token"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["policies"], json!(["change-freeze"]));
+    assert_eq!(
+        body["advice"],
+        json!(["Production is frozen for the release."])
+    );
+    assert!(body.get("access_token").is_none());
+}

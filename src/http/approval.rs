@@ -1,0 +1,440 @@
+//! Escalated requests (DESIGN §4): reading one, approving, denying, cancelling, and minting the
+//! token once approved. Who may approve is Cedar's `approve` action; nobody approves their own.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::access::{admit, rfc3339, risk_for};
+use super::error::ApiError;
+use super::extract::{Authenticated, ClientIp, OptionalJsonBody};
+use super::state::AppState;
+use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext};
+use crate::identity::Caller;
+use crate::policy::PolicyPack;
+use crate::store::{
+    ApprovalRecord, AuditRecord, StoreError, StoredRequest, TokenRecord, Write, effective_status,
+};
+use crate::token::{JitClaims, TokenGrant};
+
+/// Optional body of approve, deny and cancel.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommentBody {
+    #[serde(default)]
+    comment: String,
+}
+
+const MAX_COMMENT_CHARS: usize = 1_000;
+
+fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict(status) => ApiError::Conflict { status },
+        other => ApiError::Unavailable(other.to_string()),
+    }
+}
+
+async fn load(state: &AppState, id: &str) -> Result<StoredRequest, ApiError> {
+    state
+        .store
+        .request(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("no access request `{id}`")))
+}
+
+/// Whether Cedar lets `caller` approve `request` (never their own).
+fn may_approve(
+    pack: &PolicyPack,
+    state: &AppState,
+    caller: &Caller,
+    request: &StoredRequest,
+) -> bool {
+    let r = &request.record;
+    if caller.principal.to_string() == r.principal {
+        return false;
+    }
+    let Ok(resource) = r.resource.parse::<EntityRef>() else {
+        return false;
+    };
+    let mut context = Map::new();
+    context.insert("request_id".into(), json!(r.id));
+    context.insert("requester".into(), json!(r.principal));
+    context.insert("requested_action".into(), json!(r.action));
+    context.insert("risk_score".into(), json!(r.risk_score));
+    context.insert("reason".into(), json!(r.reason));
+    let question = DecisionRequest {
+        principal: caller.principal.clone(),
+        groups: caller.groups.clone(),
+        action: "approve".into(),
+        resource,
+        context: DecisionContext::Other(context),
+        scopes: Vec::new(),
+        duration: None,
+    };
+    pack.decide(&question, &state.config.grant_defaults())
+        .is_ok_and(|d| d.outcome == Outcome::Allow)
+}
+
+/// Whether Cedar lets `caller` administer jitgate.
+fn may_administer(pack: &PolicyPack, state: &AppState, caller: &Caller) -> bool {
+    let question = DecisionRequest {
+        principal: caller.principal.clone(),
+        groups: caller.groups.clone(),
+        action: "administer".into(),
+        resource: EntityRef::new("Jitgate", "jitgate"),
+        context: DecisionContext::Other(Map::new()),
+        scopes: Vec::new(),
+        duration: None,
+    };
+    pack.decide(&question, &state.config.grant_defaults())
+        .is_ok_and(|d| d.outcome == Outcome::Allow)
+}
+
+fn view(request: &StoredRequest, approvals: &[ApprovalRecord], now: i64) -> Value {
+    let r = &request.record;
+    json!({
+        "request_id": r.id,
+        "status": effective_status(&r.status, r.expires_at, now),
+        "requester": r.principal,
+        "action": r.action,
+        "resource": r.resource,
+        "scopes": r.scopes,
+        "reason": r.reason,
+        "decision": r.decision,
+        "policies": r.policies,
+        "approvals_required": r.approvals_required,
+        "approvals": approvals,
+        "risk": {"score": r.risk_score, "signals": r.risk_signals},
+        "created_at": rfc3339(u64::try_from(r.created_at).unwrap_or(0)),
+        "expires_at": r.expires_at.map(|at| rfc3339(u64::try_from(at).unwrap_or(0))),
+    })
+}
+
+/// `GET /v1/access-requests/{id}`: for the requester, its approvers and administrators.
+pub async fn get(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let request = load(&state, &id).await?;
+    let pack = state.policies.current();
+    let visible = caller.principal.to_string() == request.record.principal
+        || may_approve(&pack, &state, &caller, &request)
+        || may_administer(&pack, &state, &caller);
+    if !visible {
+        // Not 403: whether a request exists is not for others to learn.
+        return Err(ApiError::NotFound(format!("no access request `{id}`")));
+    }
+    let approvals = state.store.approvals(&id).await.map_err(store_error)?;
+    let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
+    Ok(Json(view(&request, &approvals, now)))
+}
+
+pub async fn approve(
+    state: State<AppState>,
+    caller: Authenticated,
+    id: Path<String>,
+    body: OptionalJsonBody<CommentBody>,
+) -> Result<Json<Value>, ApiError> {
+    answer(state, caller, id, body, "approve").await
+}
+
+pub async fn deny(
+    state: State<AppState>,
+    caller: Authenticated,
+    id: Path<String>,
+    body: OptionalJsonBody<CommentBody>,
+) -> Result<Json<Value>, ApiError> {
+    answer(state, caller, id, body, "deny").await
+}
+
+/// An approver's answer. The writes check that the request is still pending and commit after
+/// every earlier answer, so of two approvals racing for a quorum of one, one moves the request
+/// and the other gets 409.
+async fn answer(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<CommentBody>,
+    decision: &str,
+) -> Result<Json<Value>, ApiError> {
+    let comment = body.unwrap_or_default().comment;
+    if comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(ApiError::InvalidRequest(format!(
+            "comment is longer than {MAX_COMMENT_CHARS} characters"
+        )));
+    }
+    let request = load(&state, &id).await?;
+    if caller.principal.to_string() == request.record.principal {
+        return Err(ApiError::Forbidden(
+            "nobody approves or denies their own request".into(),
+        ));
+    }
+    let pack = state.policies.current();
+    if !may_approve(&pack, &state, &caller, &request) {
+        return Err(ApiError::Forbidden(
+            "the policies do not let you approve this request".into(),
+        ));
+    }
+    let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
+    let approver = caller.principal.to_string();
+    let mut writes = vec![
+        Write::RequireStatus {
+            id: id.clone(),
+            status: "pending".into(),
+            at: now,
+        },
+        Write::Approval(ApprovalRecord {
+            request_id: id.clone(),
+            approver: approver.clone(),
+            decision: decision.into(),
+            comment: comment.clone(),
+            at: now,
+        }),
+    ];
+    writes.push(if decision == "approve" {
+        Write::ApproveAtQuorum {
+            id: id.clone(),
+            at: now,
+        }
+    } else {
+        Write::SetStatus {
+            id: id.clone(),
+            status: "denied".into(),
+            at: now,
+        }
+    });
+    writes.push(Write::Audit(AuditRecord {
+        at: now,
+        kind: format!("request.{decision}"),
+        request_id: Some(id.clone()),
+        subject: Some(caller.principal.id.clone()),
+        data: json!({"approver": approver, "comment": comment}),
+    }));
+    state.store.write(writes).await.map_err(store_error)?;
+    let request = load(&state, &id).await?;
+    if request.record.status != "pending" {
+        let waited = (now - request.record.created_at).max(0);
+        state.metrics.approval_wait.observe(waited as f64);
+    }
+    let approvals = state.store.approvals(&id).await.map_err(store_error)?;
+    Ok(Json(view(&request, &approvals, now)))
+}
+
+/// `POST /v1/access-requests/{id}/cancel`: the requester withdraws a pending request.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<CommentBody>,
+) -> Result<Json<Value>, ApiError> {
+    let request = load(&state, &id).await?;
+    if caller.principal.to_string() != request.record.principal {
+        return Err(ApiError::Forbidden(
+            "only the requester cancels a request".into(),
+        ));
+    }
+    let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
+    state
+        .store
+        .write(vec![
+            Write::RequireStatus {
+                id: id.clone(),
+                status: "pending".into(),
+                at: now,
+            },
+            Write::SetStatus {
+                id: id.clone(),
+                status: "cancelled".into(),
+                at: now,
+            },
+            Write::Audit(AuditRecord {
+                at: now,
+                kind: "request.cancelled".into(),
+                request_id: Some(id.clone()),
+                subject: Some(caller.principal.id.clone()),
+                data: json!({"comment": body.unwrap_or_default().comment}),
+            }),
+        ])
+        .await
+        .map_err(store_error)?;
+    let request = load(&state, &id).await?;
+    let approvals = state.store.approvals(&id).await.map_err(store_error)?;
+    Ok(Json(view(&request, &approvals, now)))
+}
+
+/// `POST /v1/access-requests/{id}/token`: after approval, the requester mints. The request is
+/// decided again with a fresh context; the token never outlives the approved window.
+pub async fn mint(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let stored = load(&state, &id).await?;
+    let r = &stored.record;
+    if caller.principal.to_string() != r.principal {
+        return Err(ApiError::Forbidden(
+            "only the requester mints the token".into(),
+        ));
+    }
+    let now = state.now();
+    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+    let status = effective_status(&r.status, r.expires_at, now_i);
+    if status != "approved" && status != "issued" {
+        return Err(ApiError::Conflict { status });
+    }
+    let window_end = stored
+        .decided_at
+        .unwrap_or(0)
+        .saturating_add(r.lifetime_secs);
+    if now_i >= window_end {
+        return Err(ApiError::Conflict {
+            status: "approval window ended".into(),
+        });
+    }
+    let resource: EntityRef = r.resource.parse().map_err(ApiError::Internal)?;
+    let time = state.request_time(now);
+    let principal = caller.principal.to_string();
+    let requests_last_minute = admit(&state, &principal)?;
+    let risk = risk_for(
+        &state,
+        &caller,
+        &principal,
+        ip,
+        time.hour,
+        requests_last_minute,
+    )
+    .await?;
+    let extra = match &r.context {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    let request = DecisionRequest {
+        principal: caller.principal.clone(),
+        groups: caller.groups.clone(),
+        action: r.action.clone(),
+        resource,
+        context: DecisionContext::Access(RequestContext {
+            source_ip: ip,
+            risk_score: risk.score,
+            mfa: caller.mfa,
+            reason: r.reason.clone(),
+            time,
+            extra,
+        }),
+        scopes: r.scopes.clone(),
+        duration: (r.duration_secs > 0)
+            .then(|| Duration::from_secs(u64::try_from(r.duration_secs).unwrap_or(0))),
+    };
+    let decision = state
+        .policies
+        .current()
+        .decide(&request, &state.config.grant_defaults())?;
+    if decision.outcome == Outcome::Deny {
+        return Ok((
+            axum::http::StatusCode::FORBIDDEN,
+            Json(json!({
+                "request_id": id,
+                "decision": "deny",
+                "status": status,
+                "reasons": decision.reasons,
+                "policies": decision.policies,
+                "risk": risk,
+                "advice": decision.advice,
+                "error": {"code": "denied", "message": "the request no longer passes the policies"},
+            })),
+        ));
+    }
+    let approvers: Vec<String> = state
+        .store
+        .approvals(&id)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .filter(|a| a.decision == "approve")
+        .map(|a| a.approver)
+        .collect();
+    let remaining = u64::try_from(window_end - now_i).unwrap_or(0);
+    let lifetime = decision.lifetime.min(Duration::from_secs(remaining));
+    let grant = TokenGrant {
+        subject: caller.principal.id.clone(),
+        client_id: caller.client_id.clone(),
+        audience: decision.audience.clone(),
+        scopes: decision.scopes.clone(),
+        lifetime,
+        jit: JitClaims {
+            request_id: id.clone(),
+            action: r.action.clone(),
+            resource: r.resource.clone(),
+            policies: decision.policies.clone(),
+            policy_version: decision.policy_version.clone(),
+            approvers,
+        },
+    };
+    let issued = state
+        .tokens
+        .mint(&grant, now)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut writes = Vec::new();
+    if status == "approved" {
+        writes.push(Write::RequireStatus {
+            id: id.clone(),
+            status: "approved".into(),
+            at: now_i,
+        });
+        writes.push(Write::SetStatus {
+            id: id.clone(),
+            status: "issued".into(),
+            at: stored.decided_at.unwrap_or(now_i),
+        });
+    }
+    writes.push(Write::Token(TokenRecord {
+        jti: issued.jti.clone(),
+        request_id: id.clone(),
+        subject: caller.principal.id.clone(),
+        kid: issued.kid.clone(),
+        scope: issued.scope.clone(),
+        issued_at: now_i,
+        expires_at: i64::try_from(issued.expires_at).unwrap_or(i64::MAX),
+    }));
+    writes.push(Write::Audit(AuditRecord {
+        at: now_i,
+        kind: "token.issued".into(),
+        request_id: Some(id.clone()),
+        subject: Some(caller.principal.id.clone()),
+        data: json!({
+            "jti": issued.jti, "kid": issued.kid, "alg": issued.alg.as_str(),
+            "exp": issued.expires_at, "scope": issued.scope, "aud": decision.audience,
+            "approvers": grant.jit.approvers, "risk": risk,
+        }),
+    }));
+    // INVARIANT: the token leaves only once its records are durable.
+    state.store.write(writes).await.map_err(store_error)?;
+    state
+        .metrics
+        .tokens_issued
+        .with_label_values(&[issued.alg.as_str()])
+        .inc();
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(json!({
+            "request_id": id,
+            "decision": "allow",
+            "status": "issued",
+            "access_token": issued.token,
+            "token_type": "Bearer",
+            "expires_in": lifetime.as_secs(),
+            "expires_at": rfc3339(issued.expires_at),
+            "scope": issued.scope,
+            "policies": decision.policies,
+            "approvers": grant.jit.approvers,
+            "risk": risk,
+            "advice": decision.advice,
+        })),
+    ))
+}
