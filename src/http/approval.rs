@@ -114,6 +114,72 @@ fn view(request: &StoredRequest, approvals: &[ApprovalRecord], now: i64) -> Valu
     })
 }
 
+/// Query of `GET /v1/access-requests`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: String,
+    #[serde(default)]
+    limit: Option<usize>,
+    /// `next` of the previous page.
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 200;
+
+/// `GET /v1/access-requests?status=pending`: the pending requests the caller may approve,
+/// oldest first, a page at a time (`next` is the cursor of the following page).
+pub async fn list(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    axum::extract::Query(query): axum::extract::Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if query.status != "pending" {
+        return Err(ApiError::InvalidRequest(
+            "only status=pending can be listed".into(),
+        ));
+    }
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let mut after: i64 = match &query.cursor {
+        None => 0,
+        Some(cursor) => cursor
+            .parse()
+            .map_err(|_| ApiError::InvalidRequest("malformed cursor".into()))?,
+    };
+    let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
+    let pack = state.policies.current();
+    let mut page = Vec::new();
+    let mut last_included = after;
+    let mut next = None;
+    // Scan in batches: which rows the caller may approve is Cedar's to say, row by row.
+    'scan: loop {
+        let batch = state
+            .store
+            .pending_page(now, after, 200)
+            .await
+            .map_err(store_error)?;
+        let exhausted = batch.len() < 200;
+        for (position, request) in batch {
+            after = position;
+            if may_approve(&pack, &state, &caller, &request) {
+                if page.len() == limit {
+                    next = Some(last_included.to_string());
+                    break 'scan;
+                }
+                last_included = position;
+                page.push(request);
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    let requests: Vec<Value> = page.iter().map(|r| view(r, &[], now)).collect();
+    Ok(Json(json!({"requests": requests, "next": next})))
+}
+
 /// `GET /v1/access-requests/{id}`: for the requester, its approvers and administrators.
 pub async fn get(
     State(state): State<AppState>,

@@ -11,7 +11,7 @@ mod state;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -64,7 +64,10 @@ pub enum ServeError {
 /// The routes, on `state`.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/access-requests", post(access::create))
+        .route(
+            "/v1/access-requests",
+            post(access::create).get(approval::list),
+        )
         .route("/v1/access-requests/{id}", get(approval::get))
         .route("/v1/access-requests/{id}/approve", post(approval::approve))
         .route("/v1/access-requests/{id}/deny", post(approval::deny))
@@ -129,6 +132,7 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let state = build(config).await?;
     let _watch = state.policies.watch()?;
+    let expiry = tokio::spawn(expire_pending(state.clone()));
     if state.auth.dev_enabled() {
         tracing::warn!(
             "DEV ISSUER ENABLED: tokens minted by `jitgate dev-token` are trusted. Never run this in production; set [identity.dev] enabled = false"
@@ -141,8 +145,51 @@ pub async fn run(
     )
     .with_graceful_shutdown(shutdown)
     .await?;
+    expiry.abort();
     tracing::info!("jitgate stopped");
     Ok(())
+}
+
+/// Marks pending requests past `pending_ttl` expired and audits it. Reads already treat them
+/// as expired; this writes it down for the record and the metrics.
+async fn expire_pending(state: AppState) {
+    let every =
+        (state.config.pending_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
+        let ids = match state.store.expired_pending(now, 500).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for expired requests");
+                continue;
+            }
+        };
+        for id in ids {
+            let writes = vec![
+                Write::Expire {
+                    id: id.clone(),
+                    at: now,
+                },
+                Write::Audit(AuditRecord {
+                    at: now,
+                    kind: "request.expired".into(),
+                    request_id: Some(id.clone()),
+                    subject: None,
+                    data: json!({}),
+                }),
+            ];
+            match state.store.write(writes).await {
+                Ok(()) => {
+                    tracing::info!(request.id = %id, "pending request expired");
+                }
+                // Approved, denied or cancelled in the meantime: nothing to do.
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot record an expiry"),
+            }
+        }
+    }
 }
 
 /// The shared state of a server for `config`.

@@ -137,6 +137,11 @@ pub enum Write {
         id: String,
         at: i64,
     },
+    /// Marks a pending request past its expiry `expired`; a conflict if it is not (any more).
+    Expire {
+        id: String,
+        at: i64,
+    },
 }
 
 struct Job {
@@ -292,6 +297,44 @@ impl Store {
             .collect())
     }
 
+    /// Ids of pending requests past their expiry at `now`, oldest first.
+    pub async fn expired_pending(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM access_requests WHERE status = 'pending' AND expires_at <= ? \
+             ORDER BY expires_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Pending, unexpired requests stored after position `after` (0 for the start), oldest
+    /// first, each with its position (the row's insertion order, a cursor for the next page).
+    pub async fn pending_page(
+        &self,
+        now: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, StoredRequest)>, StoreError> {
+        let rows: Vec<PositionedRow> = sqlx::query_as(
+            "SELECT rowid AS position, id, created_at, principal, action, resource, scopes, \
+             duration_secs, reason, source_ip, decision, status, policies, policy_version, \
+             risk_score, risk_signals, approvals_required, expires_at, context, lifetime_secs, \
+             decided_at FROM access_requests WHERE status = 'pending' AND expires_at > ? \
+             AND rowid > ? ORDER BY rowid LIMIT ?",
+        )
+        .bind(now)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.position, r.row.into_stored()))
+            .collect())
+    }
+
     /// One request, as stored.
     pub async fn request(&self, id: &str) -> Result<Option<StoredRequest>, StoreError> {
         let row: Option<RequestRow> = sqlx::query_as(
@@ -333,6 +376,13 @@ impl Store {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct PositionedRow {
+    position: i64,
+    #[sqlx(flatten)]
+    row: RequestRow,
 }
 
 #[derive(sqlx::FromRow)]
@@ -554,6 +604,20 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> Result<(), Fa
                 .execute(&mut **tx)
                 .await
                 .map_err(database)?;
+        }
+        Write::Expire { id, at } => {
+            let expired = sqlx::query(
+                "UPDATE access_requests SET status = 'expired', decided_at = expires_at \
+                 WHERE id = ? AND status = 'pending' AND expires_at <= ?",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(&mut **tx)
+            .await
+            .map_err(database)?;
+            if expired.rows_affected() == 0 {
+                return Err(Failure::Conflict("not pending".into()));
+            }
         }
         Write::ApproveAtQuorum { id, at } => {
             sqlx::query(

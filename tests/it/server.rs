@@ -1279,3 +1279,86 @@ async fn minting_re_evaluates_the_request() {
     );
     assert!(body.get("access_token").is_none());
 }
+
+#[tokio::test]
+async fn the_pending_list_shows_what_the_caller_may_approve_oldest_first() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(escalated_write(&server).await.0);
+    }
+    let dave = server.dev_token("dave", &["dba"], true);
+    let list = |token: String, query: String| {
+        let server = &server;
+        async move {
+            server
+                .get(
+                    &format!("/v1/access-requests?status=pending{query}"),
+                    Some(&token),
+                )
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = list(dave.clone(), "&limit=2".into()).await;
+    let page: Vec<&str> = first["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, [ids[0].as_str(), ids[1].as_str()]);
+    let next = first["next"].as_str().unwrap().to_owned();
+    let second = list(dave.clone(), format!("&limit=2&cursor={next}")).await;
+    assert_eq!(second["requests"][0]["request_id"], ids[2].as_str());
+    assert_eq!(second["next"], Value::Null);
+    // An SRE may approve host requests only; alice may not approve her own.
+    let sam = server.dev_token("sam", &["sre"], true);
+    assert_eq!(list(sam, String::new()).await["requests"], json!([]));
+    let alice = server.dev_token("alice", &["oncall", "dba"], true);
+    assert_eq!(list(alice, String::new()).await["requests"], json!([]));
+}
+
+#[tokio::test]
+async fn expired_requests_are_written_down_and_audited() {
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.pending_ttl = Duration::from_secs(1);
+    })
+    .await;
+    let (id, _) = escalated_write(&server).await;
+    let database = server.config.data_dir.join("jitgate.db");
+    let mut status = String::new();
+    for _ in 0..100 {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&database)
+            .connect()
+            .await
+            .unwrap();
+        status = sqlx::query_scalar("SELECT status FROM access_requests WHERE id = ?")
+            .bind(&id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if status == "expired" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "expired");
+    let (pack, config) = server.stop().await;
+    let store = jitgate::store::Store::open("", &config.data_dir)
+        .await
+        .unwrap();
+    let kinds: Vec<String> = store
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"request.expired".to_owned()), "{kinds:?}");
+    drop(pack);
+}
