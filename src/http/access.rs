@@ -75,11 +75,7 @@ pub async fn create(
     ClientIp(ip): ClientIp,
     JsonBody(body): JsonBody<AccessRequestBody>,
 ) -> Result<Response, ApiError> {
-    if body.break_glass {
-        return Err(ApiError::InvalidRequest(
-            "break_glass is not available yet: it arrives with approvals".into(),
-        ));
-    }
+    let break_glass_asked = body.break_glass;
     let evaluated = evaluate(&state, caller, ip, body).await?;
     let Evaluated {
         request_id,
@@ -91,9 +87,14 @@ pub async fn create(
         source_ip,
     } = evaluated;
     let principal = caller.principal.to_string();
+    // Break-glass: an escalation whose every deciding policy allows it is issued at once and
+    // left for an administrator to review. Asked for anywhere else, it changes nothing.
+    let break_glass =
+        break_glass_asked && decision.outcome == Outcome::Escalate && decision.break_glass_allowed;
     let status = match decision.outcome {
         Outcome::Allow => "issued",
         Outcome::Deny => "denied",
+        Outcome::Escalate if break_glass => "needs_review",
         Outcome::Escalate => "pending",
     };
     let now_i = i64::try_from(now).unwrap_or(i64::MAX);
@@ -117,8 +118,7 @@ pub async fn create(
         risk_score: risk.score,
         risk_signals: json!(risk.signals),
         approvals_required: i64::from(decision.approvals_required),
-        expires_at: (decision.outcome == Outcome::Escalate)
-            .then(|| i64::try_from(pending_until).unwrap_or(i64::MAX)),
+        expires_at: (status == "pending").then(|| i64::try_from(pending_until).unwrap_or(i64::MAX)),
         context: match &request.context {
             DecisionContext::Access(context) => Value::Object(context.extra.clone()),
             DecisionContext::Other(map) => Value::Object(map.clone()),
@@ -144,8 +144,22 @@ pub async fn create(
         },
     ];
 
-    let (status, body, issued_with) = match decision.outcome {
-        Outcome::Allow => {
+    let (status, body, issued_with) = match (decision.outcome, break_glass) {
+        (Outcome::Allow, _) | (Outcome::Escalate, true) => {
+            if break_glass {
+                writes.push(Write::Audit(AuditRecord {
+                    at: now_i,
+                    kind: "break_glass".into(),
+                    request_id: Some(request_id.clone()),
+                    subject: Some(caller.principal.id.clone()),
+                    data: json!({
+                        "principal": principal, "action": request.action,
+                        "resource": request.resource.to_string(), "reason": reason_of(&request),
+                        "policies": decision.policies, "approvals_skipped": decision.approvals_required,
+                    }),
+                }));
+                tracing::warn!(request.id = %request_id, principal.id = %principal, "BREAK-GLASS: token issued without approval; needs review");
+            }
             let grant = TokenGrant {
                 subject: caller.principal.id.clone(),
                 client_id: caller.client_id.clone(),
@@ -186,8 +200,9 @@ pub async fn create(
             }));
             let body = json!({
                 "request_id": request_id,
-                "decision": "allow",
-                "status": "issued",
+                "decision": decision.outcome.as_str(),
+                "status": status,
+                "break_glass": break_glass,
                 "access_token": issued.token,
                 "token_type": "Bearer",
                 "expires_in": decision.lifetime.as_secs(),
@@ -199,7 +214,7 @@ pub async fn create(
             });
             (StatusCode::CREATED, body, Some(issued.alg))
         }
-        Outcome::Escalate => {
+        (Outcome::Escalate, false) => {
             let body = json!({
                 "request_id": request_id,
                 "decision": "escalate",
@@ -212,7 +227,7 @@ pub async fn create(
             });
             (StatusCode::ACCEPTED, body, None)
         }
-        Outcome::Deny => {
+        (Outcome::Deny, _) => {
             let body = json!({
                 "request_id": request_id,
                 "decision": "deny",

@@ -291,6 +291,55 @@ async fn answer(
     Ok(Json(view(&request, &approvals, now)))
 }
 
+/// `POST /v1/access-requests/{id}/review`: an administrator closes a break-glass request
+/// with a comment.
+pub async fn review(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<CommentBody>,
+) -> Result<Json<Value>, ApiError> {
+    let comment = body.unwrap_or_default().comment;
+    if comment.trim().is_empty() || comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(ApiError::InvalidRequest(format!(
+            "a review needs a comment of 1 to {MAX_COMMENT_CHARS} characters"
+        )));
+    }
+    let request = load(&state, &id).await?;
+    if !may_administer(&state.policies.current(), &state, &caller) {
+        return Err(ApiError::Forbidden(
+            "only administrators review break-glass access".into(),
+        ));
+    }
+    let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
+    state
+        .store
+        .write(vec![
+            Write::RequireStatus {
+                id: id.clone(),
+                status: "needs_review".into(),
+                at: now,
+            },
+            Write::SetStatus {
+                id: id.clone(),
+                status: "reviewed".into(),
+                at: now,
+            },
+            Write::Audit(AuditRecord {
+                at: now,
+                kind: "request.reviewed".into(),
+                request_id: Some(id.clone()),
+                subject: Some(caller.principal.id.clone()),
+                data: json!({"reviewer": caller.principal.to_string(), "comment": comment}),
+            }),
+        ])
+        .await
+        .map_err(store_error)?;
+    let request = load(&state, &request.record.id).await?;
+    let approvals = state.store.approvals(&id).await.map_err(store_error)?;
+    Ok(Json(view(&request, &approvals, now)))
+}
+
 /// `POST /v1/access-requests/{id}/cancel`: the requester withdraws a pending request.
 pub async fn cancel(
     State(state): State<AppState>,

@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/access-requests/{id}/approve", post(approval::approve))
         .route("/v1/access-requests/{id}/deny", post(approval::deny))
         .route("/v1/access-requests/{id}/cancel", post(approval::cancel))
+        .route("/v1/access-requests/{id}/review", post(approval::review))
         .route("/v1/access-requests/{id}/token", post(approval::mint))
         .route("/v1/decisions", post(access::dry_run))
         .route("/v1/policies", get(meta::policies))

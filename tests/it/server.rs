@@ -1362,3 +1362,81 @@ async fn expired_requests_are_written_down_and_audited() {
     assert!(kinds.contains(&"request.expired".to_owned()), "{kinds:?}");
     drop(pack);
 }
+
+#[tokio::test]
+async fn break_glass_issues_at_once_and_waits_for_review() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "write", "resource": "Database::\"orders\"", "reason": "SEV1 outage", "break_glass": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "needs_review");
+    assert_eq!(body["break_glass"], true);
+    let claims = server
+        .verify(body["access_token"].as_str().unwrap(), "db-proxy")
+        .await;
+    assert!(claims.jit.approvers.is_empty());
+    let id = body["request_id"].as_str().unwrap().to_owned();
+
+    // Asked where a policy does not allow it (two approvals, no break-glass): nothing changes.
+    let carol = server.dev_token("carol", &["oncall", "dba"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&carol),
+            json!({"action": "admin", "resource": "Database::\"orders\"", "break_glass": true}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::ACCEPTED, json!("pending"))
+    );
+
+    let review = format!("/v1/access-requests/{id}/review");
+    let (status, _) = server
+        .post(&review, Some(&carol), json!({"comment": "fine"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only administrators review");
+    let sid = server.dev_token("sid", &["security"], true);
+    let (status, _) = server.post(&review, Some(&sid), json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a review needs a comment");
+    let (status, body) = server
+        .post(
+            &review,
+            Some(&sid),
+            json!({"comment": "checked the SEV1 timeline"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("reviewed"))
+    );
+    let (status, body) = server
+        .post(&review, Some(&sid), json!({"comment": "again"}))
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::CONFLICT, json!("reviewed"))
+    );
+    let (pack, config) = server.stop().await;
+    let store = jitgate::store::Store::open("", &config.data_dir)
+        .await
+        .unwrap();
+    let kinds: Vec<String> = store
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        kinds.contains(&"break_glass".to_owned()) && kinds.contains(&"request.reviewed".to_owned()),
+        "{kinds:?}"
+    );
+    drop(pack);
+}
