@@ -19,7 +19,7 @@ use crate::decision::{
 use crate::identity::Caller;
 use crate::risk::{self, Observations, Risk};
 use crate::store::{AuditRecord, RequestRecord, TokenRecord, Write};
-use crate::token::{JitClaims, TokenGrant, new_jti};
+use crate::token::{IssuedToken, JitClaims, TokenGrant, new_jti};
 
 const MAX_REASON_CHARS: usize = 1_000;
 const MAX_SCOPES: usize = 64;
@@ -179,25 +179,14 @@ pub async fn create(
                 .tokens
                 .mint(&grant, now)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
-            writes.push(Write::Token(TokenRecord {
-                jti: issued.jti.clone(),
-                request_id: request_id.clone(),
-                subject: caller.principal.id.clone(),
-                kid: issued.kid.clone(),
-                scope: issued.scope.clone(),
-                issued_at: now_i,
-                expires_at: i64::try_from(issued.expires_at).unwrap_or(i64::MAX),
-            }));
-            writes.push(Write::Audit(AuditRecord {
-                at: now_i,
-                kind: "token.issued".into(),
-                request_id: Some(request_id.clone()),
-                subject: Some(caller.principal.id.clone()),
-                data: json!({
-                    "jti": issued.jti, "kid": issued.kid, "alg": issued.alg.as_str(),
-                    "exp": issued.expires_at, "scope": issued.scope, "aud": decision.audience,
-                }),
-            }));
+            writes.extend(token_writes(
+                &issued,
+                &request_id,
+                &caller,
+                &decision.audience,
+                now_i,
+                json!({}),
+            ));
             let body = json!({
                 "request_id": request_id,
                 "decision": decision.outcome.as_str(),
@@ -417,6 +406,43 @@ async fn evaluate(
         risk,
         source_ip: ip.to_string(),
     })
+}
+
+/// What the store keeps of an issued token (never the token): its record, and the audit event
+/// with `extra` fields merged in.
+pub(super) fn token_writes(
+    issued: &IssuedToken,
+    request_id: &str,
+    caller: &Caller,
+    audience: &[String],
+    at: i64,
+    extra: Value,
+) -> [Write; 2] {
+    let mut data = json!({
+        "jti": issued.jti, "kid": issued.kid, "alg": issued.alg.as_str(),
+        "exp": issued.expires_at, "scope": issued.scope, "aud": audience,
+    });
+    if let (Value::Object(data), Value::Object(extra)) = (&mut data, extra) {
+        data.extend(extra);
+    }
+    [
+        Write::Token(TokenRecord {
+            jti: issued.jti.clone(),
+            request_id: request_id.to_owned(),
+            subject: caller.principal.id.clone(),
+            kid: issued.kid.clone(),
+            scope: issued.scope.clone(),
+            issued_at: at,
+            expires_at: i64::try_from(issued.expires_at).unwrap_or(i64::MAX),
+        }),
+        Write::Audit(AuditRecord {
+            at,
+            kind: "token.issued".into(),
+            request_id: Some(request_id.to_owned()),
+            subject: Some(caller.principal.id.clone()),
+            data,
+        }),
+    ]
 }
 
 /// The risk of a request by `caller` from `ip` now.

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::access::{admit, rfc3339, risk_for};
+use super::access::{admit, rfc3339, risk_for, token_writes};
 use super::error::ApiError;
 use super::extract::{Authenticated, ClientIp, OptionalJsonBody};
 use super::state::AppState;
@@ -16,7 +16,7 @@ use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome, Requ
 use crate::identity::Caller;
 use crate::policy::PolicyPack;
 use crate::store::{
-    ApprovalRecord, AuditRecord, StoreError, StoredRequest, TokenRecord, Write, effective_status,
+    ApprovalRecord, AuditRecord, StoreError, StoredRequest, Write, effective_status,
 };
 use crate::token::{JitClaims, TokenGrant};
 
@@ -35,6 +35,13 @@ fn store_error(error: StoreError) -> ApiError {
         StoreError::Conflict(status) => ApiError::Conflict { status },
         other => ApiError::Unavailable(other.to_string()),
     }
+}
+
+/// The request as it is now, with its answers, as every endpoint here shows it.
+async fn current_view(state: &AppState, id: &str, now: i64) -> Result<Json<Value>, ApiError> {
+    let request = load(state, id).await?;
+    let approvals = state.store.approvals(id).await.map_err(store_error)?;
+    Ok(Json(view(&request, &approvals, now)))
 }
 
 async fn load(state: &AppState, id: &str) -> Result<StoredRequest, ApiError> {
@@ -195,9 +202,8 @@ pub async fn get(
         // Not 403: whether a request exists is not for others to learn.
         return Err(ApiError::NotFound(format!("no access request `{id}`")));
     }
-    let approvals = state.store.approvals(&id).await.map_err(store_error)?;
     let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
-    Ok(Json(view(&request, &approvals, now)))
+    current_view(&state, &id, now).await
 }
 
 pub async fn approve(
@@ -282,13 +288,12 @@ async fn answer(
         data: json!({"approver": approver, "comment": comment}),
     }));
     state.store.write(writes).await.map_err(store_error)?;
-    let request = load(&state, &id).await?;
-    if request.record.status != "pending" {
-        let waited = (now - request.record.created_at).max(0);
+    let decided = load(&state, &id).await?;
+    if decided.record.status != "pending" {
+        let waited = (now - decided.record.created_at).max(0);
         state.metrics.approval_wait.observe(waited as f64);
     }
-    let approvals = state.store.approvals(&id).await.map_err(store_error)?;
-    Ok(Json(view(&request, &approvals, now)))
+    current_view(&state, &id, now).await
 }
 
 /// `POST /v1/access-requests/{id}/review`: an administrator closes a break-glass request
@@ -335,9 +340,7 @@ pub async fn review(
         ])
         .await
         .map_err(store_error)?;
-    let request = load(&state, &request.record.id).await?;
-    let approvals = state.store.approvals(&id).await.map_err(store_error)?;
-    Ok(Json(view(&request, &approvals, now)))
+    current_view(&state, &request.record.id, now).await
 }
 
 /// `POST /v1/access-requests/{id}/cancel`: the requester withdraws a pending request.
@@ -377,9 +380,7 @@ pub async fn cancel(
         ])
         .await
         .map_err(store_error)?;
-    let request = load(&state, &id).await?;
-    let approvals = state.store.approvals(&id).await.map_err(store_error)?;
-    Ok(Json(view(&request, &approvals, now)))
+    current_view(&state, &id, now).await
 }
 
 /// `POST /v1/access-requests/{id}/token`: after approval, the requester mints. The request is
@@ -508,26 +509,14 @@ pub async fn mint(
             at: stored.decided_at.unwrap_or(now_i),
         });
     }
-    writes.push(Write::Token(TokenRecord {
-        jti: issued.jti.clone(),
-        request_id: id.clone(),
-        subject: caller.principal.id.clone(),
-        kid: issued.kid.clone(),
-        scope: issued.scope.clone(),
-        issued_at: now_i,
-        expires_at: i64::try_from(issued.expires_at).unwrap_or(i64::MAX),
-    }));
-    writes.push(Write::Audit(AuditRecord {
-        at: now_i,
-        kind: "token.issued".into(),
-        request_id: Some(id.clone()),
-        subject: Some(caller.principal.id.clone()),
-        data: json!({
-            "jti": issued.jti, "kid": issued.kid, "alg": issued.alg.as_str(),
-            "exp": issued.expires_at, "scope": issued.scope, "aud": decision.audience,
-            "approvers": grant.jit.approvers, "risk": risk,
-        }),
-    }));
+    writes.extend(token_writes(
+        &issued,
+        &id,
+        &caller,
+        &decision.audience,
+        now_i,
+        json!({"approvers": grant.jit.approvers, "risk": risk}),
+    ));
     // INVARIANT: the token leaves only once its records are durable.
     state.store.write(writes).await.map_err(store_error)?;
     state
