@@ -1440,3 +1440,31 @@ async fn break_glass_issues_at_once_and_waits_for_review() {
     );
     drop(pack);
 }
+
+#[tokio::test]
+async fn pending_requests_survive_a_restart() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let (id, alice) = escalated_write(&server).await;
+    let (pack, config) = server.stop().await;
+    let server = TestServer::start_with(pack, config).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("approved"))
+    );
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/token"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
