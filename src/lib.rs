@@ -3,7 +3,11 @@
 //!
 //! The library holds everything but the process entry point, so each part is testable without
 //! HTTP: [`policy`] loads and serves policy packs, [`decision`] turns a request into a
-//! [`decision::Decision`], [`policytest`] runs policy test cases, and [`cli`] is the command line.
+//! [`decision::Decision`], [`policytest`] runs policy test cases, [`identity`] says who is
+//! calling, [`risk`] scores the request, [`token`] signs access tokens and publishes their keys,
+//! [`store`] keeps requests and the audit trail, [`verify`] checks issued tokens, and [`http`]
+//! serves it all ([`http::run`]); [`config`], [`metrics`] and [`telemetry`] support it, and
+//! [`cli`] is the command line.
 
 pub mod cli;
 pub mod config;
