@@ -37,11 +37,54 @@ fn store_error(error: StoreError) -> ApiError {
     }
 }
 
-/// The request as it is now, with its answers, as every endpoint here shows it.
-async fn current_view(state: &AppState, id: &str, now: i64) -> Result<Json<Value>, ApiError> {
-    let request = load(state, id).await?;
-    let approvals = state.store.approvals(id).await.map_err(store_error)?;
-    Ok(Json(view(&request, &approvals, now)))
+/// `request` with its answers, as every endpoint here shows it.
+async fn respond(
+    state: &AppState,
+    request: &StoredRequest,
+    now: i64,
+) -> Result<Json<Value>, ApiError> {
+    let approvals = state
+        .store
+        .approvals(&request.record.id)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(view(request, &approvals, now)))
+}
+
+/// Moves request `id` from `from` to `to` (409 with the current status unless it is `from`),
+/// with the audit event `request.<to>`, and shows the result.
+async fn transition(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    (from, to): (&str, &str),
+    data: Value,
+) -> Result<Json<Value>, ApiError> {
+    let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
+    state
+        .store
+        .write(vec![
+            Write::RequireStatus {
+                id: id.to_owned(),
+                status: from.into(),
+                at: now,
+            },
+            Write::SetStatus {
+                id: id.to_owned(),
+                status: to.into(),
+                at: now,
+            },
+            Write::Audit(AuditRecord {
+                at: now,
+                kind: format!("request.{to}"),
+                request_id: Some(id.to_owned()),
+                subject: Some(caller.principal.id.clone()),
+                data,
+            }),
+        ])
+        .await
+        .map_err(store_error)?;
+    respond(state, &load(state, id).await?, now).await
 }
 
 async fn load(state: &AppState, id: &str) -> Result<StoredRequest, ApiError> {
@@ -203,7 +246,7 @@ pub async fn get(
         return Err(ApiError::NotFound(format!("no access request `{id}`")));
     }
     let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
-    current_view(&state, &id, now).await
+    respond(&state, &request, now).await
 }
 
 pub async fn approve(
@@ -293,7 +336,7 @@ async fn answer(
         let waited = (now - decided.record.created_at).max(0);
         state.metrics.approval_wait.observe(waited as f64);
     }
-    current_view(&state, &id, now).await
+    respond(&state, &decided, now).await
 }
 
 /// `POST /v1/access-requests/{id}/review`: an administrator closes a break-glass request
@@ -310,37 +353,20 @@ pub async fn review(
             "a review needs a comment of 1 to {MAX_COMMENT_CHARS} characters"
         )));
     }
-    let request = load(&state, &id).await?;
+    load(&state, &id).await?;
     if !may_administer(&state.policies.current(), &state, &caller) {
         return Err(ApiError::Forbidden(
             "only administrators review break-glass access".into(),
         ));
     }
-    let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
-    state
-        .store
-        .write(vec![
-            Write::RequireStatus {
-                id: id.clone(),
-                status: "needs_review".into(),
-                at: now,
-            },
-            Write::SetStatus {
-                id: id.clone(),
-                status: "reviewed".into(),
-                at: now,
-            },
-            Write::Audit(AuditRecord {
-                at: now,
-                kind: "request.reviewed".into(),
-                request_id: Some(id.clone()),
-                subject: Some(caller.principal.id.clone()),
-                data: json!({"reviewer": caller.principal.to_string(), "comment": comment}),
-            }),
-        ])
-        .await
-        .map_err(store_error)?;
-    current_view(&state, &request.record.id, now).await
+    transition(
+        &state,
+        &caller,
+        &id,
+        ("needs_review", "reviewed"),
+        json!({"reviewer": caller.principal.to_string(), "comment": comment}),
+    )
+    .await
 }
 
 /// `POST /v1/access-requests/{id}/cancel`: the requester withdraws a pending request.
@@ -356,31 +382,14 @@ pub async fn cancel(
             "only the requester cancels a request".into(),
         ));
     }
-    let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
-    state
-        .store
-        .write(vec![
-            Write::RequireStatus {
-                id: id.clone(),
-                status: "pending".into(),
-                at: now,
-            },
-            Write::SetStatus {
-                id: id.clone(),
-                status: "cancelled".into(),
-                at: now,
-            },
-            Write::Audit(AuditRecord {
-                at: now,
-                kind: "request.cancelled".into(),
-                request_id: Some(id.clone()),
-                subject: Some(caller.principal.id.clone()),
-                data: json!({"comment": body.unwrap_or_default().comment}),
-            }),
-        ])
-        .await
-        .map_err(store_error)?;
-    current_view(&state, &id, now).await
+    transition(
+        &state,
+        &caller,
+        &id,
+        ("pending", "cancelled"),
+        json!({"comment": body.unwrap_or_default().comment}),
+    )
+    .await
 }
 
 /// `POST /v1/access-requests/{id}/token`: after approval, the requester mints. The request is
