@@ -269,7 +269,11 @@ fn default_webhook_format() -> String {
 impl fmt::Debug for WebhookConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookConfig")
-            .field("url", &self.url)
+            // Only the origin: a Slack webhook's path is its credential.
+            .field(
+                "url",
+                &self.url.split('/').take(3).collect::<Vec<_>>().join("/"),
+            )
             .field("format", &self.format)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("secret_file", &self.secret_file)
@@ -476,6 +480,9 @@ impl Config {
             let key = |field: &str| format!("webhooks[{i}].{field}");
             if !hook.url.starts_with("https://") && !hook.url.starts_with("http://") {
                 return Err(invalid(key("url"), "must be an http(s) URL"));
+            }
+            if self.webhooks.iter().take(i).any(|h| h.url == hook.url) {
+                return Err(invalid(key("url"), "the same url is listed twice"));
             }
             if hook.format != "json" && hook.format != "slack" {
                 return Err(invalid(key("format"), "must be \"json\" or \"slack\""));

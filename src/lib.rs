@@ -5,8 +5,8 @@
 //! HTTP: [`policy`] loads and serves policy packs, [`decision`] turns a request into a
 //! [`decision::Decision`], [`policytest`] runs policy test cases, [`identity`] says who is
 //! calling, [`risk`] scores the request, [`token`] signs access tokens and publishes their keys,
-//! [`store`] keeps requests and the audit trail, [`verify`] checks issued tokens, and [`http`]
-//! serves it all ([`http::run`]); [`config`], [`metrics`] and [`telemetry`] support it, and
+//! [`store`] keeps requests and the audit trail, [`notify`] tells webhooks what happened,
+//! [`verify`] checks issued tokens, and [`http`] serves it all ([`http::run`]); [`config`], [`metrics`] and [`telemetry`] support it, and
 //! [`cli`] is the command line.
 
 pub mod cli;
@@ -15,6 +15,7 @@ pub mod decision;
 pub mod http;
 pub mod identity;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod policytest;
 pub mod risk;

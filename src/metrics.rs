@@ -21,6 +21,8 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub policy_matches: IntCounterVec,
     pub approval_wait: Histogram,
+    /// Beyond the contract: webhook attempts by result (`delivered`, `retry`, `failed`).
+    pub webhook_deliveries: IntCounterVec,
 }
 
 const FAST_BUCKETS: [f64; 12] = [
@@ -106,6 +108,11 @@ impl Metrics {
                 "jitgate_approval_wait_seconds",
                 "Time from request to approval decision.",
                 &WAIT_BUCKETS,
+            )?,
+            webhook_deliveries: counter(
+                "jitgate_webhook_deliveries_total",
+                "Webhook delivery attempts by result.",
+                &["result"],
             )?,
             registry,
         })

@@ -17,6 +17,7 @@ use crate::decision::{
     Decision, DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext, RequestError,
 };
 use crate::identity::Caller;
+use crate::notify::Event;
 use crate::risk::{self, Observations, Risk};
 use crate::store::{AuditRecord, RequestRecord, TokenRecord, Write};
 use crate::token::{IssuedToken, JitClaims, TokenGrant, new_jti};
@@ -126,7 +127,7 @@ pub async fn create(
         lifetime_secs: i64::try_from(decision.lifetime.as_secs()).unwrap_or(i64::MAX),
     };
     let mut writes = vec![
-        Write::Request(Box::new(record)),
+        Write::Request(Box::new(record.clone())),
         Write::Audit(decision_event(
             "decision",
             &request_id,
@@ -187,6 +188,14 @@ pub async fn create(
                 now_i,
                 json!({}),
             ));
+            if break_glass {
+                let alert = Event::BreakGlass {
+                    jti: issued.jti.clone(),
+                    expires_at: issued.expires_at,
+                };
+                let queued = state.notifier.outbox(&alert, &record, state.now_ms());
+                writes.extend(queued.into_iter().map(Write::Outbox));
+            }
             let body = json!({
                 "request_id": request_id,
                 "decision": decision.outcome.as_str(),
@@ -204,6 +213,10 @@ pub async fn create(
             (StatusCode::CREATED, body, Some(issued.alg))
         }
         (Outcome::Escalate, false) => {
+            let queued = state
+                .notifier
+                .outbox(&Event::Pending, &record, state.now_ms());
+            writes.extend(queued.into_iter().map(Write::Outbox));
             let body = json!({
                 "request_id": request_id,
                 "decision": "escalate",
@@ -236,6 +249,7 @@ pub async fn create(
         .write(writes)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    state.notifier.wake();
     if let Some(alg) = issued_with {
         state
             .metrics

@@ -14,6 +14,7 @@ use super::extract::{Authenticated, ClientIp, OptionalJsonBody};
 use super::state::AppState;
 use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext};
 use crate::identity::Caller;
+use crate::notify::Event;
 use crate::policy::PolicyPack;
 use crate::store::{
     ApprovalRecord, AuditRecord, StoreError, StoredRequest, Write, effective_status,
@@ -311,18 +312,30 @@ async fn answer(
             at: now,
         }),
     ];
-    writes.push(if decision == "approve" {
-        Write::ApproveAtQuorum {
+    let now_ms = state.now_ms();
+    if decision == "approve" {
+        let approved = Event::Approved {
+            by: approver.clone(),
+            comment: comment.clone(),
+        };
+        writes.push(Write::ApproveAtQuorum {
             id: id.clone(),
             at: now,
-        }
+            announce: state.notifier.outbox(&approved, &request.record, now_ms),
+        });
     } else {
-        Write::SetStatus {
+        writes.push(Write::SetStatus {
             id: id.clone(),
             status: "denied".into(),
             at: now,
-        }
-    });
+        });
+        let denied = Event::Denied {
+            by: approver.clone(),
+            comment: comment.clone(),
+        };
+        let queued = state.notifier.outbox(&denied, &request.record, now_ms);
+        writes.extend(queued.into_iter().map(Write::Outbox));
+    }
     writes.push(Write::Audit(AuditRecord {
         at: now,
         kind: format!("request.{decision}"),
@@ -331,6 +344,7 @@ async fn answer(
         data: json!({"approver": approver, "comment": comment}),
     }));
     state.store.write(writes).await.map_err(store_error)?;
+    state.notifier.wake();
     let decided = load(&state, &id).await?;
     if decided.record.status != "pending" {
         let waited = (now - decided.record.created_at).max(0);

@@ -30,6 +30,7 @@ pub use state::{App, AppState};
 use crate::config::Config;
 use crate::identity::{Authenticator, IdentityError};
 use crate::metrics::Metrics;
+use crate::notify::{Event, Notifier, NotifyError};
 use crate::policy::{LivePolicies, LoadErrors, ReloadOutcome};
 use crate::risk::RequestRates;
 use crate::store::{AuditRecord, Store, StoreError, Write};
@@ -53,6 +54,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("{0}")]
+    Notify(#[from] NotifyError),
     #[error("watching policies: {0}")]
     Watch(#[from] notify::Error),
     #[error("time zone: {0}")]
@@ -134,6 +137,9 @@ pub async fn run(
     let state = build(config).await?;
     let _watch = state.policies.watch()?;
     let expiry = tokio::spawn(expire_pending(state.clone()));
+    let delivery = tokio::spawn(
+        Arc::clone(&state.notifier).deliver(state.store.clone(), state.metrics.clone()),
+    );
     if state.auth.dev_enabled() {
         tracing::warn!(
             "DEV ISSUER ENABLED: tokens minted by `jitgate dev-token` are trusted. Never run this in production; set [identity.dev] enabled = false"
@@ -147,6 +153,7 @@ pub async fn run(
     .with_graceful_shutdown(shutdown)
     .await?;
     expiry.abort();
+    delivery.abort();
     tracing::info!("jitgate stopped");
     Ok(())
 }
@@ -168,7 +175,15 @@ async fn expire_pending(state: AppState) {
             }
         };
         for id in ids {
-            let writes = vec![
+            let request = match state.store.request(&id).await {
+                Ok(Some(request)) => request,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read an expired request");
+                    continue;
+                }
+            };
+            let mut writes = vec![
                 Write::Expire {
                     id: id.clone(),
                     at: now,
@@ -181,8 +196,16 @@ async fn expire_pending(state: AppState) {
                     data: json!({}),
                 }),
             ];
+            writes.extend(
+                state
+                    .notifier
+                    .outbox(&Event::Expired, &request.record, state.now_ms())
+                    .into_iter()
+                    .map(Write::Outbox),
+            );
             match state.store.write(writes).await {
                 Ok(()) => {
+                    state.notifier.wake();
                     tracing::info!(request.id = %id, "pending request expired");
                 }
                 // Approved, denied or cancelled in the meantime: nothing to do.
@@ -215,6 +238,7 @@ pub async fn build(config: Config) -> Result<AppState, ServeError> {
     }
     let tokens = TokenIssuer::new(config.issuer.clone(), ring, config.max_ttl, issued_until);
     let auth = Authenticator::from_config(&config, now).await?;
+    let notifier = Notifier::from_config(&config)?;
     let metrics = Metrics::new()?;
     let pack = policies.current();
     metrics
@@ -286,6 +310,7 @@ pub async fn build(config: Config) -> Result<AppState, ServeError> {
         tokens,
         store,
         metrics,
+        notifier,
         rates: RequestRates::default(),
         time_zone,
     }))

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::decision::RequestTime;
 use crate::identity::Authenticator;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::policy::LivePolicies;
 use crate::risk::RequestRates;
 use crate::store::Store;
@@ -20,6 +21,7 @@ pub struct App {
     pub tokens: TokenIssuer,
     pub store: Store,
     pub metrics: Metrics,
+    pub notifier: Arc<Notifier>,
     pub rates: RequestRates,
     pub time_zone: jiff::tz::TimeZone,
 }
@@ -27,6 +29,13 @@ pub struct App {
 pub type AppState = Arc<App>;
 
 impl App {
+    /// Unix milliseconds now.
+    pub fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
     /// Unix seconds now.
     pub fn now(&self) -> u64 {
         SystemTime::now()

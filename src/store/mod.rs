@@ -104,6 +104,32 @@ pub struct AuditRecord {
     pub data: serde_json::Value,
 }
 
+/// A webhook notification to deliver (see [`crate::notify`]).
+#[derive(Debug, Clone)]
+pub struct OutboxRecord {
+    pub delivery_id: String,
+    /// Which configured webhook, by [`crate::notify`]'s key for it.
+    pub hook: String,
+    pub event: String,
+    pub request_id: Option<String>,
+    /// The exact body to POST.
+    pub body: String,
+    pub created_ms: i64,
+}
+
+/// A notification waiting for delivery.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PendingDelivery {
+    pub id: i64,
+    pub delivery_id: String,
+    pub hook: String,
+    pub event: String,
+    pub request_id: Option<String>,
+    pub body: String,
+    pub created_ms: i64,
+    pub attempts: i64,
+}
+
 /// One write; a call's writes commit together or not at all.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -132,15 +158,36 @@ pub enum Write {
         status: String,
         at: i64,
     },
-    /// Moves a pending request to `approved` once its approvals reach the quorum.
+    /// Moves a pending request to `approved` once its approvals reach the quorum, and only
+    /// then queues `announce`.
     ApproveAtQuorum {
         id: String,
         at: i64,
+        announce: Vec<OutboxRecord>,
     },
     /// Marks a pending request past its expiry `expired`; a conflict if it is not (any more).
     Expire {
         id: String,
         at: i64,
+    },
+    /// Queues a webhook notification.
+    Outbox(OutboxRecord),
+    /// A notification was delivered (`failed` false) or given up on (`failed` true).
+    DeliveryFinished {
+        id: i64,
+        failed: bool,
+        at_ms: i64,
+        error: Option<String>,
+    },
+    /// A delivery attempt failed; try again at `next_attempt_ms`.
+    DeliveryRetry {
+        id: i64,
+        next_attempt_ms: i64,
+        error: String,
+    },
+    /// Forgets finished notifications older than `before_ms`.
+    PruneDeliveries {
+        before_ms: i64,
     },
 }
 
@@ -370,6 +417,32 @@ impl Store {
                 },
             )
             .collect())
+    }
+
+    /// Notifications due for a delivery attempt at `now_ms`, oldest first.
+    pub async fn due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, delivery_id, hook, event, request_id, body, created_ms, attempts \
+             FROM webhook_outbox WHERE state = 'pending' AND next_attempt_ms <= ? \
+             ORDER BY next_attempt_ms, id LIMIT ?",
+        )
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// When the next notification falls due, if any waits.
+    pub async fn next_delivery_ms(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_ms) FROM webhook_outbox WHERE state = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// The underlying pool, for tests that need to reach into the database.
@@ -619,8 +692,8 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> Result<(), Fa
                 return Err(Failure::Conflict("not pending".into()));
             }
         }
-        Write::ApproveAtQuorum { id, at } => {
-            sqlx::query(
+        Write::ApproveAtQuorum { id, at, announce } => {
+            let approved = sqlx::query(
                 "UPDATE access_requests SET status = 'approved', decided_at = ? \
                  WHERE id = ? AND status = 'pending' AND approvals_required <= \
                  (SELECT COUNT(*) FROM approvals WHERE request_id = ? AND decision = 'approve')",
@@ -631,8 +704,72 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> Result<(), Fa
             .execute(&mut **tx)
             .await
             .map_err(database)?;
+            if approved.rows_affected() == 1 {
+                for record in announce {
+                    queue(tx, record).await.map_err(database)?;
+                }
+            }
+        }
+        Write::Outbox(record) => queue(tx, record).await.map_err(database)?,
+        Write::DeliveryFinished {
+            id,
+            failed,
+            at_ms,
+            error,
+        } => {
+            sqlx::query(
+                "UPDATE webhook_outbox SET state = ?, attempts = attempts + 1, finished_ms = ?, \
+                 last_error = COALESCE(?, last_error) WHERE id = ?",
+            )
+            .bind(if *failed { "failed" } else { "delivered" })
+            .bind(at_ms)
+            .bind(error)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(database)?;
+        }
+        Write::DeliveryRetry {
+            id,
+            next_attempt_ms,
+            error,
+        } => {
+            sqlx::query(
+                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = ?, \
+                 last_error = ? WHERE id = ?",
+            )
+            .bind(next_attempt_ms)
+            .bind(error)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(database)?;
+        }
+        Write::PruneDeliveries { before_ms } => {
+            sqlx::query("DELETE FROM webhook_outbox WHERE state != 'pending' AND finished_ms < ?")
+                .bind(before_ms)
+                .execute(&mut **tx)
+                .await
+                .map_err(database)?;
         }
     }
+    Ok(())
+}
+
+async fn queue(tx: &mut Transaction<'_, Sqlite>, record: &OutboxRecord) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO webhook_outbox (delivery_id, hook, event, request_id, body, created_ms, \
+         next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&record.delivery_id)
+    .bind(&record.hook)
+    .bind(&record.event)
+    .bind(&record.request_id)
+    .bind(&record.body)
+    .bind(record.created_ms)
+    .bind(record.created_ms)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -8,9 +8,12 @@
     reason = "test code: a failed step should fail the test loudly"
 )]
 
+mod approvals;
 mod cli;
+mod harness;
 mod reload;
 mod server;
+mod webhooks;
 mod wycheproof;
 
 use std::fs;

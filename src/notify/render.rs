@@ -1,0 +1,174 @@
+//! The bodies of notifications: signed JSON, or a Slack message.
+
+use serde_json::{Value, json};
+
+use crate::http::rfc3339;
+use crate::store::RequestRecord;
+
+/// What happened to a request, as a webhook announces it.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// An escalation waits for approvers.
+    Pending,
+    /// The approval `by` gave completed the quorum.
+    Approved {
+        by: String,
+        comment: String,
+    },
+    Denied {
+        by: String,
+        comment: String,
+    },
+    /// Nobody answered within `pending_ttl`.
+    Expired,
+    /// A token was issued without approval and waits for review.
+    BreakGlass {
+        jti: String,
+        expires_at: u64,
+    },
+}
+
+impl Event {
+    /// The event's name in `[[webhooks]] events`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Pending => "request.pending",
+            Event::Approved { .. } => "request.approved",
+            Event::Denied { .. } => "request.denied",
+            Event::Expired => "request.expired",
+            Event::BreakGlass { .. } => "break_glass",
+        }
+    }
+
+    /// The request's status once this happened.
+    fn status(&self) -> &'static str {
+        match self {
+            Event::Pending => "pending",
+            Event::Approved { .. } => "approved",
+            Event::Denied { .. } => "denied",
+            Event::Expired => "expired",
+            Event::BreakGlass { .. } => "needs_review",
+        }
+    }
+}
+
+fn seconds(unix: i64) -> String {
+    rfc3339(u64::try_from(unix).unwrap_or(0))
+}
+
+/// The `json` format: everything an approver tool needs, including where to act on it.
+pub(super) fn json_body(
+    delivery_id: &str,
+    event: &Event,
+    request: &RequestRecord,
+    ui_url: &str,
+    at_ms: i64,
+) -> String {
+    let mut body = json!({
+        "delivery_id": delivery_id,
+        "event": event.name(),
+        "occurred_at": seconds(at_ms / 1000),
+        "request": {
+            "id": request.id,
+            "status": event.status(),
+            "requester": request.principal,
+            "action": request.action,
+            "resource": request.resource,
+            "scopes": request.scopes,
+            "reason": request.reason,
+            "risk": {"score": request.risk_score, "signals": request.risk_signals},
+            "policies": request.policies,
+            "approvals_required": request.approvals_required,
+            "created_at": seconds(request.created_at),
+            "expires_at": request.expires_at.map(seconds),
+            "url": format!("{ui_url}{}", request.id),
+        },
+    });
+    let extra = match event {
+        Event::Approved { by, comment } | Event::Denied { by, comment } => {
+            json!({"by": by, "comment": comment})
+        }
+        Event::BreakGlass { jti, expires_at } => {
+            json!({"token": {"jti": jti, "expires_at": rfc3339(*expires_at)}})
+        }
+        Event::Pending | Event::Expired => Value::Null,
+    };
+    if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
+        body.extend(extra);
+    }
+    body.to_string()
+}
+
+/// Text Slack shows literally: its markup characters escaped, so a requester's reason cannot
+/// turn into a link or a mention.
+fn slack_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The `slack` format: an incoming-webhook message with the summary and a link to the UI.
+pub(super) fn slack_body(event: &Event, request: &RequestRecord, ui_url: &str) -> String {
+    let who = slack_text(&request.principal);
+    let what = format!(
+        "`{}` on `{}`",
+        slack_text(&request.action),
+        slack_text(&request.resource)
+    );
+    let headline = match event {
+        Event::Pending => format!(
+            ":hourglass: *Approval needed* ({} approval(s)): {who} requests {what}",
+            request.approvals_required
+        ),
+        Event::Approved { by, .. } => {
+            format!(
+                ":white_check_mark: *Approved* by {}: {who}, {what}",
+                slack_text(by)
+            )
+        }
+        Event::Denied { by, .. } => {
+            format!(":no_entry: *Denied* by {}: {who}, {what}", slack_text(by))
+        }
+        Event::Expired => format!(":zzz: *Expired* unanswered: {who}, {what}"),
+        Event::BreakGlass { .. } => format!(
+            ":rotating_light: *BREAK-GLASS*: {who} took {what} without approval; an administrator must review it"
+        ),
+    };
+    let signals = request
+        .risk_signals
+        .as_array()
+        .map(|signals| {
+            signals
+                .iter()
+                .filter_map(|s| s.get("name").and_then(Value::as_str))
+                .map(slack_text)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let mut details = format!(
+        "*Reason:* {}\n*Risk:* {}{}",
+        slack_text(&request.reason),
+        request.risk_score,
+        if signals.is_empty() {
+            String::new()
+        } else {
+            format!(" ({signals})")
+        }
+    );
+    if let Event::Approved { comment, .. } | Event::Denied { comment, .. } = event
+        && !comment.is_empty()
+    {
+        details.push_str(&format!("\n*Comment:* {}", slack_text(comment)));
+    }
+    let link = format!("<{ui_url}{}|Open request {}>", request.id, request.id);
+    json!({
+        "text": format!("{headline}\n{details}\n{link}"),
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": details}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": link}]},
+        ],
+    })
+    .to_string()
+}

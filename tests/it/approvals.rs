@@ -1,0 +1,488 @@
+//! Escalated requests over HTTP (issue 4): approvers decided by Cedar, quorum, deny, cancel,
+//! expiry, re-evaluation at mint, break-glass, and what survives a restart.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::TempPack;
+use super::harness::TestServer;
+
+/// Alice (on call) asks to write to production orders: one DBA approval needed.
+async fn escalated_write(server: &TestServer) -> (String, String) {
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "write", "resource": "Database::\"orders\"", "reason": "INC-42"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    (body["request_id"].as_str().unwrap().to_owned(), alice)
+}
+
+#[tokio::test]
+async fn an_approved_request_is_minted_with_its_approvers() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let (id, alice) = escalated_write(&server).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let sam = server.dev_token("sam", &["sre"], true);
+    let path = |action: &str| format!("/v1/access-requests/{id}/{action}");
+
+    let (status, body) = server.post(&path("approve"), Some(&alice), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "self-approval: {body}");
+    let (status, body) = server.post(&path("approve"), Some(&sam), json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "not an approver by policy: {body}"
+    );
+    let (status, body) = server.post(&path("token"), Some(&alice), json!({})).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::CONFLICT, json!("pending"))
+    );
+
+    let (status, body) = server
+        .post(
+            &path("approve"),
+            Some(&dave),
+            json!({"comment": "ok for INC-42"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "approved");
+    assert_eq!(body["approvals"][0]["approver"], "User::\"dave\"");
+    let (status, body) = server.post(&path("approve"), Some(&dave), json!({})).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::CONFLICT, json!("approved"))
+    );
+
+    let (status, body) = server.post(&path("token"), Some(&alice), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let claims = server
+        .verify(body["access_token"].as_str().unwrap(), "db-proxy")
+        .await;
+    assert_eq!(claims.jit.approvers, ["User::\"dave\""]);
+    assert_eq!(claims.jit.request_id, id);
+    assert_eq!(claims.scope, "db:write:orders");
+    // Minting again inside the approved window is allowed and audited.
+    let (status, _) = server.post(&path("token"), Some(&alice), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = server.post(&path("token"), Some(&dave), json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "only the requester mints: {body}"
+    );
+
+    let seen: Value = server
+        .get(&format!("/v1/access-requests/{id}"), Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["status"], "issued");
+    let stranger = server.dev_token("mallory", &[], true);
+    let hidden = server
+        .get(&format!("/v1/access-requests/{id}"), Some(&stranger))
+        .await;
+    assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
+    let (pack, config) = server.stop().await;
+    let store = jitgate::store::Store::open("", &config.data_dir)
+        .await
+        .unwrap();
+    let issued = store
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "token.issued")
+        .count();
+    assert_eq!(issued, 2, "each mint is audited");
+    drop(pack);
+}
+
+#[tokio::test]
+async fn one_deny_ends_and_the_requester_may_cancel() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (id, alice) = escalated_write(&server).await;
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/deny"),
+            Some(&dave),
+            json!({"comment": "use the replica"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("denied"))
+    );
+    for action in ["approve", "deny"] {
+        let erin = server.dev_token("erin", &["dba"], true);
+        let (status, body) = server
+            .post(
+                &format!("/v1/access-requests/{id}/{action}"),
+                Some(&erin),
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["status"].clone()),
+            (StatusCode::CONFLICT, json!("denied"))
+        );
+    }
+    let (status, _) = server
+        .post(
+            &format!("/v1/access-requests/{id}/token"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let (id, alice) = escalated_write(&server).await;
+    let (status, _) = server
+        .post(
+            &format!("/v1/access-requests/{id}/cancel"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only the requester cancels");
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/cancel"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("cancelled"))
+    );
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::CONFLICT, json!("cancelled"))
+    );
+}
+
+#[tokio::test]
+async fn a_quorum_of_two_needs_two_distinct_approvers() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    // On call as well as DBA, so the business-hours guard rail does not apply.
+    let carol = server.dev_token("carol", &["oncall", "dba"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&carol),
+            json!({"action": "admin", "resource": "Database::\"orders\"", "reason": "migration"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["approvals_required"], 2);
+    let id = body["request_id"].as_str().unwrap();
+    let path = format!("/v1/access-requests/{id}/approve");
+    let erin = server.dev_token("erin", &["dba"], true);
+    let frank = server.dev_token("frank", &["dba"], true);
+    let (_, body) = server.post(&path, Some(&erin), json!({})).await;
+    assert_eq!(body["status"], "pending");
+    let (status, _) = server.post(&path, Some(&erin), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "each approver counts once");
+    let (_, body) = server.post(&path, Some(&frank), json!({})).await;
+    assert_eq!(body["status"], "approved");
+}
+
+#[tokio::test]
+async fn concurrent_approvals_move_the_request_once() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let (id, _) = escalated_write(&server).await;
+    let path = format!("/v1/access-requests/{id}/approve");
+    let dave = server.dev_token("dave", &["dba"], true);
+    let erin = server.dev_token("erin", &["dba"], true);
+    let (a, b) = tokio::join!(
+        server.post(&path, Some(&dave), json!({})),
+        server.post(&path, Some(&erin), json!({})),
+    );
+    let mut statuses = [a.0.as_u16(), b.0.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
+    let loser = if a.0 == StatusCode::CONFLICT {
+        a.1
+    } else {
+        b.1
+    };
+    assert_eq!(loser["status"], "approved");
+}
+
+#[tokio::test]
+async fn an_expired_request_cannot_be_approved() {
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.pending_ttl = Duration::from_secs(1);
+    })
+    .await;
+    let (id, alice) = escalated_write(&server).await;
+    // Wait out the one-second pending window; nothing has marked the request expired yet.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::CONFLICT, json!("expired"))
+    );
+    let seen: Value = server
+        .get(&format!("/v1/access-requests/{id}"), Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["status"], "expired");
+}
+
+#[tokio::test]
+async fn minting_re_evaluates_the_request() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let (id, alice) = escalated_write(&server).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (_, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["status"], "approved");
+    // A change freeze lands between approval and mint.
+    server.pack().write(
+        "policies/freeze.cedar",
+        "@id(\"change-freeze\")\n@advice(\"Production is frozen for the release.\")\nforbid (principal, action == Action::\"write\", resource);\n",
+    );
+    let token = server.dev_token("x", &[], true);
+    for _ in 0..100 {
+        let policies = server.policies(&token).await;
+        if policies["policies"].as_array().unwrap().len() == 17 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/token"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["policies"], json!(["change-freeze"]));
+    assert_eq!(
+        body["advice"],
+        json!(["Production is frozen for the release."])
+    );
+    assert!(body.get("access_token").is_none());
+}
+
+#[tokio::test]
+async fn the_pending_list_shows_what_the_caller_may_approve_oldest_first() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(escalated_write(&server).await.0);
+    }
+    let dave = server.dev_token("dave", &["dba"], true);
+    let list = |token: String, query: String| {
+        let server = &server;
+        async move {
+            server
+                .get(
+                    &format!("/v1/access-requests?status=pending{query}"),
+                    Some(&token),
+                )
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = list(dave.clone(), "&limit=2".into()).await;
+    let page: Vec<&str> = first["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, [ids[0].as_str(), ids[1].as_str()]);
+    let next = first["next"].as_str().unwrap().to_owned();
+    let second = list(dave.clone(), format!("&limit=2&cursor={next}")).await;
+    assert_eq!(second["requests"][0]["request_id"], ids[2].as_str());
+    assert_eq!(second["next"], Value::Null);
+    // An SRE may approve host requests only; alice may not approve her own.
+    let sam = server.dev_token("sam", &["sre"], true);
+    assert_eq!(list(sam, String::new()).await["requests"], json!([]));
+    let alice = server.dev_token("alice", &["oncall", "dba"], true);
+    assert_eq!(list(alice, String::new()).await["requests"], json!([]));
+}
+
+#[tokio::test]
+async fn expired_requests_are_written_down_and_audited() {
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.pending_ttl = Duration::from_secs(1);
+    })
+    .await;
+    let (id, _) = escalated_write(&server).await;
+    let database = server.config.data_dir.join("jitgate.db");
+    let mut status = String::new();
+    for _ in 0..100 {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&database)
+            .connect()
+            .await
+            .unwrap();
+        status = sqlx::query_scalar("SELECT status FROM access_requests WHERE id = ?")
+            .bind(&id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if status == "expired" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "expired");
+    let (pack, config) = server.stop().await;
+    let store = jitgate::store::Store::open("", &config.data_dir)
+        .await
+        .unwrap();
+    let kinds: Vec<String> = store
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"request.expired".to_owned()), "{kinds:?}");
+    drop(pack);
+}
+
+#[tokio::test]
+async fn break_glass_issues_at_once_and_waits_for_review() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "write", "resource": "Database::\"orders\"", "reason": "SEV1 outage", "break_glass": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "needs_review");
+    assert_eq!(body["break_glass"], true);
+    let claims = server
+        .verify(body["access_token"].as_str().unwrap(), "db-proxy")
+        .await;
+    assert!(claims.jit.approvers.is_empty());
+    let id = body["request_id"].as_str().unwrap().to_owned();
+
+    // Asked where a policy does not allow it (two approvals, no break-glass): nothing changes.
+    let carol = server.dev_token("carol", &["oncall", "dba"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&carol),
+            json!({"action": "admin", "resource": "Database::\"orders\"", "break_glass": true}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::ACCEPTED, json!("pending"))
+    );
+
+    let review = format!("/v1/access-requests/{id}/review");
+    let (status, _) = server
+        .post(&review, Some(&carol), json!({"comment": "fine"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only administrators review");
+    let sid = server.dev_token("sid", &["security"], true);
+    let (status, _) = server.post(&review, Some(&sid), json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a review needs a comment");
+    let (status, body) = server
+        .post(
+            &review,
+            Some(&sid),
+            json!({"comment": "checked the SEV1 timeline"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("reviewed"))
+    );
+    let (status, body) = server
+        .post(&review, Some(&sid), json!({"comment": "again"}))
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::CONFLICT, json!("reviewed"))
+    );
+    let (pack, config) = server.stop().await;
+    let store = jitgate::store::Store::open("", &config.data_dir)
+        .await
+        .unwrap();
+    let kinds: Vec<String> = store
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        kinds.contains(&"break_glass".to_owned()) && kinds.contains(&"request.reviewed".to_owned()),
+        "{kinds:?}"
+    );
+    drop(pack);
+}
+
+#[tokio::test]
+async fn pending_requests_survive_a_restart() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let (id, alice) = escalated_write(&server).await;
+    let (pack, config) = server.stop().await;
+    let server = TestServer::start_with(pack, config).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("approved"))
+    );
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/token"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}

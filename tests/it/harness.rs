@@ -1,0 +1,173 @@
+//! The real server on 127.0.0.1:0 with a temp data dir and a copy of a pack, for the tests
+//! that talk HTTP to it.
+
+use std::time::Duration;
+
+use jitgate::config::{ApiKeyConfig, Config};
+use jitgate::identity::DevIssuer;
+use jitgate::token::AccessClaims;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
+use reqwest::StatusCode;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use super::TempPack;
+
+/// A running server; stopped when dropped.
+pub struct TestServer {
+    pub base: String,
+    pub pack: Option<TempPack>,
+    pub config: Config,
+    pub http: reqwest::Client,
+    pub stop: Option<oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl TestServer {
+    pub async fn start(pack: TempPack, configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::quickstart();
+        config.policy.dir = pack.policies();
+        config.policy.schemas = pack.schemas();
+        config.data_dir = pack.dir.path().join("data");
+        config.identity.api_keys.push(ApiKeyConfig {
+            name: "deployer".into(),
+            hash: format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(b"jg_deploy-secret"))
+            ),
+            principal: "Service::\"deployer\"".into(),
+            groups: vec!["Group::\"deployers\"".into()],
+        });
+        configure(&mut config);
+        Self::start_with(pack, config).await
+    }
+
+    pub async fn start_with(pack: TempPack, mut config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        // A restart keeps the issuer of the first start, as a deployment keeps its URL.
+        if config.issuer == Config::default().issuer {
+            config.issuer = base.clone();
+        }
+        let (stop, stopped) = oneshot::channel::<()>();
+        let run_config = config.clone();
+        let task = tokio::spawn(async move {
+            jitgate::http::run(run_config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        // reqwest is built without a default TLS provider (jitgate installs ring).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        // Ready once /readyz answers.
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            base,
+            pack: Some(pack),
+            config,
+            http,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and hands back its pack dir (data included) for a restart.
+    pub async fn stop(mut self) -> (TempPack, Config) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        let pack = self.pack.take().expect("a running server has its pack");
+        (pack, self.config.clone())
+    }
+
+    pub async fn policies(&self, token: &str) -> Value {
+        self.get("/v1/policies", Some(token))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub fn pack(&self) -> &TempPack {
+        self.pack.as_ref().expect("a running server has its pack")
+    }
+
+    pub fn dev_token(&self, sub: &str, groups: &[&str], mfa: bool) -> String {
+        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+        DevIssuer::open(&self.config.data_dir, unix_now())
+            .unwrap()
+            .mint(sub, &groups, mfa, Duration::from_secs(600), unix_now())
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn jwks(&self) -> JwkSet {
+        self.get("/.well-known/jwks.json", None)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Verifies an issued token against the served JWKS.
+    pub async fn verify(&self, token: &str, audience: &str) -> AccessClaims {
+        let header = decode_header(token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        let jwks = self.jwks().await;
+        let jwk = jwks
+            .find(header.kid.as_deref().unwrap())
+            .expect("kid in the JWKS");
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&[audience]);
+        decode::<AccessClaims>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
+            .unwrap()
+            .claims
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Webhook notifications end to end: a real receiver on 127.0.0.1 that checks the HMAC, the
+//! outbox across a receiver outage and a jitgate restart, and every event reaching its hook.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode as AxumStatus, Uri};
+use hmac::{Hmac, KeyInit, Mac};
+use jitgate::config::WebhookConfig;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::sync::oneshot;
+
+use super::TempPack;
+use super::harness::{TestServer, unix_now};
+
+const SECRET: &str = "webhook-test-secret";
+
+/// One POST the receiver accepted.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Received {
+    fn event(&self) -> String {
+        let body: Value = serde_json::from_str(&self.body).unwrap();
+        match self.path.as_str() {
+            "/json" => body["event"].as_str().unwrap().to_owned(),
+            _ => body["text"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+            .to_str()
+            .unwrap()
+    }
+}
+
+type Inbox = Arc<Mutex<Vec<Received>>>;
+
+/// A webhook receiver on `addr`; stops when `stop` fires.
+struct Receiver {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start(addr: &str, inbox: Inbox) -> Self {
+        async fn receive(
+            State(inbox): State<Inbox>,
+            uri: Uri,
+            headers: HeaderMap,
+            body: String,
+        ) -> AxumStatus {
+            inbox.lock().unwrap().push(Received {
+                path: uri.path().to_owned(),
+                headers,
+                body,
+            });
+            AxumStatus::NO_CONTENT
+        }
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .fallback(axum::routing::post(receive))
+            .with_state(inbox);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self { addr, stop, task }
+    }
+
+    async fn stop(self) -> SocketAddr {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+        self.addr
+    }
+}
+
+fn hooks(receiver: SocketAddr) -> Vec<WebhookConfig> {
+    let config: jitgate::config::Config = toml::from_str(&format!(
+        r#"
+        [[webhooks]]
+        url = "http://{receiver}/json"
+        secret = "{SECRET}"
+        [[webhooks]]
+        url = "http://{receiver}/slack"
+        format = "slack"
+        "#
+    ))
+    .unwrap();
+    config.webhooks
+}
+
+/// Checks the signature headers of a `json` delivery as a receiver should.
+fn assert_signed(delivery: &Received) {
+    let timestamp = delivery.header("x-jitgate-timestamp");
+    let age = unix_now().abs_diff(timestamp.parse::<u64>().unwrap());
+    assert!(age < 60, "timestamp {timestamp} is {age} s off");
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.{}", delivery.body).as_bytes());
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(delivery.header("x-jitgate-signature"), expected);
+    let body: Value = serde_json::from_str(&delivery.body).unwrap();
+    assert_eq!(delivery.header("x-jitgate-delivery"), body["delivery_id"]);
+    assert_eq!(delivery.header("x-jitgate-event"), body["event"]);
+}
+
+/// Waits until `inbox` holds `count` deliveries matching `wanted`, for up to 20 s.
+async fn wait_for(inbox: &Inbox, count: usize, wanted: impl Fn(&Received) -> bool) {
+    for _ in 0..400 {
+        if inbox.lock().unwrap().iter().filter(|d| wanted(d)).count() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "expected {count} deliveries, got {:#?}",
+        inbox.lock().unwrap()
+    );
+}
+
+async fn metric(server: &TestServer, line_start: &str) -> f64 {
+    let text = server.get("/metrics", None).await.text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(line_start))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn notifications_survive_an_outage_and_a_restart_and_arrive_once() {
+    let inbox = Inbox::default();
+    let receiver = Receiver::start("127.0.0.1:0", inbox.clone()).await;
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.webhooks = hooks(receiver.addr);
+    })
+    .await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "write", "resource": "Database::\"orders\"", "reason": "INC-42 <@here>"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["request_id"].as_str().unwrap().to_owned();
+
+    wait_for(&inbox, 2, |_| true).await;
+    {
+        let received = inbox.lock().unwrap();
+        let json_hook = received.iter().find(|d| d.path == "/json").unwrap();
+        assert_signed(json_hook);
+        let body: Value = serde_json::from_str(&json_hook.body).unwrap();
+        assert_eq!(body["event"], "request.pending");
+        assert_eq!(body["request"]["id"], json!(id));
+        assert_eq!(body["request"]["requester"], "User::\"alice\"");
+        assert_eq!(body["request"]["reason"], "INC-42 <@here>");
+        assert_eq!(
+            body["request"]["url"],
+            json!(format!("{}/ui/#request={id}", server.config.issuer))
+        );
+        let slack = received.iter().find(|d| d.path == "/slack").unwrap();
+        assert!(slack.headers.get("x-jitgate-signature").is_none());
+        let text = slack.event();
+        assert!(text.contains("Approval needed"), "{text}");
+        assert!(text.contains("INC-42 &lt;@here&gt;"), "{text}");
+    }
+
+    // The receiver goes away; the approval is answered at once and its notification waits.
+    let addr = receiver.stop().await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({"comment": "go"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &json!("approved"))
+    );
+    for _ in 0..200 {
+        if metric(
+            &server,
+            "jitgate_webhook_deliveries_total{result=\"retry\"}",
+        )
+        .await
+            >= 2.0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        metric(
+            &server,
+            "jitgate_webhook_deliveries_total{result=\"retry\"}"
+        )
+        .await
+            >= 2.0
+    );
+
+    // jitgate restarts while the receiver is still down, then the receiver comes back.
+    let (pack, config) = server.stop().await;
+    let server = TestServer::start_with(pack, config).await;
+    let receiver = Receiver::start(&addr.to_string(), inbox.clone()).await;
+    let approved =
+        |d: &Received| d.event().contains("request.approved") || d.event().contains("Approved");
+    wait_for(&inbox, 2, approved).await;
+    // Long enough for a duplicate to show: past the next retry a lost record would cause.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let received = inbox.lock().unwrap().clone();
+    assert_eq!(received.len(), 4, "{received:#?}");
+    for path in ["/json", "/slack"] {
+        let approvals: Vec<&Received> = received
+            .iter()
+            .filter(|d| d.path == path && approved(d))
+            .collect();
+        assert_eq!(approvals.len(), 1, "{path}: {received:#?}");
+    }
+    let json_approval = received
+        .iter()
+        .find(|d| d.path == "/json" && approved(d))
+        .unwrap();
+    assert_signed(json_approval);
+    let body: Value = serde_json::from_str(&json_approval.body).unwrap();
+    assert_eq!(body["by"], "User::\"dave\"");
+    assert_eq!(body["comment"], "go");
+    assert_eq!(body["request"]["status"], "approved");
+    assert_eq!(
+        metric(
+            &server,
+            "jitgate_webhook_deliveries_total{result=\"delivered\"}"
+        )
+        .await,
+        2.0
+    );
+    receiver.stop().await;
+}
+
+#[tokio::test]
+async fn every_event_reaches_the_hooks_that_want_it() {
+    let inbox = Inbox::default();
+    let receiver = Receiver::start("127.0.0.1:0", inbox.clone()).await;
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.pending_ttl = Duration::from_secs(3);
+        c.webhooks = hooks(receiver.addr);
+        // The Slack hook only hears break-glass.
+        if let Some(slack) = c.webhooks.get_mut(1) {
+            slack.events = vec!["break_glass".into()];
+        }
+    })
+    .await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let write = json!({"action": "write", "resource": "Database::\"orders\"", "reason": "INC-7"});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = server
+            .post("/v1/access-requests", Some(&alice), write.clone())
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        ids.push(body["request_id"].as_str().unwrap().to_owned());
+    }
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (status, _) = server
+        .post(
+            &format!("/v1/access-requests/{}/deny", ids[0]),
+            Some(&dave),
+            json!({"comment": "use the runbook"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut glass = write.clone();
+    glass["break_glass"] = json!(true);
+    let (status, body) = server
+        .post("/v1/access-requests", Some(&alice), glass)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let glass_id = body["request_id"].as_str().unwrap().to_owned();
+
+    // ids[1] is left to expire.
+    let json_events = |inbox: &Inbox| -> Vec<(String, String)> {
+        inbox
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.path == "/json")
+            .map(|d| {
+                let body: Value = serde_json::from_str(&d.body).unwrap();
+                (
+                    body["event"].as_str().unwrap().to_owned(),
+                    body["request"]["id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    wait_for(&inbox, 6, |_| true).await;
+    let mut events = json_events(&inbox);
+    events.sort();
+    let mut expected = vec![
+        ("request.pending".to_owned(), ids[0].clone()),
+        ("request.pending".to_owned(), ids[1].clone()),
+        ("request.denied".to_owned(), ids[0].clone()),
+        ("request.expired".to_owned(), ids[1].clone()),
+        ("break_glass".to_owned(), glass_id.clone()),
+    ];
+    expected.sort();
+    assert_eq!(events, expected);
+    let received = inbox.lock().unwrap().clone();
+    for delivery in received.iter().filter(|d| d.path == "/json") {
+        assert_signed(delivery);
+    }
+    let slack: Vec<String> = received
+        .iter()
+        .filter(|d| d.path == "/slack")
+        .map(Received::event)
+        .collect();
+    assert_eq!(slack.len(), 1, "{slack:?}");
+    assert!(slack[0].contains("BREAK-GLASS"), "{slack:?}");
+    let glass = received
+        .iter()
+        .find(|d| d.path == "/json" && d.body.contains("\"break_glass\""))
+        .unwrap();
+    let body: Value = serde_json::from_str(&glass.body).unwrap();
+    assert_eq!(body["request"]["status"], "needs_review");
+    assert!(body["token"]["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    receiver.stop().await;
+}
