@@ -3,6 +3,8 @@
 
 #![expect(clippy::print_stdout, reason = "the command line prints its results")]
 
+mod request;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,6 +48,40 @@ enum Command {
         /// Token lifetime
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
+    },
+    /// Ask a jitgate server for access and print the token (exit 0); denied: 2; expired or
+    /// cancelled: 3; pending without --wait: 4; any error: 1.
+    Request {
+        /// The jitgate server
+        #[arg(long, value_name = "URL", env = "JITGATE_SERVER")]
+        server: String,
+        /// Your identity token (prefer the environment variable: arguments are visible to others)
+        #[arg(long, env = "JITGATE_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The action, e.g. `write`
+        #[arg(long)]
+        action: String,
+        /// The resource, e.g. `Database::"orders"`
+        #[arg(long)]
+        resource: String,
+        /// Why you need it (ticket, incident)
+        #[arg(long)]
+        reason: Option<String>,
+        /// How long the token should live, e.g. `15m`
+        #[arg(long)]
+        duration: Option<String>,
+        /// A scope to ask for (repeat for several); default: what the policies grant
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// If approval is needed, wait for it and then mint the token
+        #[arg(long)]
+        wait: bool,
+        /// Print the server's JSON answer instead of the bare token
+        #[arg(long)]
+        json: bool,
+        /// How often to look while waiting
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        poll_interval: std::time::Duration,
     },
     /// Work with issued access tokens.
     Token {
@@ -164,6 +200,29 @@ pub fn run(cli: Cli) -> ExitCode {
             audience.as_deref(),
             &token,
         ),
+        Command::Request {
+            server,
+            token,
+            action,
+            resource,
+            reason,
+            duration,
+            scopes,
+            wait,
+            json,
+            poll_interval,
+        } => request::run(&request::Ask {
+            server,
+            token,
+            action,
+            resource,
+            reason,
+            duration,
+            scopes,
+            wait,
+            json,
+            poll_interval,
+        }),
         Command::Check(pack) => check(&pack.paths()),
         Command::Test { pack, paths } => test(&pack.paths(), paths),
     }

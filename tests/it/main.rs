@@ -12,6 +12,7 @@ mod approvals;
 mod cli;
 mod harness;
 mod reload;
+mod requester;
 mod server;
 mod webhooks;
 mod wycheproof;

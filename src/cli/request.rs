@@ -1,0 +1,295 @@
+//! `jitgate request`: ask a jitgate server for access, optionally wait for the approval, and
+//! print the token. The exit code tells a script what happened.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Issued (the token is on stdout).
+const ISSUED: u8 = 0;
+/// Something went wrong: bad arguments, the server unreachable, a rejected credential.
+const ERROR: u8 = 1;
+/// Denied, by the policies or by an approver.
+const DENIED: u8 = 2;
+/// Expired or cancelled before anyone answered.
+const CLOSED: u8 = 3;
+/// Waiting for approval, and `--wait` was not given.
+const PENDING: u8 = 4;
+
+/// What `jitgate request` was asked.
+#[derive(Debug)]
+pub struct Ask {
+    pub server: String,
+    pub token: String,
+    pub action: String,
+    pub resource: String,
+    pub reason: Option<String>,
+    pub duration: Option<String>,
+    pub scopes: Vec<String>,
+    pub wait: bool,
+    pub json: bool,
+    pub poll_interval: Duration,
+}
+
+/// A failure that ends the command with [`ERROR`].
+struct Failed(String);
+
+struct Client {
+    http: reqwest::Client,
+    server: String,
+    token: String,
+}
+
+impl Client {
+    /// Sends `request` with the caller's token; the status and the JSON body.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(StatusCode, Value), Failed> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| Failed(format!("cannot reach {}: {e}", self.server)))?;
+        let status = response.status();
+        let body = response.json().await.unwrap_or(Value::Null);
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(Failed(format!(
+                "the server refused the token{}",
+                message(&body).map_or(String::new(), |m| format!(": {m}"))
+            )));
+        }
+        Ok((status, body))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+}
+
+/// The value at JSON pointer `pointer` in `value`, or null.
+fn at<'a>(value: &'a Value, pointer: &str) -> &'a Value {
+    value.pointer(pointer).unwrap_or(&Value::Null)
+}
+
+fn message(body: &Value) -> Option<&str> {
+    at(body, "/error/message").as_str()
+}
+
+/// Runs `jitgate request`.
+pub fn run(ask: &Ask) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(ERROR);
+        }
+    };
+    match runtime.block_on(request(ask)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failed(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(ERROR)
+        }
+    }
+}
+
+async fn request(ask: &Ask) -> Result<u8, Failed> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| Failed(format!("HTTP client: {e}")))?;
+    let client = Client {
+        http,
+        server: ask.server.trim_end_matches('/').to_owned(),
+        token: ask.token.trim().to_owned(),
+    };
+    let mut body = json!({"action": ask.action, "resource": ask.resource});
+    if let Value::Object(fields) = &mut body {
+        if let Some(reason) = &ask.reason {
+            fields.insert("reason".into(), json!(reason));
+        }
+        if let Some(duration) = &ask.duration {
+            fields.insert("duration".into(), json!(duration));
+        }
+        if !ask.scopes.is_empty() {
+            fields.insert("scopes".into(), json!(ask.scopes));
+        }
+    }
+    let (status, answer) = client
+        .send(
+            client
+                .http
+                .post(client.url("/v1/access-requests"))
+                .json(&body),
+        )
+        .await?;
+    match status {
+        StatusCode::CREATED => Ok(issued(ask, &answer)),
+        StatusCode::FORBIDDEN => Ok(denied(ask, &answer)),
+        StatusCode::ACCEPTED => {
+            let id = at(&answer, "/request_id")
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            eprintln!(
+                "pending: request {id} needs {} approval(s); it expires at {}",
+                at(&answer, "/approvals_required"),
+                at(&answer, "/expires_at").as_str().unwrap_or("?")
+            );
+            if !ask.wait {
+                if ask.json {
+                    println!("{answer}");
+                }
+                eprintln!("run again with --wait to wait for the answer");
+                return Ok(PENDING);
+            }
+            wait(ask, &client, &id).await
+        }
+        other => Err(Failed(format!(
+            "the server answered {other}: {}",
+            message(&answer).unwrap_or("no error message")
+        ))),
+    }
+}
+
+/// Polls request `id` until it is answered, and mints the token once approved.
+async fn wait(ask: &Ask, client: &Client, id: &str) -> Result<u8, Failed> {
+    let mut approvals_seen = 0;
+    loop {
+        tokio::time::sleep(ask.poll_interval).await;
+        let path = format!("/v1/access-requests/{id}");
+        let (status, request) = match client.send(client.http.get(client.url(&path))).await {
+            Ok(answer) => answer,
+            // A restarting server is not an answer: keep waiting.
+            Err(Failed(message)) if message.starts_with("cannot reach") => {
+                eprintln!("{message}; retrying");
+                continue;
+            }
+            Err(failed) => return Err(failed),
+        };
+        if status.is_server_error() {
+            eprintln!("the server answered {status}; retrying");
+            continue;
+        }
+        if status != StatusCode::OK {
+            return Err(Failed(format!(
+                "reading request {id}: {status}: {}",
+                message(&request).unwrap_or("no error message")
+            )));
+        }
+        let approvals = at(&request, "/approvals").as_array().map_or(0, Vec::len);
+        if approvals != approvals_seen {
+            approvals_seen = approvals;
+            eprintln!(
+                "{approvals} of {} approval(s) so far",
+                at(&request, "/approvals_required")
+            );
+        }
+        match at(&request, "/status").as_str().unwrap_or_default() {
+            "pending" => {}
+            "approved" | "issued" => return mint(ask, client, id).await,
+            "denied" => {
+                let by = at(&request, "/approvals")
+                    .as_array()
+                    .and_then(|a| a.iter().find(|a| at(a, "/decision") == "deny"));
+                if ask.json {
+                    println!("{request}");
+                }
+                eprintln!(
+                    "denied by {}{}",
+                    by.and_then(|a| at(a, "/approver").as_str())
+                        .unwrap_or("an approver"),
+                    by.and_then(|a| at(a, "/comment").as_str())
+                        .filter(|c| !c.is_empty())
+                        .map_or(String::new(), |c| format!(": {c}"))
+                );
+                return Ok(DENIED);
+            }
+            closed @ ("expired" | "cancelled") => {
+                if ask.json {
+                    println!("{request}");
+                }
+                eprintln!("request {id} {closed}");
+                return Ok(CLOSED);
+            }
+            other => return Err(Failed(format!("request {id} is {other}"))),
+        }
+    }
+}
+
+async fn mint(ask: &Ask, client: &Client, id: &str) -> Result<u8, Failed> {
+    let path = format!("/v1/access-requests/{id}/token");
+    let (status, answer) = client
+        .send(client.http.post(client.url(&path)).json(&json!({})))
+        .await?;
+    match status {
+        StatusCode::CREATED => Ok(issued(ask, &answer)),
+        StatusCode::FORBIDDEN => Ok(denied(ask, &answer)),
+        StatusCode::CONFLICT => {
+            if ask.json {
+                println!("{answer}");
+            }
+            eprintln!(
+                "request {id} can no longer be minted: {}",
+                at(&answer, "/status").as_str().unwrap_or("conflict")
+            );
+            Ok(CLOSED)
+        }
+        other => Err(Failed(format!(
+            "minting request {id}: {other}: {}",
+            message(&answer).unwrap_or("no error message")
+        ))),
+    }
+}
+
+fn issued(ask: &Ask, answer: &Value) -> u8 {
+    if ask.json {
+        println!("{answer}");
+    } else {
+        println!(
+            "{}",
+            at(answer, "/access_token").as_str().unwrap_or_default()
+        );
+        eprintln!(
+            "issued: scope `{}`, expires at {}",
+            at(answer, "/scope").as_str().unwrap_or_default(),
+            at(answer, "/expires_at").as_str().unwrap_or("?")
+        );
+    }
+    ISSUED
+}
+
+fn denied(ask: &Ask, answer: &Value) -> u8 {
+    if ask.json {
+        println!("{answer}");
+    }
+    eprintln!(
+        "denied: {}",
+        message(answer).unwrap_or("the policies refuse this request")
+    );
+    for reason in at(answer, "/reasons").as_array().into_iter().flatten() {
+        eprintln!("  - {}", reason_line(reason));
+    }
+    for advice in at(answer, "/advice").as_array().into_iter().flatten() {
+        if let Some(advice) = advice.as_str() {
+            eprintln!("  advice: {advice}");
+        }
+    }
+    DENIED
+}
+
+/// `scope_not_granted: db:admin:orders`, from `{"code": …, "scopes": […]}`.
+fn reason_line(reason: &Value) -> String {
+    let code = at(reason, "/code").as_str().unwrap_or("unknown");
+    match at(reason, "/scopes").as_array() {
+        Some(scopes) => {
+            let scopes: Vec<&str> = scopes.iter().filter_map(Value::as_str).collect();
+            format!("{code}: {}", scopes.join(" "))
+        }
+        None => code.to_owned(),
+    }
+}
