@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod meta;
 mod state;
+mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .route("/metrics", get(meta::metrics))
+        .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -14,6 +14,7 @@ mod harness;
 mod reload;
 mod requester;
 mod server;
+mod ui;
 mod webhooks;
 mod wycheproof;
 
@@ -21,6 +22,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
+
+/// Says that `test` skipped itself, past the test harness's output capture so that the
+/// message shows in a passing run.
+fn skipped(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
 
 /// The repository root, where the shipped `policies/` and `schemas/` live.
 fn repo() -> &'static Path {

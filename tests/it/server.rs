@@ -687,7 +687,10 @@ async fn metrics_pass_promtool() {
             std::env::var("JITGATE_TEST_REQUIRE_PROMTOOL").is_err(),
             "promtool is required here but `{promtool}` does not run"
         );
-        eprintln!("SKIPPED metrics_pass_promtool: promtool not found (set JITGATE_TEST_PROMTOOL)");
+        super::skipped(
+            "metrics_pass_promtool",
+            "promtool not found (set JITGATE_TEST_PROMTOOL)",
+        );
         return;
     }
     let server = TestServer::start(TempPack::shipped(), |_| {}).await;

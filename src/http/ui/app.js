@@ -1,0 +1,225 @@
+// The approver UI: a thin client of the access API. Every decision is the server's; this page
+// only shows what the API returns and posts the approver's answer. Text from requests is set
+// with textContent only, never parsed as HTML.
+"use strict";
+
+const TOKEN_KEY = "jitgate.token";
+let nextCursor = null;
+let openId = null;
+
+const $ = (id) => document.getElementById(id);
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+function say(text, isError) {
+  const message = $("message");
+  message.textContent = text;
+  message.className = isError ? "error" : "";
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: "Bearer " + token() };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    cache: "no-store",
+  });
+  const data = await response.json().catch(() => ({}));
+  if (response.status === 401) {
+    signOut();
+    throw new Error("The server did not accept the token; sign in again.");
+  }
+  if (!response.ok) {
+    const detail = data.error ? data.error.message : response.statusText;
+    throw new Error(detail + (data.status ? " (status: " + data.status + ")" : ""));
+  }
+  return data;
+}
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+function age(created) {
+  const seconds = Math.max(0, (Date.now() - Date.parse(created)) / 1000);
+  if (seconds < 90) return Math.round(seconds) + " s";
+  if (seconds < 5400) return Math.round(seconds / 60) + " min";
+  return (seconds / 3600).toFixed(1) + " h";
+}
+
+function riskText(risk) {
+  const names = (risk.signals || []).map((s) => s.name + " +" + s.score);
+  return risk.score + (names.length ? " (" + names.join(", ") + ")" : "");
+}
+
+function approvalsCount(request) {
+  const given = (request.approvals || []).filter((a) => a.decision === "approve").length;
+  return given + " / " + request.approvals_required;
+}
+
+// Who the token names, for display only; the server decides everything.
+function whoFromToken(value) {
+  const parts = value.split(".");
+  if (parts.length !== 3) return "API key";
+  try {
+    const payload = JSON.parse(atob(parts[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return payload.sub ? "signed in as " + payload.sub : "signed in";
+  } catch (e) {
+    return "signed in";
+  }
+}
+
+function signOut() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("app").hidden = true;
+  $("sign-out").hidden = true;
+  $("sign-in-panel").hidden = false;
+  $("who").textContent = "";
+}
+
+async function signIn() {
+  const value = $("token").value.trim();
+  if (!value) {
+    say("Paste a token first.", true);
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, value);
+  $("token").value = "";
+  await start();
+}
+
+async function start() {
+  try {
+    await loadPending(true);
+  } catch (e) {
+    say(e.message, true);
+    return;
+  }
+  $("sign-in-panel").hidden = true;
+  $("app").hidden = false;
+  $("sign-out").hidden = false;
+  $("who").textContent = whoFromToken(token());
+  say("");
+  const fromLink = /^#request=(.+)$/.exec(location.hash);
+  if (fromLink) await openRequest(decodeURIComponent(fromLink[1]));
+}
+
+async function loadPending(fresh) {
+  const body = $("pending").tBodies[0];
+  if (fresh) nextCursor = null;
+  let path = "/v1/access-requests?status=pending&limit=50";
+  if (!fresh && nextCursor) path += "&cursor=" + encodeURIComponent(nextCursor);
+  const page = await api("GET", path);
+  if (fresh) body.replaceChildren();
+  for (const request of page.requests) {
+    const row = element("tr");
+    row.dataset.requestId = request.request_id;
+    row.append(
+      element("td", request.requester),
+      element("td", request.action),
+      element("td", request.resource),
+      element("td", request.reason, "reason"),
+      element("td", riskText(request.risk), request.risk.score >= 50 ? "risk-high" : ""),
+      element("td", approvalsCount(request)),
+      element("td", age(request.created_at)),
+    );
+    const open = element("button", "Open", "small open");
+    open.addEventListener("click", () => openRequest(request.request_id));
+    const cell = element("td");
+    cell.append(open);
+    row.append(cell);
+    body.append(row);
+  }
+  nextCursor = page.next;
+  $("more").hidden = !nextCursor;
+  $("pending-empty").hidden = body.rows.length > 0;
+}
+
+function showRequest(request) {
+  openId = request.request_id;
+  $("detail").hidden = false;
+  $("detail-id").textContent = request.request_id;
+  $("detail-status").textContent = request.status;
+  const fields = $("detail-fields");
+  fields.replaceChildren();
+  const rows = [
+    ["Requester", request.requester],
+    ["Action", request.action],
+    ["Resource", request.resource],
+    ["Scopes", (request.scopes || []).join(" ") || "(what the policies grant)"],
+    ["Reason", request.reason],
+    ["Risk", riskText(request.risk)],
+    ["Policies", (request.policies || []).join(", ")],
+    ["Approvals", approvalsCount(request)],
+    ["Requested", request.created_at + " (" + age(request.created_at) + " ago)"],
+    ["Expires", request.expires_at || "-"],
+  ];
+  for (const [name, value] of rows) {
+    fields.append(element("dt", name), element("dd", value));
+  }
+  const history = $("detail-history");
+  history.replaceChildren(element("li", request.created_at + ": requested by " + request.requester));
+  for (const answer of request.approvals || []) {
+    const verb = answer.decision === "approve" ? "approved" : "denied";
+    const when = new Date(answer.at * 1000).toISOString().replace(".000", "");
+    const comment = answer.comment ? ": " + answer.comment : "";
+    history.append(element("li", when + ": " + verb + " by " + answer.approver + comment));
+  }
+  $("decide").hidden = request.status !== "pending";
+}
+
+async function openRequest(id) {
+  try {
+    showRequest(await api("GET", "/v1/access-requests/" + encodeURIComponent(id)));
+    say("");
+  } catch (e) {
+    say(e.message, true);
+  }
+}
+
+async function answer(decision) {
+  if (!openId) return;
+  const id = openId;
+  try {
+    const request = await api(
+      "POST",
+      "/v1/access-requests/" + encodeURIComponent(id) + "/" + decision,
+      { comment: $("comment").value },
+    );
+    $("comment").value = "";
+    showRequest(request);
+    say((decision === "approve" ? "Approved " : "Denied ") + id + "; it is now " + request.status + ".");
+    await loadPending(true);
+  } catch (e) {
+    say(e.message, true);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("sign-in").addEventListener("click", signIn);
+  $("sign-out").addEventListener("click", signOut);
+  $("refresh").addEventListener("click", () => loadPending(true).catch((e) => say(e.message, true)));
+  $("more").addEventListener("click", () => loadPending(false).catch((e) => say(e.message, true)));
+  $("approve").addEventListener("click", () => answer("approve"));
+  $("deny").addEventListener("click", () => answer("deny"));
+  $("lookup").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = $("lookup-id").value.trim();
+    if (id) openRequest(id);
+  });
+  window.addEventListener("hashchange", () => {
+    const fromLink = /^#request=(.+)$/.exec(location.hash);
+    if (fromLink && token()) openRequest(decodeURIComponent(fromLink[1]));
+  });
+  setInterval(() => {
+    if (token() && !$("app").hidden) loadPending(true).catch(() => {});
+  }, 15000);
+  if (token()) start();
+});

@@ -1,0 +1,340 @@
+//! The approver UI: served from the binary with a strict CSP, and driven end to end in headless
+//! Chromium through ChromeDriver (W3C WebDriver, spoken over HTTP with reqwest).
+//!
+//! Needs Debian's `chromium` and `chromium-driver`. Without them the browser test is skipped
+//! with a message, unless `JITGATE_TEST_REQUIRE_CHROMIUM=1` (set by `.ci/run`, which installs
+//! them) makes it fail instead.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::TempPack;
+use super::harness::TestServer;
+
+/// The W3C name of an element reference in WebDriver answers.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A headless Chromium session through a ChromeDriver of its own.
+struct Browser {
+    driver: Child,
+    http: reqwest::Client,
+    endpoint: String,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+fn tool(variable: &str, default: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(variable).map_or_else(|| PathBuf::from(default), PathBuf::from);
+    path.exists().then_some(path)
+}
+
+impl Browser {
+    /// A browser, or `None` (with the reason printed) when Chromium is not installed and the
+    /// test is not required.
+    async fn launch() -> Option<Self> {
+        let chromium = tool("JITGATE_TEST_CHROMIUM", "/usr/bin/chromium");
+        let chromedriver = tool("JITGATE_TEST_CHROMEDRIVER", "/usr/bin/chromedriver");
+        let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
+            let why = "Chromium or ChromeDriver not found (apt-get install chromium chromium-driver, or set JITGATE_TEST_CHROMIUM and JITGATE_TEST_CHROMEDRIVER)";
+            assert!(
+                std::env::var("JITGATE_TEST_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
+                "{why}, and JITGATE_TEST_REQUIRE_CHROMIUM=1"
+            );
+            super::skipped("an_approver_signs_in_and_approves_in_chromium", why);
+            return None;
+        };
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // reqwest is built without a default TLS provider (jitgate installs ring).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{endpoint}/status")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::TempDir::new().unwrap();
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+        }}});
+        let answer: Value = http
+            .post(format!("{endpoint}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {answer}"))
+            .to_owned();
+        Some(Self {
+            driver,
+            http,
+            endpoint,
+            session,
+            _profile: profile,
+        })
+    }
+
+    /// One WebDriver command; its `value`, or `Err` with WebDriver's error.
+    async fn command(&self, method: &str, path: &str, body: Value) -> Result<Value, Value> {
+        let url = format!("{}/session/{}{path}", self.endpoint, self.session);
+        let request = match method {
+            "GET" => self.http.get(url),
+            "DELETE" => self.http.delete(url),
+            _ => self.http.post(url).json(&body),
+        };
+        let response = request.send().await.unwrap();
+        let ok = response.status().is_success();
+        let answer: Value = response.json().await.unwrap();
+        if ok {
+            Ok(answer["value"].clone())
+        } else {
+            Err(answer["value"].clone())
+        }
+    }
+
+    async fn goto(&self, url: &str) {
+        self.command("POST", "/url", json!({"url": url}))
+            .await
+            .unwrap();
+    }
+
+    /// The element `css` selects, waiting up to 15 s for it to be there and shown.
+    async fn find(&self, css: &str) -> String {
+        for _ in 0..300 {
+            let found = self
+                .command(
+                    "POST",
+                    "/element",
+                    json!({"using": "css selector", "value": css}),
+                )
+                .await;
+            if let Ok(element) = found {
+                let id = element[ELEMENT].as_str().unwrap().to_owned();
+                let shown = self
+                    .command("GET", &format!("/element/{id}/displayed"), Value::Null)
+                    .await;
+                if shown == Ok(json!(true)) {
+                    return id;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no visible element `{css}` on the page");
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let id = self.find(css).await;
+        let text = self
+            .command("GET", &format!("/element/{id}/text"), Value::Null)
+            .await
+            .unwrap();
+        text.as_str().unwrap().to_owned()
+    }
+
+    /// Waits up to 15 s for the text of `css` to satisfy `wanted`; returns it.
+    async fn wait_text(&self, css: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let mut text = String::new();
+        for _ in 0..150 {
+            text = self.text(css).await;
+            if wanted(&text) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("`{css}` still shows {text:?}");
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.command(
+            "POST",
+            &format!("/element/{id}/value"),
+            json!({"text": text}),
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.command("POST", &format!("/element/{id}/click"), json!({}))
+            .await
+            .unwrap();
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.command(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn quit(mut self) {
+        let _ = self.command("DELETE", "", Value::Null).await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
+
+#[tokio::test]
+async fn the_ui_is_served_from_the_binary_with_a_strict_policy() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let page = server.get("/ui/", None).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("<script src=\"app.js\"")
+    );
+    for (path, kind) in [
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+    ] {
+        let asset = server.get(path, None).await;
+        assert_eq!(asset.status(), StatusCode::OK);
+        assert!(
+            asset.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+    }
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/ui", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(redirect.headers()["location"], "/ui/");
+}
+
+#[tokio::test]
+async fn an_approver_signs_in_and_approves_in_chromium() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    // Markup in a reason must show as text and never run.
+    let reason = "INC-42 <img src=x onerror=\"document.title='pwned'\">";
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "write", "resource": "Database::\"orders\"", "reason": reason}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["request_id"].as_str().unwrap().to_owned();
+
+    browser.goto(&format!("{}/ui", server.base)).await;
+    browser
+        .type_into("#token", &server.dev_token("dave", &["dba"], true))
+        .await;
+    browser.click("#sign-in").await;
+    assert_eq!(browser.text("#who").await, "signed in as dave");
+    let row = format!("tr[data-request-id=\"{id}\"]");
+    let shown = browser.text(&row).await;
+    for part in [
+        "User::\"alice\"",
+        "write",
+        "Database::\"orders\"",
+        reason,
+        "0 / 1",
+    ] {
+        assert!(shown.contains(part), "row {shown:?} lacks {part:?}");
+    }
+
+    browser.click(&format!("{row} button.open")).await;
+    browser
+        .wait_text("#detail-status", |s| s == "pending")
+        .await;
+    let history = browser.text("#detail-history").await;
+    assert!(
+        history.contains("requested by User::\"alice\""),
+        "{history}"
+    );
+    browser.type_into("#comment", "approved from the UI").await;
+    browser.click("#approve").await;
+    browser
+        .wait_text("#detail-status", |s| s == "approved")
+        .await;
+    let message = browser.text("#message").await;
+    assert!(message.contains(&format!("Approved {id}")), "{message}");
+    let history = browser.text("#detail-history").await;
+    assert!(
+        history.contains("approved by User::\"dave\": approved from the UI"),
+        "{history}"
+    );
+    browser
+        .wait_text("#pending-empty", |s| s == "Nothing is waiting for you.")
+        .await;
+    assert_eq!(
+        browser.script("return document.title").await,
+        "jitgate approvals"
+    );
+
+    let seen: Value = server
+        .get(&format!("/v1/access-requests/{id}"), Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["status"], "approved");
+    assert_eq!(seen["approvals"][0]["approver"], "User::\"dave\"");
+    assert_eq!(seen["approvals"][0]["comment"], "approved from the UI");
+    browser.quit().await;
+}
