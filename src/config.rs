@@ -7,7 +7,8 @@
 //! `JITGATE_RISK__NO_MFA`. Its value is read as a TOML value when it parses as one (`true`, `30`,
 //! `["10.0.0.0/8"]`, `{ start = 20, end = 7, weight = 15 }`, `"quoted"`) and as a string
 //! otherwise (`inf`, `2024-01-01` and paths stay strings; quote a value to force a string).
-//! `JITGATE_LOG`, `JITGATE_LOG_FORMAT`, `JITGATE_CONFIG` and `JITGATE_TEST_*` are not keys.
+//! `JITGATE_LOG`, `JITGATE_LOG_FORMAT`, `JITGATE_CONFIG`, `JITGATE_SERVER`, `JITGATE_TOKEN` and
+//! `JITGATE_TEST_*` are not keys.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,7 +24,15 @@ use crate::policy::PackPaths;
 /// Environment variables with this prefix override configuration keys.
 pub const ENV_PREFIX: &str = "JITGATE_";
 /// Variables with the prefix that are not configuration keys.
-const ENV_NOT_KEYS: [&str; 3] = ["JITGATE_LOG", "JITGATE_LOG_FORMAT", "JITGATE_CONFIG"];
+/// Variables the command line reads for itself (`JITGATE_SERVER` and `JITGATE_TOKEN` are the
+/// requester's, for `jitgate request`).
+const ENV_NOT_KEYS: [&str; 5] = [
+    "JITGATE_LOG",
+    "JITGATE_LOG_FORMAT",
+    "JITGATE_CONFIG",
+    "JITGATE_SERVER",
+    "JITGATE_TOKEN",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -663,6 +672,8 @@ events = ["break_glass"]
                 ("JITGATE_TRUSTED_PROXIES", r#"["192.168.0.0/16"]"#),
                 ("JITGATE_DEFAULT_AUDIENCE", "inf"),
                 ("JITGATE_LOG", "debug"),
+                ("JITGATE_SERVER", "http://127.0.0.1:8080"),
+                ("JITGATE_TOKEN", "ey…"),
                 ("JITGATE_TEST_DATABASE_URL", "postgres://x"),
                 ("HOME", "/root"),
             ],
