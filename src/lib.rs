@@ -5,10 +5,11 @@
 //! HTTP: [`policy`] loads and serves policy packs, [`decision`] turns a request into a
 //! [`decision::Decision`], [`policytest`] runs policy test cases, [`identity`] says who is
 //! calling, [`risk`] scores the request, [`token`] signs access tokens and publishes their keys,
-//! [`store`] keeps requests and the audit trail, [`notify`] tells webhooks what happened,
+//! [`store`] keeps requests and the audit trail (a hash chain, [`audit`]), [`notify`] tells webhooks what happened,
 //! [`verify`] checks issued tokens, and [`http`] serves it all ([`http::run`]); [`config`], [`metrics`] and [`telemetry`] support it, and
 //! [`cli`] is the command line.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod decision;

@@ -3,6 +3,7 @@
 
 #![expect(clippy::print_stdout, reason = "the command line prints its results")]
 
+mod audit;
 mod request;
 
 use std::path::PathBuf;
@@ -95,6 +96,13 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Check or export the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Validate a policy pack: exit 0 with a summary, or 1 listing every problem as file:line:col.
     Check(PackArgs),
     /// Run policy test cases (TOML) against a pack; exit 1 on any failure.
@@ -125,6 +133,22 @@ enum TokenCommand {
         #[arg(long)]
         audience: Option<String>,
         token: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain: exit 0 with its head, or 1 naming the first edited, deleted or
+    /// reordered event.
+    Verify,
+    /// Write events as JSON lines on stdout, oldest first.
+    Export {
+        /// From this time on (RFC 3339 or unix seconds)
+        #[arg(long, value_parser = crate::audit::parse_time)]
+        since: Option<i64>,
+        /// Before this time (RFC 3339 or unix seconds)
+        #[arg(long, value_parser = crate::audit::parse_time)]
+        until: Option<i64>,
     },
 }
 
@@ -186,6 +210,20 @@ pub fn run(cli: Cli) -> ExitCode {
             ttl,
         } => dev_token(&config, &sub, &groups, mfa, ttl),
         Command::Keys { command, config } => keys(&config, &command),
+        Command::Audit { command, config } => match config.load() {
+            Err(code) => code,
+            Ok(config) => match command {
+                AuditCommand::Verify => audit::verify(&config),
+                AuditCommand::Export { since, until } => audit::export(
+                    &config,
+                    crate::audit::AuditFilter {
+                        since,
+                        until,
+                        ..Default::default()
+                    },
+                ),
+            },
+        },
         Command::Token {
             command:
                 TokenCommand::Verify {

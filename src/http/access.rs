@@ -76,6 +76,7 @@ pub async fn create(
     ClientIp(ip): ClientIp,
     JsonBody(body): JsonBody<AccessRequestBody>,
 ) -> Result<Response, ApiError> {
+    refuse_revoked_subject(&state, &caller).await?;
     let break_glass_asked = body.break_glass;
     let evaluated = evaluate(&state, caller, ip, body).await?;
     let Evaluated {
@@ -244,11 +245,7 @@ pub async fn create(
         }
     };
     // INVARIANT: nothing is answered, and no token leaves, before its records are durable.
-    state
-        .store
-        .write(writes)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    state.store.write(writes).await?;
     state.notifier.wake();
     if let Some(alg) = issued_with {
         state
@@ -422,6 +419,28 @@ async fn evaluate(
     })
 }
 
+/// 403 `revoked` (audited) while a subject revocation refuses the caller new tokens.
+pub(super) async fn refuse_revoked_subject(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let Some(block) = state.store.subject_block(&caller.principal.id).await? else {
+        return Ok(());
+    };
+    let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
+    state
+        .store
+        .write(vec![Write::Audit(AuditRecord {
+            at: now,
+            kind: "request.refused".into(),
+            request_id: None,
+            subject: Some(caller.principal.id.clone()),
+            data: json!({"reason": "subject_revoked", "revocation": block.id}),
+        })])
+        .await?;
+    Err(ApiError::Revoked(block.reason))
+}
+
 /// What the store keeps of an issued token (never the token): its record, and the audit event
 /// with `extra` fields merged in.
 pub(super) fn token_writes(
@@ -431,7 +450,7 @@ pub(super) fn token_writes(
     audience: &[String],
     at: i64,
     extra: Value,
-) -> [Write; 2] {
+) -> [Write; 3] {
     let mut data = json!({
         "jti": issued.jti, "kid": issued.kid, "alg": issued.alg.as_str(),
         "exp": issued.expires_at, "scope": issued.scope, "aud": audience,
@@ -440,6 +459,10 @@ pub(super) fn token_writes(
         data.extend(extra);
     }
     [
+        Write::RequireNotRevoked {
+            subject: caller.principal.id.clone(),
+            request_id: request_id.to_owned(),
+        },
         Write::Token(TokenRecord {
             jti: issued.jti.clone(),
             request_id: request_id.to_owned(),

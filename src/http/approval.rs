@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::access::{admit, rfc3339, risk_for, token_writes};
+use super::access::{admit, refuse_revoked_subject, rfc3339, risk_for, token_writes};
 use super::error::ApiError;
 use super::extract::{Authenticated, ClientIp, OptionalJsonBody};
 use super::state::AppState;
@@ -16,9 +16,7 @@ use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome, Requ
 use crate::identity::Caller;
 use crate::notify::Event;
 use crate::policy::PolicyPack;
-use crate::store::{
-    ApprovalRecord, AuditRecord, StoreError, StoredRequest, Write, effective_status,
-};
+use crate::store::{ApprovalRecord, AuditRecord, StoredRequest, Write, effective_status};
 use crate::token::{JitClaims, TokenGrant};
 
 /// Optional body of approve, deny and cancel.
@@ -31,24 +29,13 @@ pub struct CommentBody {
 
 const MAX_COMMENT_CHARS: usize = 1_000;
 
-fn store_error(error: StoreError) -> ApiError {
-    match error {
-        StoreError::Conflict(status) => ApiError::Conflict { status },
-        other => ApiError::Unavailable(other.to_string()),
-    }
-}
-
 /// `request` with its answers, as every endpoint here shows it.
 async fn respond(
     state: &AppState,
     request: &StoredRequest,
     now: i64,
 ) -> Result<Json<Value>, ApiError> {
-    let approvals = state
-        .store
-        .approvals(&request.record.id)
-        .await
-        .map_err(store_error)?;
+    let approvals = state.store.approvals(&request.record.id).await?;
     Ok(Json(view(request, &approvals, now)))
 }
 
@@ -83,8 +70,7 @@ async fn transition(
                 data,
             }),
         ])
-        .await
-        .map_err(store_error)?;
+        .await?;
     respond(state, &load(state, id).await?, now).await
 }
 
@@ -92,8 +78,7 @@ async fn load(state: &AppState, id: &str) -> Result<StoredRequest, ApiError> {
     state
         .store
         .request(id)
-        .await
-        .map_err(store_error)?
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("no access request `{id}`")))
 }
 
@@ -123,21 +108,6 @@ fn may_approve(
         action: "approve".into(),
         resource,
         context: DecisionContext::Other(context),
-        scopes: Vec::new(),
-        duration: None,
-    };
-    pack.decide(&question, &state.config.grant_defaults())
-        .is_ok_and(|d| d.outcome == Outcome::Allow)
-}
-
-/// Whether Cedar lets `caller` administer jitgate.
-fn may_administer(pack: &PolicyPack, state: &AppState, caller: &Caller) -> bool {
-    let question = DecisionRequest {
-        principal: caller.principal.clone(),
-        groups: caller.groups.clone(),
-        action: "administer".into(),
-        resource: EntityRef::new("Jitgate", "jitgate"),
-        context: DecisionContext::Other(Map::new()),
         scopes: Vec::new(),
         duration: None,
     };
@@ -206,11 +176,7 @@ pub async fn list(
     let mut next = None;
     // Scan in batches: which rows the caller may approve is Cedar's to say, row by row.
     'scan: loop {
-        let batch = state
-            .store
-            .pending_page(now, after, 200)
-            .await
-            .map_err(store_error)?;
+        let batch = state.store.pending_page(now, after, 200).await?;
         let exhausted = batch.len() < 200;
         for (position, request) in batch {
             after = position;
@@ -241,7 +207,7 @@ pub async fn get(
     let pack = state.policies.current();
     let visible = caller.principal.to_string() == request.record.principal
         || may_approve(&pack, &state, &caller, &request)
-        || may_administer(&pack, &state, &caller);
+        || state.may_administer(&caller);
     if !visible {
         // Not 403: whether a request exists is not for others to learn.
         return Err(ApiError::NotFound(format!("no access request `{id}`")));
@@ -343,7 +309,7 @@ async fn answer(
         subject: Some(caller.principal.id.clone()),
         data: json!({"approver": approver, "comment": comment}),
     }));
-    state.store.write(writes).await.map_err(store_error)?;
+    state.store.write(writes).await?;
     state.notifier.wake();
     let decided = load(&state, &id).await?;
     if decided.record.status != "pending" {
@@ -368,7 +334,7 @@ pub async fn review(
         )));
     }
     load(&state, &id).await?;
-    if !may_administer(&state.policies.current(), &state, &caller) {
+    if !state.may_administer(&caller) {
         return Err(ApiError::Forbidden(
             "only administrators review break-glass access".into(),
         ));
@@ -421,6 +387,7 @@ pub async fn mint(
             "only the requester mints the token".into(),
         ));
     }
+    refuse_revoked_subject(&state, &caller).await?;
     let now = state.now();
     let now_i = i64::try_from(now).unwrap_or(i64::MAX);
     let status = effective_status(&r.status, r.expires_at, now_i);
@@ -492,8 +459,7 @@ pub async fn mint(
     let approvers: Vec<String> = state
         .store
         .approvals(&id)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .filter(|a| a.decision == "approve")
         .map(|a| a.approver)
@@ -541,7 +507,7 @@ pub async fn mint(
         json!({"approvers": grant.jit.approvers, "risk": risk}),
     ));
     // INVARIANT: the token leaves only once its records are durable.
-    state.store.write(writes).await.map_err(store_error)?;
+    state.store.write(writes).await?;
     state
         .metrics
         .tokens_issued

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::decision::RequestError;
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -29,6 +30,8 @@ pub enum ApiError {
     RateLimited {
         retry_after_secs: u64,
     },
+    /// A revocation refuses the caller tokens (its reason).
+    Revoked(String),
     /// The store could not record the decision: no token leaves the server.
     Unavailable(String),
     Internal(String),
@@ -44,6 +47,16 @@ impl From<RequestError> for ApiError {
             RequestError::ReservedContextKey(_)
             | RequestError::ZeroDuration
             | RequestError::Invalid(_) => ApiError::InvalidRequest(message),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(status) => ApiError::Conflict { status },
+            StoreError::Revoked(reason) => ApiError::Revoked(reason),
+            other => ApiError::Unavailable(other.to_string()),
         }
     }
 }
@@ -80,6 +93,11 @@ impl IntoResponse for ApiError {
             }
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
+            ApiError::Revoked(reason) => (
+                StatusCode::FORBIDDEN,
+                "revoked",
+                format!("access is revoked: {reason}"),
+            ),
             ApiError::Conflict { status } => {
                 let message = format!("the request is {status}");
                 current_status = Some(status);

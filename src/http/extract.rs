@@ -153,6 +153,21 @@ mod tests {
     }
 }
 
+/// The body, at most [`MAX_BODY_BYTES`] (413 beyond).
+async fn read_body(request: Request<Body>) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::InvalidRequest(format!("cannot read the body: {e}"))
+            }
+        })
+}
+
 /// A JSON body: `Content-Type: application/json` (415 otherwise), at most 64 KiB (413), and
 /// well-formed with no unknown fields (400 naming the problem).
 #[derive(Debug)]
@@ -171,17 +186,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
-            .await
-            .map_err(|e| {
-                let too_large = std::error::Error::source(&e)
-                    .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
-                if too_large {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::InvalidRequest(format!("cannot read the body: {e}"))
-                }
-            })?;
+        let bytes = read_body(request).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
@@ -209,5 +214,35 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
         JsonBody::from_request(request, state)
             .await
             .map(|JsonBody(value)| OptionalJsonBody(Some(value)))
+    }
+}
+
+/// A body as `application/x-www-form-urlencoded` (what OAuth clients send to RFC 7009 and
+/// RFC 7662 endpoints) or as JSON, held to the same limits as [`JsonBody`].
+#[derive(Debug)]
+pub struct FormOrJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for FormOrJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
+        let is_form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                mime.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return JsonBody::from_request(request, state)
+                .await
+                .map(|JsonBody(value)| FormOrJson(value));
+        }
+        let bytes = read_body(request).await?;
+        serde_urlencoded::from_bytes(&bytes)
+            .map(FormOrJson)
+            .map_err(|e| ApiError::InvalidRequest(format!("invalid form body: {e}")))
     }
 }

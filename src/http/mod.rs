@@ -3,9 +3,11 @@
 
 mod access;
 mod approval;
+mod audit;
 mod error;
 mod extract;
 mod meta;
+mod revocation;
 mod state;
 mod ui;
 
@@ -19,7 +21,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -79,6 +81,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/access-requests/{id}/review", post(approval::review))
         .route("/v1/access-requests/{id}/token", post(approval::mint))
         .route("/v1/decisions", post(access::dry_run))
+        .route("/v1/audit", get(audit::list))
+        .route("/v1/tokens/revoke", post(revocation::revoke_token))
+        .route("/v1/tokens/introspect", post(revocation::introspect))
+        .route(
+            "/v1/revocations",
+            post(revocation::create).get(revocation::feed),
+        )
+        .route("/v1/revocations/{id}", delete(revocation::lift))
         .route("/v1/policies", get(meta::policies))
         .route("/.well-known/jwks.json", get(meta::jwks))
         .route(
@@ -138,7 +148,7 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let state = build(config).await?;
     let _watch = state.policies.watch()?;
-    let expiry = tokio::spawn(expire_pending(state.clone()));
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
     let delivery = tokio::spawn(
         Arc::clone(&state.notifier).deliver(state.store.clone(), state.metrics.clone()),
     );
@@ -154,21 +164,29 @@ pub async fn run(
     )
     .with_graceful_shutdown(shutdown)
     .await?;
-    expiry.abort();
+    housekeeping.abort();
     delivery.abort();
     tracing::info!("jitgate stopped");
     Ok(())
 }
 
-/// Marks pending requests past `pending_ttl` expired and audits it. Reads already treat them
-/// as expired; this writes it down for the record and the metrics.
-async fn expire_pending(state: AppState) {
+/// Marks pending requests past `pending_ttl` expired and audits it (reads already treat them
+/// as expired; this writes it down for the record, the metrics and the webhooks), and forgets
+/// revocations whose tokens have all expired.
+async fn housekeeping(state: AppState) {
     let every =
         (state.config.pending_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
         let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
+        if let Err(e) = state
+            .store
+            .write(vec![Write::PruneRevocations { now }])
+            .await
+        {
+            tracing::warn!(error = %e, "cannot prune revocations");
+        }
         let ids = match state.store.expired_pending(now, 500).await {
             Ok(ids) => ids,
             Err(e) => {

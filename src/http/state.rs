@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::decision::RequestTime;
+use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome, RequestTime};
 use crate::identity::Authenticator;
+use crate::identity::Caller;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::policy::LivePolicies;
@@ -29,6 +30,23 @@ pub struct App {
 pub type AppState = Arc<App>;
 
 impl App {
+    /// Whether Cedar lets `caller` administer jitgate (`administer` on `Jitgate::"jitgate"`).
+    pub fn may_administer(&self, caller: &Caller) -> bool {
+        let question = DecisionRequest {
+            principal: caller.principal.clone(),
+            groups: caller.groups.clone(),
+            action: "administer".into(),
+            resource: EntityRef::new("Jitgate", "jitgate"),
+            context: DecisionContext::Other(serde_json::Map::new()),
+            scopes: Vec::new(),
+            duration: None,
+        };
+        self.policies
+            .current()
+            .decide(&question, &self.config.grant_defaults())
+            .is_ok_and(|d| d.outcome == Outcome::Allow)
+    }
+
     /// Unix milliseconds now.
     pub fn now_ms(&self) -> i64 {
         SystemTime::now()

@@ -15,6 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::{self, AuditEvent, AuditFilter, ChainBreak, ChainReport, ChainVerifier};
+
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4_096;
@@ -32,6 +34,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A revocation refuses the write (its reason).
+    #[error("revoked: {0}")]
+    Revoked(String),
 }
 
 /// A decided access request.
@@ -82,7 +87,7 @@ pub struct ApprovalRecord {
 }
 
 /// An issued token, by its `jti`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct TokenRecord {
     pub jti: String,
     pub request_id: String,
@@ -102,6 +107,22 @@ pub struct AuditRecord {
     pub request_id: Option<String>,
     pub subject: Option<String>,
     pub data: serde_json::Value,
+}
+
+/// A revocation (see `migrations/sqlite/0005_revocations.sql` for what each kind covers).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RevocationRecord {
+    pub id: String,
+    /// `jti`, `request_id` or `subject`.
+    pub kind: String,
+    pub value: String,
+    pub reason: String,
+    /// Cedar form of who revoked.
+    pub revoked_by: String,
+    pub revoked_at: i64,
+    /// When the last token it covers has expired.
+    pub expires_at: i64,
+    pub lifted_at: Option<i64>,
 }
 
 /// A webhook notification to deliver (see [`crate::notify`]).
@@ -172,6 +193,25 @@ pub enum Write {
     },
     /// Queues a webhook notification.
     Outbox(OutboxRecord),
+    Revocation(RevocationRecord),
+    /// Fails the whole job with [`StoreError::Revoked`] if `subject` is blocked or
+    /// `request_id` revoked: checked in the transaction that records a token, so a token
+    /// cannot slip past a revocation committed a moment before it.
+    RequireNotRevoked {
+        subject: String,
+        request_id: String,
+    },
+    /// Lets new tokens be issued again for a revoked subject; a conflict unless `id` is a
+    /// subject revocation not yet lifted.
+    LiftRevocation {
+        id: String,
+        at: i64,
+    },
+    /// Forgets revocations whose tokens have all expired (a request or subject block stays:
+    /// it lives in the request's status, or ends when lifted).
+    PruneRevocations {
+        now: i64,
+    },
     /// A notification was delivered (`failed` false) or given up on (`failed` true).
     DeliveryFinished {
         id: i64,
@@ -200,6 +240,7 @@ struct Job {
 #[derive(Debug, Clone)]
 enum Failure {
     Conflict(String),
+    Revoked(String),
     Database(String),
 }
 
@@ -207,6 +248,7 @@ impl From<Failure> for StoreError {
     fn from(failure: Failure) -> Self {
         match failure {
             Failure::Conflict(message) => StoreError::Conflict(message),
+            Failure::Revoked(message) => StoreError::Revoked(message),
             Failure::Database(message) => StoreError::Database(sqlx::Error::Protocol(message)),
         }
     }
@@ -344,6 +386,150 @@ impl Store {
             .collect())
     }
 
+    /// Audit events matching `filter` after `seq` `after` (0 for the start), in order.
+    pub async fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows: Vec<AuditEventRow> = sqlx::query_as(
+            "SELECT seq, at, type, request_id, subject, data, prev_hash, hash FROM audit_events \
+             WHERE seq > ? AND (? IS NULL OR request_id = ?) AND (? IS NULL OR subject = ?) \
+             AND (? IS NULL OR type = ?) AND (? IS NULL OR at >= ?) AND (? IS NULL OR at < ?) \
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(&filter.request_id)
+        .bind(&filter.request_id)
+        .bind(&filter.subject)
+        .bind(&filter.subject)
+        .bind(&filter.kind)
+        .bind(&filter.kind)
+        .bind(filter.since)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.until)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(AuditEventRow::into_event).collect())
+    }
+
+    /// Walks the whole audit chain, a page at a time.
+    pub async fn verify_audit(&self) -> Result<Result<ChainReport, ChainBreak>, StoreError> {
+        let mut verifier = ChainVerifier::default();
+        let mut after = i64::MIN;
+        loop {
+            let page = self
+                .audit_page(&AuditFilter::default(), after, 1_000)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(Ok(verifier.finish()));
+            };
+            after = last.seq;
+            if let Err(broken) = verifier.feed(&page) {
+                return Ok(Err(broken));
+            }
+        }
+    }
+
+    /// An issued token's record.
+    pub async fn token(&self, jti: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT jti, request_id, subject, kid, scope, issued_at, expires_at FROM tokens \
+             WHERE jti = ?",
+        )
+        .bind(jti)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The latest expiry of the tokens issued for `request_id` or to `subject`.
+    pub async fn latest_token_expiry(
+        &self,
+        request_id: Option<&str>,
+        subject: Option<&str>,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(expires_at) FROM tokens WHERE (? IS NOT NULL AND request_id = ?) \
+             OR (? IS NOT NULL AND subject = ?)",
+        )
+        .bind(request_id)
+        .bind(request_id)
+        .bind(subject)
+        .bind(subject)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The revocation that covers the token `jti` of `request_id`, issued to `subject` at
+    /// `issued_at`, if any.
+    pub async fn revocation_covering(
+        &self,
+        jti: &str,
+        request_id: &str,
+        subject: &str,
+        issued_at: i64,
+    ) -> Result<Option<RevocationRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, kind, value, reason, revoked_by, revoked_at, expires_at, lifted_at \
+             FROM revocations WHERE (kind = 'jti' AND value = ?) \
+             OR (kind = 'request_id' AND value = ?) \
+             OR (kind = 'subject' AND value = ? AND revoked_at >= ?) LIMIT 1",
+        )
+        .bind(jti)
+        .bind(request_id)
+        .bind(subject)
+        .bind(issued_at)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The subject revocation that refuses new tokens to `subject`, if one is in force.
+    pub async fn subject_block(
+        &self,
+        subject: &str,
+    ) -> Result<Option<RevocationRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, kind, value, reason, revoked_by, revoked_at, expires_at, lifted_at \
+             FROM revocations WHERE kind = 'subject' AND value = ? AND lifted_at IS NULL LIMIT 1",
+        )
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn revocation(&self, id: &str) -> Result<Option<RevocationRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, kind, value, reason, revoked_by, revoked_at, expires_at, lifted_at \
+             FROM revocations WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The feed: revocations after position `after` whose tokens may still be live at `now`,
+    /// each with its position (the cursor of the next page).
+    pub async fn revocations_after(
+        &self,
+        after: i64,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, RevocationRecord)>, StoreError> {
+        let rows: Vec<PositionedRevocation> = sqlx::query_as(
+            "SELECT seq, id, kind, value, reason, revoked_by, revoked_at, expires_at, lifted_at \
+             FROM revocations WHERE seq > ? AND expires_at > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.seq, r.record)).collect())
+    }
+
     /// Ids of pending requests past their expiry at `now`, oldest first.
     pub async fn expired_pending(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
@@ -452,6 +638,13 @@ impl Store {
 }
 
 #[derive(sqlx::FromRow)]
+struct PositionedRevocation {
+    seq: i64,
+    #[sqlx(flatten)]
+    record: RevocationRecord,
+}
+
+#[derive(sqlx::FromRow)]
 struct PositionedRow {
     position: i64,
     #[sqlx(flatten)]
@@ -509,6 +702,35 @@ impl RequestRow {
                 lifetime_secs: self.lifetime_secs,
             },
             decided_at: self.decided_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditEventRow {
+    seq: i64,
+    at: i64,
+    #[sqlx(rename = "type")]
+    kind: String,
+    request_id: Option<String>,
+    subject: Option<String>,
+    data: String,
+    prev_hash: Option<String>,
+    hash: Option<String>,
+}
+
+impl AuditEventRow {
+    fn into_event(self) -> AuditEvent {
+        AuditEvent {
+            seq: self.seq,
+            at: self.at,
+            kind: self.kind,
+            request_id: self.request_id,
+            subject: self.subject,
+            // Unparsable data cannot hash as written: the chain check reports that event.
+            data: serde_json::from_str(&self.data).unwrap_or(serde_json::Value::String(self.data)),
+            prev_hash: self.prev_hash,
+            hash: self.hash,
         }
     }
 }
@@ -608,14 +830,37 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> Result<(), Fa
             .map_err(database)?;
         }
         Write::Audit(a) => {
+            // Chained to the last committed event; the one writer keeps the chain linear.
+            let last: Option<(i64, Option<String>)> =
+                sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(database)?;
+            let (seq, prev_hash) = match last {
+                Some((seq, hash)) => (seq + 1, hash.unwrap_or_else(|| audit::GENESIS.into())),
+                None => (1, audit::GENESIS.into()),
+            };
+            let hash = audit::chain_hash(
+                &prev_hash,
+                seq,
+                a.at,
+                &a.kind,
+                a.request_id.as_deref(),
+                a.subject.as_deref(),
+                &a.data,
+            );
             sqlx::query(
-                "INSERT INTO audit_events (at, type, request_id, subject, data) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO audit_events (seq, at, type, request_id, subject, data, prev_hash, hash) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
+            .bind(seq)
             .bind(a.at)
             .bind(&a.kind)
             .bind(&a.request_id)
             .bind(&a.subject)
             .bind(json(&a.data))
+            .bind(prev_hash)
+            .bind(hash)
             .execute(&mut **tx)
             .await
             .map_err(database)?;
@@ -711,6 +956,64 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> Result<(), Fa
             }
         }
         Write::Outbox(record) => queue(tx, record).await.map_err(database)?,
+        Write::Revocation(r) => {
+            sqlx::query(
+                "INSERT INTO revocations (id, kind, value, reason, revoked_by, revoked_at, \
+                 expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&r.id)
+            .bind(&r.kind)
+            .bind(&r.value)
+            .bind(&r.reason)
+            .bind(&r.revoked_by)
+            .bind(r.revoked_at)
+            .bind(r.expires_at)
+            .execute(&mut **tx)
+            .await
+            .map_err(database)?;
+        }
+        Write::RequireNotRevoked {
+            subject,
+            request_id,
+        } => {
+            let reason: Option<String> = sqlx::query_scalar(
+                "SELECT reason FROM revocations WHERE (kind = 'subject' AND value = ? \
+                 AND lifted_at IS NULL) OR (kind = 'request_id' AND value = ?) LIMIT 1",
+            )
+            .bind(subject)
+            .bind(request_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(database)?;
+            if let Some(reason) = reason {
+                return Err(Failure::Revoked(reason));
+            }
+        }
+        Write::LiftRevocation { id, at } => {
+            let lifted = sqlx::query(
+                "UPDATE revocations SET lifted_at = ? \
+                 WHERE id = ? AND kind = 'subject' AND lifted_at IS NULL",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(database)?;
+            if lifted.rows_affected() == 0 {
+                return Err(Failure::Conflict("not an active subject revocation".into()));
+            }
+        }
+        Write::PruneRevocations { now } => {
+            // A subject block that is not lifted stays, whatever its tokens did.
+            sqlx::query(
+                "DELETE FROM revocations WHERE expires_at <= ? \
+                 AND (kind != 'subject' OR lifted_at IS NOT NULL)",
+            )
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(database)?;
+        }
         Write::DeliveryFinished {
             id,
             failed,

@@ -52,7 +52,14 @@ impl TestServer {
     }
 
     pub async fn start_with(pack: TempPack, mut config: Config) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // A restart comes back on the port it had, as a deployment keeps its address.
+        let listen = if config.listen == Config::default().listen {
+            "127.0.0.1:0".parse().unwrap()
+        } else {
+            config.listen
+        };
+        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+        config.listen = listener.local_addr().unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         // A restart keeps the issuer of the first start, as a deployment keeps its URL.
         if config.issuer == Config::default().issuer {
@@ -99,6 +106,26 @@ impl TestServer {
         }
         let pack = self.pack.take().expect("a running server has its pack");
         (pack, self.config.clone())
+    }
+
+    /// The store, opened beside the running server (SQLite readers do not block it).
+    pub async fn store(&self) -> jitgate::store::Store {
+        jitgate::store::Store::open("", &self.config.data_dir)
+            .await
+            .unwrap()
+    }
+
+    /// The audit trail as stored.
+    pub async fn store_events(&self) -> Vec<jitgate::store::AuditRecord> {
+        self.store().await.audit_events().await.unwrap()
+    }
+
+    /// The number a `SELECT COUNT(*) …` finds in the store.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(self.store().await.pool())
+            .await
+            .unwrap()
     }
 
     pub async fn policies(&self, token: &str) -> Value {

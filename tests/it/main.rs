@@ -13,6 +13,7 @@ mod cli;
 mod harness;
 mod reload;
 mod requester;
+mod revocation;
 mod server;
 mod ui;
 mod webhooks;

@@ -1,7 +1,14 @@
 //! Verifying jitgate's access tokens, as a resource server does: signature against the
 //! published JWKS, `typ: at+jwt`, the issuer, the audience, `exp` and `nbf` with 5 s leeway.
-//! `jitgate token verify` uses it; the full verifier for resource servers (caching, revocation
-//! feed) builds on it.
+//!
+//! [`Verifier`] checks against a fixed key set (`jitgate token verify`, the server's own
+//! introspection). [`ResourceVerifier`] is what a Rust service embeds: it keeps the JWKS,
+//! fetches it again for an unknown `kid` (rate-limited), checks scopes, and keeps a deny-list
+//! from the server's revocation feed. `examples/protect_route.rs` guards an axum route with it.
+
+mod resource;
+
+pub use resource::{ResourceConfig, ResourceVerifier};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -18,6 +25,31 @@ pub enum VerifyError {
     Fetch { url: String, message: String },
     #[error("the token is not valid: {0}")]
     Invalid(&'static str),
+    /// Signed with a key the JWKS does not hold (yet).
+    #[error("the token is not valid: unknown_kid")]
+    UnknownKey,
+    #[error("the token is revoked")]
+    Revoked,
+    /// The revocation feed has not been read for too long to trust any token.
+    #[error("the revocation feed is stale: refusing tokens until it is read again")]
+    StaleRevocations,
+    #[error("the token lacks scope {}", .0.join(" "))]
+    InsufficientScope(Vec<String>),
+}
+
+/// Fails with the scopes in `required` that `claims` does not carry.
+pub fn require_scopes(claims: &AccessClaims, required: &[&str]) -> Result<(), VerifyError> {
+    let granted: Vec<&str> = claims.scope.split(' ').collect();
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|scope| !granted.contains(scope))
+        .map(|scope| (*scope).to_owned())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(VerifyError::InsufficientScope(missing))
+    }
 }
 
 /// The keys and issuer to verify against.
@@ -31,10 +63,15 @@ pub struct Verifier {
 impl Verifier {
     /// Reads the issuer and JWKS a jitgate server publishes (RFC 8414 metadata).
     pub async fn from_server(base: &str) -> Result<Self, VerifyError> {
-        let client = client()?;
+        let (verifier, _) = Self::discover(&client()?, base).await?;
+        Ok(verifier)
+    }
+
+    /// The verifier for the server at `base`, and where its JWKS is.
+    async fn discover(client: &reqwest::Client, base: &str) -> Result<(Self, String), VerifyError> {
         let base = base.trim_end_matches('/');
         let metadata: Value = get_json(
-            &client,
+            client,
             &format!("{base}/.well-known/oauth-authorization-server"),
         )
         .await?;
@@ -46,8 +83,8 @@ impl Verifier {
             .get("jwks_uri")
             .and_then(Value::as_str)
             .map_or_else(|| format!("{base}/.well-known/jwks.json"), str::to_owned);
-        let jwks = get_json(&client, &jwks_uri).await?;
-        Ok(Self { issuer, jwks })
+        let jwks = get_json(client, &jwks_uri).await?;
+        Ok((Self { issuer, jwks }, jwks_uri))
     }
 
     /// Reads a JWKS from `url`; the issuer is not checked unless set afterwards.
@@ -71,10 +108,7 @@ impl Verifier {
         };
         let header =
             jwt::check_header(token, &expected).map_err(|r| VerifyError::Invalid(r.as_str()))?;
-        let jwk = self
-            .jwks
-            .find(&header.kid)
-            .ok_or(VerifyError::Invalid("unknown_kid"))?;
+        let jwk = self.jwks.find(&header.kid).ok_or(VerifyError::UnknownKey)?;
         let key = DecodingKey::from_jwk(jwk).map_err(|_| VerifyError::Invalid("unusable_key"))?;
         let mut validation = Validation::new(header.alg);
         validation.validate_exp = false;
@@ -101,7 +135,7 @@ impl Verifier {
     }
 }
 
-fn client() -> Result<reqwest::Client, VerifyError> {
+pub(crate) fn client() -> Result<reqwest::Client, VerifyError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
@@ -112,7 +146,7 @@ fn client() -> Result<reqwest::Client, VerifyError> {
         })
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
     url: &str,
 ) -> Result<T, VerifyError> {

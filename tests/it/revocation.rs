@@ -1,0 +1,354 @@
+//! Revocation (RFC 7009 and `/v1/revocations`), introspection (RFC 7662) and the revocation
+//! feed, over HTTP against the real server.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::TempPack;
+use super::harness::TestServer;
+
+/// Alice (on call) reads orders: a token at once.
+async fn read_token(server: &TestServer, who: &str, duration: Option<u64>) -> String {
+    let token = server.dev_token(who, &["oncall"], true);
+    let mut body = json!({"action": "read", "resource": "Database::\"orders\"", "reason": "INC-1"});
+    if let Some(seconds) = duration {
+        body["duration"] = json!(seconds);
+    }
+    let (status, answer) = server.post("/v1/access-requests", Some(&token), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    answer["access_token"].as_str().unwrap().to_owned()
+}
+
+/// POSTs `token=<token>` as a form, the way OAuth clients call RFC 7009 and 7662 endpoints.
+async fn form(
+    server: &TestServer,
+    path: &str,
+    caller: Option<&str>,
+    token: &str,
+) -> (StatusCode, String) {
+    let mut request = server
+        .http
+        .post(format!("{}{path}", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            serde_urlencoded::to_string([("token", token), ("token_type_hint", "access_token")])
+                .unwrap(),
+        );
+    if let Some(caller) = caller {
+        request = request.bearer_auth(caller);
+    }
+    let response = request.send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+async fn introspect(server: &TestServer, caller: &str, token: &str) -> Value {
+    let (status, body) = form(server, "/v1/tokens/introspect", Some(caller), token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn inactive() -> Value {
+    json!({"active": false})
+}
+
+#[tokio::test]
+async fn introspection_and_rfc_7009_revocation() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let bob = server.dev_token("bob", &["oncall"], true);
+    let token = read_token(&server, "alice", None).await;
+
+    // Introspection: authenticated callers only, RFC 7662 shapes.
+    let (status, _) = form(&server, "/v1/tokens/introspect", None, &token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let live = introspect(&server, &bob, &token).await;
+    assert_eq!(live["active"], true);
+    assert_eq!(live["sub"], "alice");
+    assert_eq!(live["scope"], "db:read:orders");
+    assert_eq!(live["aud"], "db-proxy");
+    assert_eq!(live["token_type"], "Bearer");
+    assert!(live["exp"].as_u64().unwrap() > live["iat"].as_u64().unwrap());
+    assert!(
+        live["jit"]["request_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("req_")
+    );
+    let as_json: Value = server
+        .post("/v1/tokens/introspect", Some(&bob), json!({"token": token}))
+        .await
+        .1;
+    assert_eq!(as_json, live, "form and JSON give the same answer");
+    for garbage in ["", "not.a.token", "eyJhbGciOiJub25lIn0.e30.", &alice] {
+        assert_eq!(
+            introspect(&server, &bob, garbage).await,
+            inactive(),
+            "{garbage}"
+        );
+    }
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(introspect(&server, &bob, &forged).await, inactive());
+
+    // RFC 7009: not the holder, not an administrator: 403; unknown tokens: 200.
+    let (status, _) = form(&server, "/v1/tokens/revoke", Some(&bob), &token).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = form(&server, "/v1/tokens/revoke", None, &token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = form(&server, "/v1/tokens/revoke", Some(&bob), "garbage").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+    assert_eq!(introspect(&server, &bob, &token).await["active"], true);
+
+    let (status, body) = form(&server, "/v1/tokens/revoke", Some(&alice), &token).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+    assert_eq!(introspect(&server, &bob, &token).await, inactive());
+    let (status, _) = form(&server, "/v1/tokens/revoke", Some(&alice), &token).await;
+    assert_eq!(status, StatusCode::OK, "revoking twice is fine");
+
+    // Expired: inactive, and nothing more said.
+    let short = read_token(&server, "alice", Some(1)).await;
+    assert_eq!(introspect(&server, &bob, &short).await["active"], true);
+    tokio::time::sleep(Duration::from_millis(7_100)).await;
+    assert_eq!(introspect(&server, &bob, &short).await, inactive());
+
+    let audit = server.store_events().await;
+    assert!(audit.iter().any(|e| e.kind == "revocation.created"
+        && e.data["kind"] == "jti"
+        && e.data["reason"] == "revoked by its holder"));
+}
+
+#[tokio::test]
+async fn administrators_revoke_by_jti_request_and_subject() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let admin = server.dev_token("sam", &["security"], true);
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let dave = server.dev_token("dave", &["dba"], true);
+
+    // Only administrators, and exactly one target with a reason.
+    let (status, _) = server
+        .post(
+            "/v1/revocations",
+            Some(&alice),
+            json!({"subject": "bob", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for bad in [
+        json!({"subject": "bob", "jti": "j", "reason": "x"}),
+        json!({"reason": "x"}),
+        json!({"subject": "bob", "reason": " "}),
+        json!({"subject": "bob"}),
+    ] {
+        let (status, body) = server.post("/v1/revocations", Some(&admin), bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+
+    // By jti.
+    let token = read_token(&server, "alice", None).await;
+    let jti = introspect(&server, &admin, &token).await["jti"].clone();
+    let (status, body) = server
+        .post(
+            "/v1/revocations",
+            Some(&admin),
+            json!({"jti": jti, "reason": "leaked in a log"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["kind"], "jti");
+    assert_eq!(body["revoked_by"], "User::\"sam\"");
+    assert_eq!(introspect(&server, &admin, &token).await, inactive());
+
+    // By request: its tokens go, and it mints no more.
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "write", "resource": "Database::\"orders\"", "reason": "INC-9"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["request_id"].as_str().unwrap().to_owned();
+    server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    let mint = format!("/v1/access-requests/{id}/token");
+    let (status, minted) = server.post(&mint, Some(&alice), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{minted}");
+    let write_token = minted["access_token"].as_str().unwrap().to_owned();
+    let (status, body) = server
+        .post(
+            "/v1/revocations",
+            Some(&admin),
+            json!({"request_id": id, "reason": "wrong ticket"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(introspect(&server, &admin, &write_token).await, inactive());
+    let (status, body) = server.post(&mint, Some(&alice), json!({})).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::CONFLICT, &json!("revoked"))
+    );
+    let (status, _) = server
+        .post(
+            "/v1/revocations",
+            Some(&admin),
+            json!({"request_id": "req_nope", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // By subject: live tokens go, new ones are refused until lifted; lifting restores only new.
+    let before = read_token(&server, "alice", None).await;
+    let (status, revocation) = server
+        .post(
+            "/v1/revocations",
+            Some(&admin),
+            json!({"subject": "alice", "reason": "laptop stolen"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{revocation}");
+    assert_eq!(introspect(&server, &admin, &before).await, inactive());
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "read", "resource": "Database::\"orders\"", "reason": "INC-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "revoked");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("laptop stolen")
+    );
+    let other = read_token(&server, "bob", None).await;
+    assert_eq!(introspect(&server, &admin, &other).await["active"], true);
+
+    let lift = format!("/v1/revocations/{}", revocation["id"].as_str().unwrap());
+    let delete = |caller: String| {
+        let url = format!("{}{lift}", server.base);
+        let http = server.http.clone();
+        async move { http.delete(url).bearer_auth(caller).send().await.unwrap() }
+    };
+    assert_eq!(delete(alice.clone()).await.status(), StatusCode::FORBIDDEN);
+    let lifted = delete(admin.clone()).await;
+    assert_eq!(lifted.status(), StatusCode::OK);
+    assert!(lifted.json::<Value>().await.unwrap()["lifted_at"].is_i64());
+    assert_eq!(delete(admin.clone()).await.status(), StatusCode::CONFLICT);
+    // A token issued in the second of the revocation would still be covered by it.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let after = read_token(&server, "alice", None).await;
+    assert_eq!(introspect(&server, &admin, &after).await["active"], true);
+    assert_eq!(introspect(&server, &admin, &before).await, inactive());
+
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    for kind in ["jti", "request_id", "subject"] {
+        assert!(
+            metrics.contains(&format!("jitgate_revocations_total{{kind=\"{kind}\"}} 1")),
+            "{metrics}"
+        );
+    }
+    let kinds: Vec<String> = server
+        .store_events()
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    for kind in ["revocation.created", "revocation.lifted", "request.refused"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind}: {kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_feed_pages_with_a_cursor_and_drops_what_has_expired() {
+    // A short pending_ttl makes housekeeping run every second.
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.pending_ttl = Duration::from_secs(4);
+    })
+    .await;
+    let admin = server.dev_token("sam", &["security"], true);
+    let reader = server.dev_token("svc", &[], false);
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        tokens.push(read_token(&server, "alice", Some(2)).await);
+    }
+    for token in &tokens {
+        let (status, _) = form(&server, "/v1/tokens/revoke", Some(&admin), token).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, _) = server
+        .post(
+            "/v1/revocations",
+            Some(&admin),
+            json!({"subject": "mallory", "reason": "left"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let feed = |since: &str, limit: u32| {
+        let path = format!("/v1/revocations?since={since}&limit={limit}");
+        let reader = reader.clone();
+        let server = &server;
+        async move {
+            let response = server.get(&path, Some(&reader)).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    assert_eq!(
+        server.get("/v1/revocations", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let first = feed("0", 2).await;
+    assert_eq!(first["revocations"].as_array().unwrap().len(), 2);
+    assert_eq!(first["revocations"][0]["kind"], "jti");
+    for field in ["id", "value", "revoked_at", "expires_at"] {
+        assert!(!first["revocations"][0][field].is_null(), "{field}");
+    }
+    let second = feed(first["next"].as_str().unwrap(), 2).await;
+    assert_eq!(second["revocations"].as_array().unwrap().len(), 1);
+    assert_eq!(second["revocations"][0]["kind"], "subject");
+    assert_eq!(second["revocations"][0]["value"], "mallory");
+    let empty = feed(second["next"].as_str().unwrap(), 2).await;
+    assert_eq!(empty["revocations"], json!([]));
+    assert_eq!(empty["next"], second["next"], "the cursor stays put");
+    assert_eq!(
+        server
+            .get("/v1/revocations?since=-1", Some(&reader))
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // Once the tokens have expired, their entries leave the feed (and the store).
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    let later = feed("0", 100).await;
+    let kinds: Vec<&str> = later["revocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["subject"]);
+    let mut remaining = i64::MAX;
+    for _ in 0..100 {
+        remaining = server
+            .count("SELECT COUNT(*) FROM revocations WHERE kind = 'jti'")
+            .await;
+        if remaining == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(remaining, 0, "housekeeping deletes expired entries");
+}
