@@ -165,7 +165,7 @@ enum KeysCommand {
 #[derive(Debug, Args)]
 struct ConfigArgs {
     /// jitgate.toml; without it (and without JITGATE_CONFIG), the quickstart configuration
-    #[arg(long, value_name = "FILE", env = "JITGATE_CONFIG")]
+    #[arg(long, value_name = "FILE", env = "JITGATE_CONFIG", global = true)]
     config: Option<PathBuf>,
 }
 

@@ -9,6 +9,7 @@
 )]
 
 mod approvals;
+mod audit;
 mod cli;
 mod harness;
 mod reload;
@@ -16,6 +17,7 @@ mod requester;
 mod revocation;
 mod server;
 mod ui;
+mod verifier;
 mod webhooks;
 mod wycheproof;
 
