@@ -207,6 +207,22 @@ async fn administrators_revoke_by_jti_request_and_subject() {
 
     // By subject: live tokens go, new ones are refused until lifted; lifting restores only new.
     let before = read_token(&server, "alice", None).await;
+    let (_, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "write", "resource": "Database::\"orders\"", "reason": "INC-10"}),
+        )
+        .await;
+    let approved = body["request_id"].as_str().unwrap().to_owned();
+    let (status, _) = server
+        .post(
+            &format!("/v1/access-requests/{approved}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let (status, revocation) = server
         .post(
             "/v1/revocations",
@@ -230,6 +246,18 @@ async fn administrators_revoke_by_jti_request_and_subject() {
             .as_str()
             .unwrap()
             .contains("laptop stolen")
+    );
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{approved}/token"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::FORBIDDEN, &json!("revoked")),
+        "an approved request mints nothing for a revoked subject"
     );
     let other = read_token(&server, "bob", None).await;
     assert_eq!(introspect(&server, &admin, &other).await["active"], true);
