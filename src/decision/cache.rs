@@ -11,13 +11,14 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use cedar_policy::{Entities, EntityUid, RestrictedExpression};
+use cedar_policy::{Entities, EntityUid, PolicySet, RestrictedExpression};
 
 /// Cached entity stores hold about this many entities in total.
 const ENTITY_BUDGET: usize = 200_000;
 const MAX_PRINCIPALS: usize = 4_096;
 const MAX_IPS: usize = 4_096;
 const MAX_SHAPES: usize = 16_384;
+const MAX_SLICES: usize = 16_384;
 
 /// The principal and the groups its identity gives it (sorted, deduplicated).
 pub(crate) type PrincipalKey = (EntityUid, Vec<EntityUid>);
@@ -32,6 +33,8 @@ pub(crate) struct DecisionCache {
     /// entities and on the types of its context values, never on the values themselves; the
     /// server keys always have the same types, so one check per shape answers for all.
     valid_shapes: Bounded<RequestShape, ()>,
+    /// The policies that can apply, by (action, resource).
+    slices: Bounded<(EntityUid, EntityUid), Arc<PolicySet>>,
 }
 
 impl DecisionCache {
@@ -42,6 +45,7 @@ impl DecisionCache {
             principals: Bounded::new(principals),
             ips: Bounded::new(MAX_IPS),
             valid_shapes: Bounded::new(MAX_SHAPES),
+            slices: Bounded::new(MAX_SLICES),
         }
     }
 
@@ -51,6 +55,14 @@ impl DecisionCache {
 
     pub(crate) fn remember_valid_shape(&self, shape: RequestShape) {
         self.valid_shapes.insert(shape, ());
+    }
+
+    pub(crate) fn slice(
+        &self,
+        key: (EntityUid, EntityUid),
+        build: impl FnOnce(&(EntityUid, EntityUid)) -> Result<Arc<PolicySet>, String>,
+    ) -> Result<Arc<PolicySet>, String> {
+        self.slices.get_or_try_insert(key, build)
     }
 
     pub(crate) fn entities(

@@ -5,6 +5,7 @@
 mod cache;
 mod context;
 mod entity;
+mod slice;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -150,6 +151,15 @@ fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_u64(d.as_secs())
 }
 
+/// Whether [`PolicyPack::decide_in`] evaluates only the policies that can apply (see
+/// `slice`) or the whole pack, as Cedar alone would: the reference that slicing is tested and
+/// benchmarked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slicing {
+    On,
+    Off,
+}
+
 /// A request the pack cannot decide because it is malformed: the caller's mistake, never a deny.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
@@ -182,9 +192,34 @@ impl PolicyPack {
         if request.duration.is_some_and(|d| d.as_secs() == 0) {
             return Err(RequestError::ZeroDuration);
         }
+        self.decide_in(request, defaults, Slicing::On)
+    }
+
+    /// [`decide`](Self::decide), evaluating the whole pack or only the slice that can apply.
+    pub fn decide_in(
+        &self,
+        request: &DecisionRequest,
+        defaults: &GrantDefaults,
+        slicing: Slicing,
+    ) -> Result<Decision, RequestError> {
+        if request.duration.is_some_and(|d| d.as_secs() == 0) {
+            return Err(RequestError::ZeroDuration);
+        }
         let cedar_request = self.cedar_request(request)?;
         let entities = self.entities_with_principal(request)?;
-        let response = Authorizer::new().is_authorized(&cedar_request, &self.policy_set, &entities);
+        let slice = match (
+            slicing,
+            cedar_request.principal(),
+            cedar_request.action(),
+            cedar_request.resource(),
+        ) {
+            (Slicing::On, Some(principal), Some(action), Some(resource)) => {
+                self.slice(principal, action, resource)
+            }
+            _ => None,
+        };
+        let policies = slice.as_deref().unwrap_or(&self.policy_set);
+        let response = Authorizer::new().is_authorized(&cedar_request, policies, &entities);
 
         let mut errors: Vec<EvaluationError> = response
             .diagnostics()

@@ -86,6 +86,8 @@ pub struct PolicyPack {
     pub(crate) policy_set: PolicySet,
     pub(crate) schema: Schema,
     pub(crate) entities: Entities,
+    /// The schema's actions with their groups, for slicing; `None` turns slicing off.
+    pub(crate) action_entities: Option<Entities>,
     pub(crate) policies: BTreeMap<String, PolicyInfo>,
     /// Action id (`read`) → its uid in the schema.
     pub(crate) actions: HashMap<String, EntityUid>,
@@ -150,6 +152,7 @@ impl PolicyPack {
             version: version_of(&all_files),
             files: all_files.iter().map(|f| f.key.clone()).collect(),
             entity_types: schema.entity_types().map(ToString::to_string).collect(),
+            action_entities: schema.action_entities().ok(),
             policy_set,
             schema,
             entities,
