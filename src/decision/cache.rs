@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use cedar_policy::{Entities, EntityUid, PolicySet, RestrictedExpression};
 
+use super::slice::SliceKey;
+
 /// Cached entity stores hold about this many entities in total.
 const ENTITY_BUDGET: usize = 200_000;
 const MAX_PRINCIPALS: usize = 4_096;
@@ -33,8 +35,8 @@ pub(crate) struct DecisionCache {
     /// entities and on the types of its context values, never on the values themselves; the
     /// server keys always have the same types, so one check per shape answers for all.
     valid_shapes: Bounded<RequestShape, ()>,
-    /// The policies that can apply, by (action, resource).
-    slices: Bounded<(EntityUid, EntityUid), Arc<PolicySet>>,
+    /// The policies that can apply, by what they depend on.
+    slices: Bounded<SliceKey, Arc<PolicySet>>,
 }
 
 impl DecisionCache {
@@ -59,8 +61,8 @@ impl DecisionCache {
 
     pub(crate) fn slice(
         &self,
-        key: (EntityUid, EntityUid),
-        build: impl FnOnce(&(EntityUid, EntityUid)) -> Result<Arc<PolicySet>, String>,
+        key: SliceKey,
+        build: impl FnOnce(&SliceKey) -> Result<Arc<PolicySet>, String>,
     ) -> Result<Arc<PolicySet>, String> {
         self.slices.get_or_try_insert(key, build)
     }

@@ -214,7 +214,7 @@ impl PolicyPack {
             cedar_request.resource(),
         ) {
             (Slicing::On, Some(principal), Some(action), Some(resource)) => {
-                self.slice(principal, action, resource)
+                self.slice(principal, action, resource, &entities)
             }
             _ => None,
         };

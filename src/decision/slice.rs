@@ -1,40 +1,58 @@
-//! Policy slicing: a request is evaluated against only the policies whose scope can match its
-//! action and resource, instead of the whole pack. Cedar checks a policy's scope before its
-//! conditions, so a policy left out could only ever have not matched: it would neither have
-//! been satisfied nor have failed to evaluate. The answer is the same as the whole pack's
+//! Policy slicing: a request is evaluated against only the policies whose scope can match it,
+//! instead of the whole pack. Cedar checks a policy's scope before its conditions, so a policy
+//! left out could only ever have not matched: it would neither have been satisfied nor have
+//! failed to evaluate. The answer is the same as the whole pack's
 //! (`tests::sliced_decisions_equal_whole_pack_decisions` checks that over random requests).
 //!
-//! A slice depends on the action and the resource only, and resources are static (they must be
-//! in `entities.json`), so slices are built once per (action, resource) and cached with the
-//! pack. The principal's scope is left to Cedar: its groups come from the caller's identity.
+//! A slice depends on the action, the resource, and the principal's type and ancestors (its
+//! groups, transitively, as the request's entity store has them) — not on the principal's id,
+//! so principals with the same groups share slices. Resources are static (they must be in
+//! `entities.json`). Slices are built on first use and cached with the pack.
 
 use std::sync::Arc;
 
-use cedar_policy::{ActionConstraint, Entities, EntityUid, Policy, PolicySet, ResourceConstraint};
+use cedar_policy::{
+    ActionConstraint, Entities, EntityTypeName, EntityUid, Policy, PolicySet, PrincipalConstraint,
+    ResourceConstraint,
+};
 
 use crate::policy::PolicyPack;
 
-/// Whether a policy with these constraints can match `action` on `resource`, judged with the
-/// schema's action hierarchy and the pack's entities.
+/// What a slice depends on: action, resource, principal type, principal ancestors (sorted).
+pub(crate) type SliceKey = (EntityUid, EntityUid, EntityTypeName, Vec<EntityUid>);
+
 /// `b in a`, as Cedar reads it: reflexive, then through the hierarchy. (`is_ancestor_of` alone
 /// is not reflexive for entities that exist.)
 fn is_in(entities: &Entities, b: &EntityUid, a: &EntityUid) -> bool {
     a == b || entities.is_ancestor_of(a, b)
 }
 
-fn may_apply(
-    policy: &Policy,
-    action: &EntityUid,
-    resource: &EntityUid,
-    actions: &Entities,
-    entities: &Entities,
-) -> bool {
+/// Whether a principal of `kind` with `ancestors` may be `uid` or in it. An entity of the
+/// principal's own type may be the principal itself, whose id the key leaves out: kept.
+fn principal_in(kind: &EntityTypeName, ancestors: &[EntityUid], uid: &EntityUid) -> bool {
+    uid.type_name() == kind || ancestors.binary_search(uid).is_ok()
+}
+
+/// Whether `policy`'s scope can match the request `key` describes, judged with the schema's
+/// action hierarchy and the pack's entities.
+fn may_apply(policy: &Policy, key: &SliceKey, actions: &Entities, entities: &Entities) -> bool {
+    let (action, resource, kind, ancestors) = key;
+    let principal_matches = match policy.principal_constraint() {
+        PrincipalConstraint::Any => true,
+        PrincipalConstraint::Eq(uid) => uid.type_name() == kind,
+        PrincipalConstraint::In(uid) => principal_in(kind, ancestors, &uid),
+        PrincipalConstraint::Is(type_name) => type_name == *kind,
+        PrincipalConstraint::IsIn(type_name, uid) => {
+            type_name == *kind && principal_in(kind, ancestors, &uid)
+        }
+    };
     let action_matches = match policy.action_constraint() {
         ActionConstraint::Any => true,
         ActionConstraint::Eq(uid) => uid == *action,
         ActionConstraint::In(groups) => groups.iter().any(|g| is_in(actions, action, g)),
     };
-    action_matches
+    principal_matches
+        && action_matches
         && match policy.resource_constraint() {
             ResourceConstraint::Any => true,
             ResourceConstraint::Eq(uid) => uid == *resource,
@@ -47,26 +65,36 @@ fn may_apply(
 }
 
 impl PolicyPack {
-    /// The policies that can apply to a request of `principal` to `action` on `resource`, or
-    /// `None` when the whole pack must be evaluated.
+    /// The policies that can apply to a request of `principal` (as `request_entities` holds
+    /// it) to `action` on `resource`, or `None` when the whole pack must be evaluated.
     pub(crate) fn slice(
         &self,
         principal: &EntityUid,
         action: &EntityUid,
         resource: &EntityUid,
+        request_entities: &Entities,
     ) -> Option<Arc<PolicySet>> {
         // The request adds the principal's identity groups to its entity: if the principal is
-        // also the resource, its ancestors are not the static ones.
+        // also the resource, the resource's ancestors are not the static ones.
         if principal == resource {
             return None;
         }
         let actions = self.action_entities.as_ref()?;
+        let mut ancestors: Vec<EntityUid> =
+            request_entities.ancestors(principal)?.cloned().collect();
+        ancestors.sort();
+        let key = (
+            action.clone(),
+            resource.clone(),
+            principal.type_name().clone(),
+            ancestors,
+        );
         self.cache
-            .slice((action.clone(), resource.clone()), |(action, resource)| {
+            .slice(key, |key| {
                 let policies = self
                     .policy_set
                     .policies()
-                    .filter(|p| may_apply(p, action, resource, actions, &self.entities))
+                    .filter(|p| may_apply(p, key, actions, &self.entities))
                     .cloned();
                 PolicySet::from_policies(policies)
                     .map(Arc::new)
@@ -237,15 +265,19 @@ mod tests {
         // The random pack must exercise every outcome and evaluation errors to mean anything.
         assert_eq!(outcomes.len(), 3, "{outcomes:?}");
         assert!(with_errors > 100, "{with_errors} decisions with errors");
+        let mut request = random_request(&mut rng);
+        request.principal = EntityRef::new("User", "u1");
+        request.groups = vec![EntityRef::new("Group", "oncall")];
         let slice = pack
             .slice(
-                &EntityRef::new("User", "u1").to_uid().unwrap(),
+                &request.principal.to_uid().unwrap(),
                 &pack.actions["read"],
                 &EntityRef::new("Database", "orders").to_uid().unwrap(),
+                &pack.entities_with_principal(&request).unwrap(),
             )
             .unwrap();
         assert!(
-            slice.policies().count() < 150,
+            slice.policies().count() < 100,
             "a slice holds {} of 300 policies",
             slice.policies().count()
         );
