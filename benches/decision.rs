@@ -23,6 +23,7 @@ use cedar_policy::{Authorizer, Context, Entities, Entity, EntityUid, PolicySet, 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jitgate::decision::{
     DecisionContext, DecisionRequest, EntityRef, GrantDefaults, RequestContext, RequestTime,
+    Slicing,
 };
 use jitgate::policy::{PackPaths, PolicyPack};
 use tempfile::TempDir;
@@ -177,6 +178,17 @@ fn decisions(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("full_decide", n), &pack, |b, pack| {
             b.iter(|| pack.decide(black_box(&request), &defaults).unwrap())
         });
+        // The same with the whole pack evaluated, as before slicing.
+        group.bench_with_input(
+            BenchmarkId::new("full_decide_unsliced", n),
+            &pack,
+            |b, pack| {
+                b.iter(|| {
+                    pack.decide_in(black_box(&request), &defaults, Slicing::Off)
+                        .unwrap()
+                })
+            },
+        );
         // A principal and source IP never seen before: every per-pack cache misses.
         let mut fresh = 0u32;
         group.bench_with_input(BenchmarkId::new("full_decide_cold", n), &pack, |b, pack| {
