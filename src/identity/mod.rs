@@ -39,6 +39,11 @@ const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
 const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 /// A JWKS larger than this is refused.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
+/// A verified identity token is believed again without verifying its signature for at most
+/// this long (and never past its `exp`), so a withdrawn issuer key stops counting soon.
+const VERIFIED_FOR_SECS: u64 = 60;
+/// Most verified tokens remembered; the memory is cleared when full.
+const MAX_VERIFIED: usize = 16_384;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +78,39 @@ pub struct Authenticator {
     dev: Option<DevIssuer>,
     issuers: Vec<TrustedIssuer>,
     api_keys: Vec<ApiKey>,
+    verified: VerifiedTokens,
+}
+
+/// Identity tokens whose signature and claims were checked, by SHA-256 of the token, with the
+/// unix second until which they may be believed without checking again. Verifying a signature
+/// costs more than the rest of a request; a caller sends the same token many times.
+#[derive(Debug, Default)]
+struct VerifiedTokens {
+    map: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Caller, u64)>>,
+}
+
+impl VerifiedTokens {
+    fn get(&self, digest: &[u8; 32], now: u64) -> Option<Caller> {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(digest)
+            .filter(|(_, until)| now <= *until)
+            .map(|(caller, _)| caller.clone())
+    }
+
+    fn insert(&self, digest: [u8; 32], caller: Caller, until: u64) {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_VERIFIED {
+            map.clear();
+        }
+        map.insert(digest, (caller, until));
+    }
+
+    fn len(&self) -> usize {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
 }
 
 #[derive(Debug)]
@@ -127,6 +165,7 @@ impl Authenticator {
             dev,
             issuers,
             api_keys,
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -158,22 +197,38 @@ impl Authenticator {
                 .api_key(credential)
                 .ok_or(AuthError::Invalid(Rejection::UnknownKey));
         }
+        let digest: [u8; 32] = Sha256::digest(credential.as_bytes()).into();
+        if let Some(caller) = self.verified.get(&digest, now) {
+            return Ok(caller);
+        }
         let issuer =
             jwt::unverified_issuer(credential).ok_or(AuthError::Invalid(Rejection::Malformed))?;
-        if issuer == DEV_ISSUER
+        let (caller, exp) = if issuer == DEV_ISSUER
             && let Some(dev) = &self.dev
         {
-            return dev.verify(credential, now).map_err(AuthError::Invalid);
-        }
-        let trusted = self
-            .issuers
-            .iter()
-            .find(|t| t.config.issuer == issuer)
-            .ok_or(AuthError::Invalid(Rejection::UnknownIssuer))?;
-        trusted
-            .verify(credential, now)
-            .await
-            .map_err(AuthError::Invalid)
+            dev.verify(credential, now).map_err(AuthError::Invalid)?
+        } else {
+            let trusted = self
+                .issuers
+                .iter()
+                .find(|t| t.config.issuer == issuer)
+                .ok_or(AuthError::Invalid(Rejection::UnknownIssuer))?;
+            trusted
+                .verify(credential, now)
+                .await
+                .map_err(AuthError::Invalid)?
+        };
+        // Believed as long as the check just made would pass: until `exp` plus the leeway.
+        let until = exp
+            .saturating_add(jwt::LEEWAY_SECS)
+            .min(now.saturating_add(VERIFIED_FOR_SECS));
+        self.verified.insert(digest, caller.clone(), until);
+        Ok(caller)
+    }
+
+    /// How many verified tokens are remembered (for tests).
+    pub fn remembered(&self) -> usize {
+        self.verified.len()
     }
 
     /// Compares the key's hash with every configured one, in constant time.
@@ -192,6 +247,14 @@ impl Authenticator {
             client_id: key.name.clone(),
         })
     }
+}
+
+/// `exp` of verified claims (`jwt::verify` insists on it).
+fn expiry(claims: &Map<String, Value>) -> Result<u64, Rejection> {
+    claims
+        .get("exp")
+        .and_then(Value::as_u64)
+        .ok_or(Rejection::Malformed)
 }
 
 /// The caller described by verified identity claims.
@@ -275,7 +338,8 @@ impl DevIssuer {
         })
     }
 
-    fn verify(&self, token: &str, now: u64) -> Result<Caller, Rejection> {
+    /// The caller a dev token names, and its `exp`.
+    fn verify(&self, token: &str, now: u64) -> Result<(Caller, u64), Rejection> {
         let expected = Expectations {
             issuer: DEV_ISSUER,
             audience: DEV_AUDIENCE,
@@ -290,7 +354,10 @@ impl DevIssuer {
             .find(|k| k.kid == header.kid)
             .ok_or(Rejection::UnknownKey)?;
         let claims = jwt::verify(token, &header, &key.public, &expected, now)?;
-        Ok(caller_from_claims(&claims, "groups", DEV_ISSUER))
+        Ok((
+            caller_from_claims(&claims, "groups", DEV_ISSUER),
+            expiry(&claims)?,
+        ))
     }
 }
 
@@ -361,7 +428,8 @@ impl TrustedIssuer {
         }
     }
 
-    async fn verify(&self, token: &str, now: u64) -> Result<Caller, Rejection> {
+    /// The caller a token of this issuer names, and its `exp`.
+    async fn verify(&self, token: &str, now: u64) -> Result<(Caller, u64), Rejection> {
         let expected = Expectations {
             issuer: &self.config.issuer,
             audience: &self.config.audience,
@@ -380,10 +448,9 @@ impl TrustedIssuer {
             }
         };
         let claims = jwt::verify(token, &header, &key, &expected, now)?;
-        Ok(caller_from_claims(
-            &claims,
-            &self.config.groups_claim,
-            &self.config.issuer,
+        Ok((
+            caller_from_claims(&claims, &self.config.groups_claim, &self.config.issuer),
+            expiry(&claims)?,
         ))
     }
 }

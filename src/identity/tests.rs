@@ -501,3 +501,66 @@ fn idp_config(dir: &std::path::Path, jwks: &str) -> Config {
     });
     config
 }
+
+#[tokio::test]
+async fn a_verified_token_is_remembered_but_never_past_its_expiry() {
+    let f = fixture().await;
+    let token = f
+        .dev
+        .mint("alice", &[], true, Duration::from_secs(30), NOW)
+        .unwrap();
+    let first = f
+        .auth
+        .authenticate(Some(&bearer(&token)), NOW)
+        .await
+        .unwrap();
+    assert_eq!(f.auth.remembered(), 1);
+    let again = f
+        .auth
+        .authenticate(Some(&bearer(&token)), NOW + 20)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    // exp + the 5 s leeway is the last second it counts, remembered or not.
+    assert!(
+        f.auth
+            .authenticate(Some(&bearer(&token)), NOW + 35)
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        rejection_at(&f, &token, NOW + 36).await,
+        AuthError::Invalid(Rejection::BadSignatureOrClaims)
+    );
+
+    // A long-lived token is checked again after a minute, so a withdrawn key stops counting.
+    let long = f
+        .dev
+        .mint("bob", &[], false, Duration::from_secs(3600), NOW)
+        .unwrap();
+    f.auth
+        .authenticate(Some(&bearer(&long)), NOW)
+        .await
+        .unwrap();
+    let (_, until) = f.auth.verified.map.lock().unwrap()
+        [&<[u8; 32]>::from(Sha256::digest(long.as_bytes()))]
+        .clone();
+    assert_eq!(until, NOW + 60);
+
+    // A tampered copy is not the same token.
+    let mut forged = token.clone();
+    forged.pop();
+    assert!(
+        f.auth
+            .authenticate(Some(&bearer(&forged)), NOW)
+            .await
+            .is_err()
+    );
+}
+
+async fn rejection_at(f: &Fixture, token: &str, now: u64) -> AuthError {
+    f.auth
+        .authenticate(Some(&bearer(token)), now)
+        .await
+        .unwrap_err()
+}
