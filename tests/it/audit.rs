@@ -140,7 +140,7 @@ async fn verify_passes_on_a_busy_store_and_names_the_first_tampered_event() {
     // An edited event.
     execute(
         &database,
-        "UPDATE audit_events SET data = json_set(data, '$.decision', 'allow') WHERE seq = 12",
+        "UPDATE audit_events SET data = json_set(data, '$.tampered', 1) WHERE seq = 12",
     )
     .await;
     let (code, _, stderr) = audit(&data_dir, &["verify"]);
