@@ -8,16 +8,6 @@ use crate::audit::AuditFilter;
 use crate::config::Config;
 use crate::store::Store;
 
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("error: cannot start the runtime: {e}");
-            ExitCode::FAILURE
-        })
-}
-
 async fn open(config: &Config) -> Result<Store, ExitCode> {
     Store::open(&config.database_url, &config.data_dir)
         .await
@@ -29,7 +19,7 @@ async fn open(config: &Config) -> Result<Store, ExitCode> {
 
 /// Walks the chain: exit 0 with the head to keep, or 1 naming the first broken event.
 pub fn verify(config: &Config) -> ExitCode {
-    let runtime = match runtime() {
+    let runtime = match super::runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
@@ -67,7 +57,7 @@ pub fn verify(config: &Config) -> ExitCode {
 
 /// Writes the events in `[since, until)` as JSON lines on stdout, oldest first.
 pub fn export(config: &Config, filter: AuditFilter) -> ExitCode {
-    let runtime = match runtime() {
+    let runtime = match super::runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };

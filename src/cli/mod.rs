@@ -52,38 +52,7 @@ enum Command {
     },
     /// Ask a jitgate server for access and print the token (exit 0); denied: 2; expired or
     /// cancelled: 3; pending without --wait: 4; any error: 1.
-    Request {
-        /// The jitgate server
-        #[arg(long, value_name = "URL", env = "JITGATE_SERVER")]
-        server: String,
-        /// Your identity token (prefer the environment variable: arguments are visible to others)
-        #[arg(long, env = "JITGATE_TOKEN", hide_env_values = true)]
-        token: String,
-        /// The action, e.g. `write`
-        #[arg(long)]
-        action: String,
-        /// The resource, e.g. `Database::"orders"`
-        #[arg(long)]
-        resource: String,
-        /// Why you need it (ticket, incident)
-        #[arg(long)]
-        reason: Option<String>,
-        /// How long the token should live, e.g. `15m`
-        #[arg(long)]
-        duration: Option<String>,
-        /// A scope to ask for (repeat for several); default: what the policies grant
-        #[arg(long = "scope", value_name = "SCOPE")]
-        scopes: Vec<String>,
-        /// If approval is needed, wait for it and then mint the token
-        #[arg(long)]
-        wait: bool,
-        /// Print the server's JSON answer instead of the bare token
-        #[arg(long)]
-        json: bool,
-        /// How often to look while waiting
-        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-        poll_interval: std::time::Duration,
-    },
+    Request(request::Ask),
     /// Work with issued access tokens.
     Token {
         #[command(subcommand)]
@@ -194,6 +163,17 @@ impl PackArgs {
     }
 }
 
+/// The runtime of a command that talks to a server or the store (exit 1 if it cannot start).
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 /// Runs the command line of this process.
 pub fn main() -> ExitCode {
     run(Cli::parse())
@@ -238,29 +218,7 @@ pub fn run(cli: Cli) -> ExitCode {
             audience.as_deref(),
             &token,
         ),
-        Command::Request {
-            server,
-            token,
-            action,
-            resource,
-            reason,
-            duration,
-            scopes,
-            wait,
-            json,
-            poll_interval,
-        } => request::run(&request::Ask {
-            server,
-            token,
-            action,
-            resource,
-            reason,
-            duration,
-            scopes,
-            wait,
-            json,
-            poll_interval,
-        }),
+        Command::Request(ask) => request::run(&ask),
         Command::Check(pack) => check(&pack.paths()),
         Command::Test { pack, paths } => test(&pack.paths(), paths),
     }
@@ -497,15 +455,9 @@ fn verify_token(
     audience: Option<&str>,
     token: &str,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let verifier = runtime.block_on(async {
         match (server, jwks) {

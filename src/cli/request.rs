@@ -18,19 +18,39 @@ const CLOSED: u8 = 3;
 /// Waiting for approval, and `--wait` was not given.
 const PENDING: u8 = 4;
 
-/// What `jitgate request` was asked.
-#[derive(Debug)]
+/// What `jitgate request` is asked.
+#[derive(Debug, clap::Args)]
 pub struct Ask {
-    pub server: String,
-    pub token: String,
-    pub action: String,
-    pub resource: String,
-    pub reason: Option<String>,
-    pub duration: Option<String>,
-    pub scopes: Vec<String>,
-    pub wait: bool,
-    pub json: bool,
-    pub poll_interval: Duration,
+    /// The jitgate server
+    #[arg(long, value_name = "URL", env = "JITGATE_SERVER")]
+    server: String,
+    /// Your identity token (prefer the environment variable: arguments are visible to others)
+    #[arg(long, env = "JITGATE_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The action, e.g. `write`
+    #[arg(long)]
+    action: String,
+    /// The resource, e.g. `Database::"orders"`
+    #[arg(long)]
+    resource: String,
+    /// Why you need it (ticket, incident)
+    #[arg(long)]
+    reason: Option<String>,
+    /// How long the token should live, e.g. `15m`
+    #[arg(long)]
+    duration: Option<String>,
+    /// A scope to ask for (repeat for several); default: what the policies grant
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// If approval is needed, wait for it and then mint the token
+    #[arg(long)]
+    wait: bool,
+    /// Print the server's JSON answer instead of the bare token
+    #[arg(long)]
+    json: bool,
+    /// How often to look while waiting
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    poll_interval: Duration,
 }
 
 /// A failure that ends the command with [`ERROR`].
@@ -77,15 +97,9 @@ fn message(body: &Value) -> Option<&str> {
 
 /// Runs `jitgate request`.
 pub fn run(ask: &Ask) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(ERROR);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(request(ask)) {
         Ok(code) => ExitCode::from(code),

@@ -17,6 +17,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::{self, AuditEvent, AuditFilter, ChainBreak, ChainReport, ChainVerifier};
 
+/// The columns of a [`RevocationRecord`], for every query that reads one.
+macro_rules! revocation_columns {
+    () => {
+        "id, kind, value, reason, revoked_by, revoked_at, expires_at, lifted_at"
+    };
+}
+
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4_096;
@@ -472,12 +479,13 @@ impl Store {
         subject: &str,
         issued_at: i64,
     ) -> Result<Option<RevocationRecord>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, kind, value, reason, revoked_by, revoked_at, expires_at, lifted_at \
-             FROM revocations WHERE (kind = 'jti' AND value = ?) \
-             OR (kind = 'request_id' AND value = ?) \
-             OR (kind = 'subject' AND value = ? AND revoked_at >= ?) LIMIT 1",
-        )
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            revocation_columns!(),
+            " FROM revocations WHERE (kind = 'jti' AND value = ?) \
+                 OR (kind = 'request_id' AND value = ?) \
+                 OR (kind = 'subject' AND value = ? AND revoked_at >= ?) LIMIT 1"
+        ))
         .bind(jti)
         .bind(request_id)
         .bind(subject)
@@ -491,20 +499,22 @@ impl Store {
         &self,
         subject: &str,
     ) -> Result<Option<RevocationRecord>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, kind, value, reason, revoked_by, revoked_at, expires_at, lifted_at \
-             FROM revocations WHERE kind = 'subject' AND value = ? AND lifted_at IS NULL LIMIT 1",
-        )
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            revocation_columns!(),
+            " FROM revocations WHERE kind = 'subject' AND value = ? AND lifted_at IS NULL LIMIT 1"
+        ))
         .bind(subject)
         .fetch_optional(&self.pool)
         .await?)
     }
 
     pub async fn revocation(&self, id: &str) -> Result<Option<RevocationRecord>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, kind, value, reason, revoked_by, revoked_at, expires_at, lifted_at \
-             FROM revocations WHERE id = ?",
-        )
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            revocation_columns!(),
+            " FROM revocations WHERE id = ?"
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?)
@@ -518,10 +528,11 @@ impl Store {
         now: i64,
         limit: i64,
     ) -> Result<Vec<(i64, RevocationRecord)>, StoreError> {
-        let rows: Vec<PositionedRevocation> = sqlx::query_as(
-            "SELECT seq, id, kind, value, reason, revoked_by, revoked_at, expires_at, lifted_at \
-             FROM revocations WHERE seq > ? AND expires_at > ? ORDER BY seq LIMIT ?",
-        )
+        let rows: Vec<PositionedRevocation> = sqlx::query_as(concat!(
+            "SELECT seq, ",
+            revocation_columns!(),
+            " FROM revocations WHERE seq > ? AND expires_at > ? ORDER BY seq LIMIT ?"
+        ))
         .bind(after)
         .bind(now)
         .bind(limit)
