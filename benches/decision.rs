@@ -69,6 +69,64 @@ fn policies(n: usize) -> String {
     text
 }
 
+/// A pack shaped like a large organisation's: `n` policies, almost all narrow grants of one
+/// team on one database (`n` databases in all), and 20 broad guard rails, with an
+/// `entities.json` listing the databases. Slicing leaves a request the guard rails and the
+/// grants of its own teams on its database.
+fn spread_pack_dir(n: usize) -> (TempDir, PackPaths) {
+    let dir = TempDir::new().unwrap();
+    let paths = PackPaths::new(dir.path().join("policies"), Path::new(REPO).join("schemas"));
+    fs::create_dir_all(&paths.policies).unwrap();
+    let mut entities = vec![serde_json::json!({
+        "uid": {"type": "Group", "id": "oncall"}, "attrs": {}, "parents": []
+    })];
+    let databases = n.max(20);
+    for d in 0..databases {
+        entities.push(serde_json::json!({
+            "uid": {"type": "Database", "id": format!("db-{d}")},
+            "attrs": {"environment": "prod", "engine": "postgres", "data_class": "internal"},
+            "parents": [{"type": "Environment", "id": "prod"}],
+        }));
+    }
+    fs::write(
+        paths.entities_file(),
+        serde_json::to_string(&entities).unwrap(),
+    )
+    .unwrap();
+    let guards = 20.min(n / 2);
+    let mut text = String::new();
+    for i in 0..guards {
+        writeln!(
+            text,
+            "@id(\"guard-{i}\") forbid (principal, action in Action::\"requestable\", resource)\n\
+             when {{ context.risk_score > {} && context.time.hour == {} }};",
+            90 + i % 10,
+            i % 24
+        )
+        .unwrap();
+    }
+    for i in guards..n {
+        writeln!(
+            text,
+            "@id(\"grant-{i}\") @scope(\"db:read:{{resource.id}}\")\n\
+             permit (principal in Group::\"team-{}\", action == Action::\"read\", resource == Database::\"db-{}\")\n\
+             when {{ context.mfa }};",
+            i % 50,
+            i % databases
+        )
+        .unwrap();
+    }
+    // The benchmark request's own grant, so the decision is an allow.
+    writeln!(
+        text,
+        "@id(\"grant-oncall\") @scope(\"db:read:{{resource.id}}\")\n\
+         permit (principal in Group::\"oncall\", action == Action::\"read\", resource == Database::\"db-7\");"
+    )
+    .unwrap();
+    fs::write(paths.policies.join("generated.cedar"), text).unwrap();
+    (dir, paths)
+}
+
 /// A pack dir with the shipped schema and entities and `n` generated policies.
 fn pack_dir(n: usize) -> (TempDir, PackPaths) {
     let dir = TempDir::new().unwrap();
@@ -206,6 +264,33 @@ fn decisions(c: &mut Criterion) {
                 criterion::BatchSize::SmallInput,
             )
         });
+    }
+    // The large-organisation shape: what slicing is for.
+    let mut spread_request = request.clone();
+    spread_request.resource = EntityRef::new("Database", "db-7");
+    for n in [10, 1000] {
+        let (_dir, paths) = spread_pack_dir(n);
+        let pack = PolicyPack::load(&paths).unwrap();
+        assert_eq!(
+            pack.decide(&spread_request, &defaults)
+                .unwrap()
+                .outcome
+                .as_str(),
+            "allow"
+        );
+        group.bench_with_input(BenchmarkId::new("spread_decide", n), &pack, |b, pack| {
+            b.iter(|| pack.decide(black_box(&spread_request), &defaults).unwrap())
+        });
+        group.bench_with_input(
+            BenchmarkId::new("spread_decide_unsliced", n),
+            &pack,
+            |b, pack| {
+                b.iter(|| {
+                    pack.decide_in(black_box(&spread_request), &defaults, Slicing::Off)
+                        .unwrap()
+                })
+            },
+        );
     }
     group.finish();
 }
