@@ -784,9 +784,17 @@ async fn commit<'a>(
     writes: impl Iterator<Item = &'a Write>,
 ) -> Result<(), Failure> {
     let database = |e: sqlx::Error| Failure::Database(e.to_string());
-    let mut tx = pool.begin().await.map_err(database)?;
+    // IMMEDIATE takes the write lock first. A deferred transaction reads first and upgrades
+    // later, and SQLite answers an upgrade that meets another connection's lock with BUSY at
+    // once, without waiting out busy_timeout (that wait could deadlock).
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(database)?;
     for write in writes {
-        apply(&mut tx, write).await?;
+        if let Err(failure) = apply(&mut tx, write).await {
+            // Now, not when the dropped transaction's rollback gets round to running: the
+            // retry that follows must not meet this transaction's lock.
+            tx.rollback().await.map_err(database)?;
+            return Err(failure);
+        }
     }
     tx.commit().await.map_err(database)
 }
