@@ -61,16 +61,22 @@ pub fn chain_hash(
     subject: Option<&str>,
     data: &Value,
 ) -> String {
-    let fields = Value::Array(vec![
+    // The canonical form of the array [seq, at, type, request_id, subject, data], written
+    // without copying `data` into one.
+    let mut canonical = String::with_capacity(1024);
+    canonical.push('[');
+    for field in [
         Value::from(seq),
         Value::from(at),
         Value::from(kind),
         request_id.map_or(Value::Null, Value::from),
         subject.map_or(Value::Null, Value::from),
-        data.clone(),
-    ]);
-    let mut canonical = String::new();
-    write_canonical(&fields, &mut canonical);
+    ] {
+        write_canonical(&field, &mut canonical);
+        canonical.push(',');
+    }
+    write_canonical(data, &mut canonical);
+    canonical.push(']');
     let mut digest = Sha256::new();
     digest.update(prev_hash.as_bytes());
     digest.update(b"\n");

@@ -82,6 +82,21 @@ pub struct Config {
     pub risk: RiskConfig,
     pub rate_limit: RateLimitConfig,
     pub webhooks: Vec<WebhookConfig>,
+    /// Set by `jitgate serve --bench-…` flags in a `bench` build; never read from a file.
+    #[cfg(feature = "bench")]
+    #[serde(skip)]
+    pub bench: BenchSwitches,
+}
+
+/// Switches that make a server unfit for anything but measurement, compiled only into builds
+/// with the `bench` feature (`jitgate-load` compares the server against itself with them).
+#[cfg(feature = "bench")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BenchSwitches {
+    /// Serve `POST /bench/stripped`: parse, decide, sign; no identity, store or metrics.
+    pub stripped_endpoint: bool,
+    /// Acknowledge every store write without writing it (no audit trail, no records).
+    pub discard_writes: bool,
 }
 
 impl Default for Config {
@@ -104,6 +119,8 @@ impl Default for Config {
             risk: RiskConfig::default(),
             rate_limit: RateLimitConfig::default(),
             webhooks: Vec::new(),
+            #[cfg(feature = "bench")]
+            bench: BenchSwitches::default(),
         }
     }
 }

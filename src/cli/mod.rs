@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the access API (quickstart without --config: dev issuer, shipped pack, ./data).
-    Serve(ConfigArgs),
+    Serve(ServeArgs),
     /// Print an identity token from the dev issuer (trusted while [identity.dev] is enabled).
     DevToken {
         #[command(flatten)]
@@ -138,6 +138,27 @@ struct ConfigArgs {
     config: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[cfg(feature = "bench")]
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+/// Measurement switches (`bench` builds only; see `jitgate-load`).
+#[cfg(feature = "bench")]
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Serve POST /bench/stripped: parse, decide and sign, nothing else
+    #[arg(long)]
+    bench_stripped_endpoint: bool,
+    /// Write nothing to the store (no audit trail): to measure what durable audit costs
+    #[arg(long)]
+    bench_discard_writes: bool,
+}
+
 impl ConfigArgs {
     fn load(&self) -> Result<Config, ExitCode> {
         Config::load(self.config.as_deref(), std::env::vars()).map_err(|e| {
@@ -181,7 +202,7 @@ pub fn main() -> ExitCode {
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Serve(config) => serve(&config),
+        Command::Serve(args) => serve(&args),
         Command::DevToken {
             config,
             sub,
@@ -310,12 +331,24 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn serve(args: &ConfigArgs) -> ExitCode {
+fn serve(args: &ServeArgs) -> ExitCode {
     crate::telemetry::init();
-    let config = match args.load() {
+    #[cfg_attr(
+        not(feature = "bench"),
+        expect(unused_mut, reason = "bench builds set switches")
+    )]
+    let mut config = match args.config.load() {
         Ok(config) => config,
         Err(code) => return code,
     };
+    #[cfg(feature = "bench")]
+    {
+        config.bench = crate::config::BenchSwitches {
+            stripped_endpoint: args.bench.bench_stripped_endpoint,
+            discard_writes: args.bench.bench_discard_writes,
+        };
+        tracing::warn!(switches = ?config.bench, "BENCH BUILD: measurement switches compiled in");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

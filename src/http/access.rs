@@ -76,9 +76,8 @@ pub async fn create(
     ClientIp(ip): ClientIp,
     JsonBody(body): JsonBody<AccessRequestBody>,
 ) -> Result<Response, ApiError> {
-    refuse_revoked_subject(&state, &caller).await?;
     let break_glass_asked = body.break_glass;
-    let evaluated = evaluate(&state, caller, ip, body).await?;
+    let evaluated = evaluate(&state, caller, ip, body, Revoked::Refuse).await?;
     let Evaluated {
         request_id,
         now,
@@ -264,7 +263,7 @@ pub async fn dry_run(
     ClientIp(ip): ClientIp,
     JsonBody(body): JsonBody<AccessRequestBody>,
 ) -> Result<Response, ApiError> {
-    let evaluated = evaluate(&state, caller, ip, body).await?;
+    let evaluated = evaluate(&state, caller, ip, body, Revoked::Decide).await?;
     let Evaluated {
         request_id,
         now,
@@ -307,12 +306,22 @@ pub async fn dry_run(
     .into_response())
 }
 
+/// What [`evaluate`] does for a caller whose subject is revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Revoked {
+    /// 403 `revoked`, audited, before anything is decided (an access request).
+    Refuse,
+    /// Decide anyway (a dry run issues nothing).
+    Decide,
+}
+
 /// Rate limit, risk, and the decision itself.
 async fn evaluate(
     state: &AppState,
     caller: Caller,
     ip: std::net::IpAddr,
     body: AccessRequestBody,
+    revoked: Revoked,
 ) -> Result<Evaluated, ApiError> {
     let principal = caller.principal.to_string();
     let requests_last_minute = admit(state, &principal)?;
@@ -343,7 +352,7 @@ async fn evaluate(
 
     let now = state.now();
     let time = state.request_time(now);
-    let risk = risk_for(
+    let (risk, block) = risk_for(
         state,
         &caller,
         &principal,
@@ -352,6 +361,9 @@ async fn evaluate(
         requests_last_minute,
     )
     .await?;
+    if let (Some(block), Revoked::Refuse) = (block, revoked) {
+        return Err(refuse(state, &caller, block).await);
+    }
 
     let request = DecisionRequest {
         principal: caller.principal.clone(),
@@ -419,16 +431,35 @@ async fn evaluate(
     })
 }
 
+/// A subject revocation in force: it refuses the caller new tokens.
+pub(super) struct SubjectBlock {
+    id: String,
+    reason: String,
+}
+
 /// 403 `revoked` (audited) while a subject revocation refuses the caller new tokens.
 pub(super) async fn refuse_revoked_subject(
     state: &AppState,
     caller: &Caller,
 ) -> Result<(), ApiError> {
-    let Some(block) = state.store.subject_block(&caller.principal.id).await? else {
-        return Ok(());
-    };
+    match state.store.subject_block(&caller.principal.id).await? {
+        Some(block) => Err(refuse(
+            state,
+            caller,
+            SubjectBlock {
+                id: block.id,
+                reason: block.reason,
+            },
+        )
+        .await),
+        None => Ok(()),
+    }
+}
+
+/// The refusal of `caller` under `block`, audited.
+async fn refuse(state: &AppState, caller: &Caller, block: SubjectBlock) -> ApiError {
     let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
-    state
+    let audited = state
         .store
         .write(vec![Write::Audit(AuditRecord {
             at: now,
@@ -437,8 +468,11 @@ pub(super) async fn refuse_revoked_subject(
             subject: Some(caller.principal.id.clone()),
             data: json!({"reason": "subject_revoked", "revocation": block.id}),
         })])
-        .await?;
-    Err(ApiError::Revoked(block.reason))
+        .await;
+    match audited {
+        Ok(()) => ApiError::Revoked(block.reason),
+        Err(e) => e.into(),
+    }
 }
 
 /// What the store keeps of an issued token (never the token): its record, and the audit event
@@ -482,7 +516,8 @@ pub(super) fn token_writes(
     ]
 }
 
-/// The risk of a request by `caller` from `ip` now.
+/// The risk of a request by `caller` from `ip` now, and the caller's subject block if one is
+/// in force (one store query for both).
 pub(super) async fn risk_for(
     state: &AppState,
     caller: &Caller,
@@ -490,39 +525,39 @@ pub(super) async fn risk_for(
     ip: std::net::IpAddr,
     hour: i64,
     requests_last_minute: usize,
-) -> Result<Risk, ApiError> {
+) -> Result<(Risk, Option<SubjectBlock>), ApiError> {
     let now = state.now();
     let risk_config = &state.config.risk;
-    let recent_denials = match &risk_config.recent_denials {
-        Some(config) => {
-            let since = now.saturating_sub(config.window.as_secs());
-            state
-                .store
-                .denials_since(principal, i64::try_from(since).unwrap_or(0))
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        }
-        None => 0,
+    let denials_since = match &risk_config.recent_denials {
+        Some(config) => i64::try_from(now.saturating_sub(config.window.as_secs())).unwrap_or(0),
+        // Counts nothing.
+        None => i64::MAX,
     };
-    let seen_from_ip = match risk_config.new_source_ip {
-        Some(_) => state
-            .store
-            .seen_from(principal, &ip.to_string())
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
-        None => true,
-    };
-    Ok(risk::assess(
+    let standing = state
+        .store
+        .standing(
+            &caller.principal.id,
+            principal,
+            denials_since,
+            &ip.to_string(),
+        )
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let risk = risk::assess(
         risk_config,
         &Observations {
             source_ip: ip,
             mfa: caller.mfa,
             hour,
-            recent_denials,
+            recent_denials: standing.recent_denials,
             requests_last_minute,
-            seen_from_ip,
+            seen_from_ip: risk_config.new_source_ip.is_none() || standing.seen_from,
         },
-    ))
+    );
+    let block = standing
+        .block
+        .map(|(id, reason)| SubjectBlock { id, reason });
+    Ok((risk, block))
 }
 
 /// Counts a request of `principal` against the rate limit.

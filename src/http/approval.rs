@@ -407,7 +407,8 @@ pub async fn mint(
     let time = state.request_time(now);
     let principal = caller.principal.to_string();
     let requests_last_minute = admit(&state, &principal)?;
-    let risk = risk_for(
+    // The block, if any, was refused above.
+    let (risk, _) = risk_for(
         &state,
         &caller,
         &principal,

@@ -4,6 +4,8 @@
 mod access;
 mod approval;
 mod audit;
+#[cfg(feature = "bench")]
+mod bench;
 mod error;
 mod extract;
 mod meta;
@@ -69,7 +71,14 @@ pub enum ServeError {
 
 /// The routes, on `state`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // Outside the observing layer: the stripped endpoint measures the work that cannot go.
+    #[cfg(feature = "bench")]
+    let bench = if state.config.bench.stripped_endpoint {
+        bench::routes().with_state(state.clone())
+    } else {
+        Router::new()
+    };
+    let app = Router::new()
         .route(
             "/v1/access-requests",
             post(access::create).get(approval::list),
@@ -101,7 +110,10 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .with_state(state);
+    #[cfg(feature = "bench")]
+    let app = app.merge(bench);
+    app
 }
 
 /// Request id (echoed, or made up), a span carrying it, and the per-route metrics.
@@ -251,6 +263,12 @@ pub async fn build(config: Config) -> Result<AppState, ServeError> {
             source,
         })?;
     let store = Store::open(&config.database_url, &config.data_dir).await?;
+    #[cfg(feature = "bench")]
+    let store = if config.bench.discard_writes {
+        store.discarding_writes()
+    } else {
+        store
+    };
     let mut ring = KeyRing::open(&config.data_dir.join("keys"), config.signing_alg, now)?;
     let issued_until = store.latest_expiry_by_kid().await?;
     for kid in ring.prune(now, config.max_ttl, &issued_until)? {

@@ -1,21 +1,24 @@
 //! Durable state: access requests, issued tokens (never the tokens themselves) and the
 //! append-only audit trail, in SQLite (a file in `data_dir`, WAL mode, migrations embedded).
 //!
-//! Every write goes through one writer task that commits whatever callers have queued in a
-//! single transaction and then answers each caller, so a caller's `write` returns only once its
-//! records are durable and the cost of a commit is shared under load. PostgreSQL, for several
-//! replicas, is a later backend behind the same API.
+//! Every write goes through one writer (a thread with its own connection, see `writer`) that
+//! commits whatever callers have queued in a single transaction and then answers each caller,
+//! so a caller's `write` returns only once its records are durable (`synchronous=FULL`: an
+//! fsync per commit) and the cost of a commit is shared under load. Reads go through a small
+//! sqlx pool. PostgreSQL, for several replicas, is a later backend behind the same API.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::audit::{self, AuditEvent, AuditFilter, ChainBreak, ChainReport, ChainVerifier};
+use crate::audit::{AuditEvent, AuditFilter, ChainBreak, ChainReport, ChainVerifier};
+
+mod writer;
 
 /// The columns of a [`RevocationRecord`], for every query that reads one.
 macro_rules! revocation_columns {
@@ -32,6 +35,9 @@ const QUEUE: usize = 4_096;
 pub enum StoreError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The writer's own connection (see `writer`).
+    #[error("database: {0}")]
+    Writer(#[from] rusqlite::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the store's writer has stopped")]
@@ -158,6 +164,15 @@ pub struct PendingDelivery {
     pub attempts: i64,
 }
 
+/// See [`Store::standing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    /// (revocation id, reason) of the subject's active block.
+    pub block: Option<(String, String)>,
+    pub recent_denials: i64,
+    pub seen_from: bool,
+}
+
 /// One write; a call's writes commit together or not at all.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -266,6 +281,8 @@ impl From<Failure> for StoreError {
 pub struct Store {
     pool: SqlitePool,
     writer: mpsc::Sender<Job>,
+    #[cfg(feature = "bench")]
+    discard_writes: bool,
 }
 
 impl std::fmt::Debug for Job {
@@ -289,25 +306,52 @@ impl Store {
                 "database_url: only SQLite is supported so far; PostgreSQL comes with multi-replica support".into(),
             ));
         };
+        if options.get_filename() == Path::new(":memory:") {
+            return Err(StoreError::Unsupported(
+                "database_url: an in-memory database would lose the audit trail; name a file"
+                    .into(),
+            ));
+        }
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // A decision is answered only after its records survive a power cut, not just a crash.
-            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        let (writer, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(run_writer(pool.clone(), jobs));
-        Ok(Self { pool, writer })
+        let connection = writer::open(options.get_filename())?;
+        let (sender, jobs) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("jitgate-store-writer".into())
+            .spawn(move || writer::run(connection, jobs))
+            .map_err(|e| StoreError::Unsupported(format!("cannot start the store writer: {e}")))?;
+        Ok(Self {
+            pool,
+            writer: sender,
+            #[cfg(feature = "bench")]
+            discard_writes: false,
+        })
+    }
+
+    /// This store, acknowledging every write without making it (bench builds only).
+    #[cfg(feature = "bench")]
+    #[must_use]
+    pub fn discarding_writes(self) -> Self {
+        Self {
+            discard_writes: true,
+            ..self
+        }
     }
 
     /// Commits `writes` together; returns once they are durable.
     pub async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        #[cfg(feature = "bench")]
+        if self.discard_writes {
+            return Ok(());
+        }
         let (done, committed) = oneshot::channel();
         self.writer
             .send(Job { writes, done })
@@ -349,29 +393,6 @@ impl Store {
             .into_iter()
             .map(|(kid, exp)| (kid, u64::try_from(exp).unwrap_or(0)))
             .collect())
-    }
-
-    /// Denied requests of `principal` since `since` (unix seconds).
-    pub async fn denials_since(&self, principal: &str, since: i64) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM access_requests WHERE principal = ? AND created_at >= ? AND decision = 'deny'",
-        )
-        .bind(principal)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    /// Whether `principal` has been seen from `source_ip` before.
-    pub async fn seen_from(&self, principal: &str, source_ip: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM principal_sources WHERE principal = ? AND source_ip = ?",
-        )
-        .bind(principal)
-        .bind(source_ip)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
     }
 
     /// The audit trail, oldest first (for tests and, later, export).
@@ -495,6 +516,42 @@ impl Store {
     }
 
     /// The subject revocation that refuses new tokens to `subject`, if one is in force.
+    /// What the store knows of a caller for one request, in one query: the subject's active
+    /// block, if any; `principal`'s denials since `denials_since`; whether it was seen from
+    /// `source_ip` before.
+    pub async fn standing(
+        &self,
+        subject: &str,
+        principal: &str,
+        denials_since: i64,
+        source_ip: &str,
+    ) -> Result<Standing, StoreError> {
+        let (block_id, block_reason, recent_denials, seen_from): (
+            Option<String>,
+            Option<String>,
+            i64,
+            bool,
+        ) = sqlx::query_as(
+            "SELECT r.id, r.reason, \
+             (SELECT COUNT(*) FROM access_requests \
+              WHERE principal = ?2 AND created_at >= ?3 AND decision = 'deny'), \
+             EXISTS (SELECT 1 FROM principal_sources WHERE principal = ?2 AND source_ip = ?4) \
+             FROM (SELECT 1) LEFT JOIN revocations r \
+             ON r.kind = 'subject' AND r.value = ?1 AND r.lifted_at IS NULL LIMIT 1",
+        )
+        .bind(subject)
+        .bind(principal)
+        .bind(denials_since)
+        .bind(source_ip)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Standing {
+            block: block_id.zip(block_reason),
+            recent_denials,
+            seen_from,
+        })
+    }
+
     pub async fn subject_block(
         &self,
         subject: &str,
@@ -748,352 +805,6 @@ impl AuditEventRow {
 
 /// `at, type, request_id, subject, data` of `audit_events`.
 type AuditRow = (i64, String, Option<String>, Option<String>, String);
-
-async fn run_writer(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let all = batch.iter().flat_map(|job| job.writes.iter());
-        match commit(&pool, all).await {
-            Ok(()) => {
-                for job in batch {
-                    let _ = job.done.send(Ok(()));
-                }
-            }
-            // One failing job must not fail its neighbours: retry each on its own.
-            Err(_) => {
-                for job in batch {
-                    let result = commit(&pool, job.writes.iter()).await;
-                    if let Err(Failure::Database(message)) = &result {
-                        tracing::error!(error = %message, "store write failed");
-                    }
-                    let _ = job.done.send(result);
-                }
-            }
-        }
-    }
-}
-
-async fn commit<'a>(
-    pool: &SqlitePool,
-    writes: impl Iterator<Item = &'a Write>,
-) -> Result<(), Failure> {
-    let database = |e: sqlx::Error| Failure::Database(e.to_string());
-    // IMMEDIATE takes the write lock first. A deferred transaction reads first and upgrades
-    // later, and SQLite answers an upgrade that meets another connection's lock with BUSY at
-    // once, without waiting out busy_timeout (that wait could deadlock).
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(database)?;
-    for write in writes {
-        if let Err(failure) = apply(&mut tx, write).await {
-            // Now, not when the dropped transaction's rollback gets round to running: the
-            // retry that follows must not meet this transaction's lock.
-            tx.rollback().await.map_err(database)?;
-            return Err(failure);
-        }
-    }
-    tx.commit().await.map_err(database)
-}
-
-async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &Write) -> Result<(), Failure> {
-    let database = |e: sqlx::Error| Failure::Database(e.to_string());
-    match write {
-        Write::Request(r) => {
-            sqlx::query(
-                "INSERT INTO access_requests (id, created_at, principal, action, resource, scopes, \
-                 duration_secs, reason, source_ip, decision, status, policies, policy_version, \
-                 risk_score, risk_signals, approvals_required, expires_at, context, lifetime_secs) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&r.id)
-            .bind(r.created_at)
-            .bind(&r.principal)
-            .bind(&r.action)
-            .bind(&r.resource)
-            .bind(json(&r.scopes))
-            .bind(r.duration_secs)
-            .bind(&r.reason)
-            .bind(&r.source_ip)
-            .bind(&r.decision)
-            .bind(&r.status)
-            .bind(json(&r.policies))
-            .bind(&r.policy_version)
-            .bind(r.risk_score)
-            .bind(json(&r.risk_signals))
-            .bind(r.approvals_required)
-            .bind(r.expires_at)
-            .bind(json(&r.context))
-            .bind(r.lifetime_secs)
-            .execute(&mut **tx)
-            .await
-            .map_err(database)?;
-        }
-        Write::Token(t) => {
-            sqlx::query(
-                "INSERT INTO tokens (jti, request_id, subject, kid, scope, issued_at, expires_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&t.jti)
-            .bind(&t.request_id)
-            .bind(&t.subject)
-            .bind(&t.kid)
-            .bind(&t.scope)
-            .bind(t.issued_at)
-            .bind(t.expires_at)
-            .execute(&mut **tx)
-            .await
-            .map_err(database)?;
-        }
-        Write::Audit(a) => {
-            // Chained to the last committed event; the one writer keeps the chain linear.
-            let last: Option<(i64, Option<String>)> =
-                sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err(database)?;
-            let (seq, prev_hash) = match last {
-                Some((seq, hash)) => (seq + 1, hash.unwrap_or_else(|| audit::GENESIS.into())),
-                None => (1, audit::GENESIS.into()),
-            };
-            let hash = audit::chain_hash(
-                &prev_hash,
-                seq,
-                a.at,
-                &a.kind,
-                a.request_id.as_deref(),
-                a.subject.as_deref(),
-                &a.data,
-            );
-            sqlx::query(
-                "INSERT INTO audit_events (seq, at, type, request_id, subject, data, prev_hash, hash) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(seq)
-            .bind(a.at)
-            .bind(&a.kind)
-            .bind(&a.request_id)
-            .bind(&a.subject)
-            .bind(json(&a.data))
-            .bind(prev_hash)
-            .bind(hash)
-            .execute(&mut **tx)
-            .await
-            .map_err(database)?;
-        }
-        Write::SourceSeen {
-            principal,
-            source_ip,
-            at,
-        } => {
-            sqlx::query(
-                "INSERT OR IGNORE INTO principal_sources (principal, source_ip, first_seen) VALUES (?, ?, ?)",
-            )
-            .bind(principal)
-            .bind(source_ip)
-            .bind(at)
-            .execute(&mut **tx)
-            .await
-            .map_err(database)?;
-        }
-        Write::RequireStatus { id, status, at } => {
-            let row: Option<(String, Option<i64>)> =
-                sqlx::query_as("SELECT status, expires_at FROM access_requests WHERE id = ?")
-                    .bind(id)
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err(database)?;
-            let Some((current, expires_at)) = row else {
-                return Err(Failure::Conflict("no such request".into()));
-            };
-            let current = effective_status(&current, expires_at, *at);
-            if current != *status {
-                return Err(Failure::Conflict(current));
-            }
-        }
-        Write::Approval(a) => {
-            let inserted = sqlx::query(
-                "INSERT OR IGNORE INTO approvals (request_id, approver, decision, comment, at) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&a.request_id)
-            .bind(&a.approver)
-            .bind(&a.decision)
-            .bind(&a.comment)
-            .bind(a.at)
-            .execute(&mut **tx)
-            .await
-            .map_err(database)?;
-            if inserted.rows_affected() == 0 {
-                return Err(Failure::Conflict(
-                    "already answered by this approver".into(),
-                ));
-            }
-        }
-        Write::SetStatus { id, status, at } => {
-            sqlx::query("UPDATE access_requests SET status = ?, decided_at = ? WHERE id = ?")
-                .bind(status)
-                .bind(at)
-                .bind(id)
-                .execute(&mut **tx)
-                .await
-                .map_err(database)?;
-        }
-        Write::Expire { id, at } => {
-            let expired = sqlx::query(
-                "UPDATE access_requests SET status = 'expired', decided_at = expires_at \
-                 WHERE id = ? AND status = 'pending' AND expires_at <= ?",
-            )
-            .bind(id)
-            .bind(at)
-            .execute(&mut **tx)
-            .await
-            .map_err(database)?;
-            if expired.rows_affected() == 0 {
-                return Err(Failure::Conflict("not pending".into()));
-            }
-        }
-        Write::ApproveAtQuorum { id, at, announce } => {
-            let approved = sqlx::query(
-                "UPDATE access_requests SET status = 'approved', decided_at = ? \
-                 WHERE id = ? AND status = 'pending' AND approvals_required <= \
-                 (SELECT COUNT(*) FROM approvals WHERE request_id = ? AND decision = 'approve')",
-            )
-            .bind(at)
-            .bind(id)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(database)?;
-            if approved.rows_affected() == 1 {
-                for record in announce {
-                    queue(tx, record).await.map_err(database)?;
-                }
-            }
-        }
-        Write::Outbox(record) => queue(tx, record).await.map_err(database)?,
-        Write::Revocation(r) => {
-            sqlx::query(
-                "INSERT INTO revocations (id, kind, value, reason, revoked_by, revoked_at, \
-                 expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&r.id)
-            .bind(&r.kind)
-            .bind(&r.value)
-            .bind(&r.reason)
-            .bind(&r.revoked_by)
-            .bind(r.revoked_at)
-            .bind(r.expires_at)
-            .execute(&mut **tx)
-            .await
-            .map_err(database)?;
-        }
-        Write::RequireNotRevoked {
-            subject,
-            request_id,
-        } => {
-            let reason: Option<String> = sqlx::query_scalar(
-                "SELECT reason FROM revocations WHERE (kind = 'subject' AND value = ? \
-                 AND lifted_at IS NULL) OR (kind = 'request_id' AND value = ?) LIMIT 1",
-            )
-            .bind(subject)
-            .bind(request_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(database)?;
-            if let Some(reason) = reason {
-                return Err(Failure::Revoked(reason));
-            }
-        }
-        Write::LiftRevocation { id, at } => {
-            let lifted = sqlx::query(
-                "UPDATE revocations SET lifted_at = ? \
-                 WHERE id = ? AND kind = 'subject' AND lifted_at IS NULL",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(database)?;
-            if lifted.rows_affected() == 0 {
-                return Err(Failure::Conflict("not an active subject revocation".into()));
-            }
-        }
-        Write::PruneRevocations { now } => {
-            // A subject block that is not lifted stays, whatever its tokens did.
-            sqlx::query(
-                "DELETE FROM revocations WHERE expires_at <= ? \
-                 AND (kind != 'subject' OR lifted_at IS NOT NULL)",
-            )
-            .bind(now)
-            .execute(&mut **tx)
-            .await
-            .map_err(database)?;
-        }
-        Write::DeliveryFinished {
-            id,
-            failed,
-            at_ms,
-            error,
-        } => {
-            sqlx::query(
-                "UPDATE webhook_outbox SET state = ?, attempts = attempts + 1, finished_ms = ?, \
-                 last_error = COALESCE(?, last_error) WHERE id = ?",
-            )
-            .bind(if *failed { "failed" } else { "delivered" })
-            .bind(at_ms)
-            .bind(error)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(database)?;
-        }
-        Write::DeliveryRetry {
-            id,
-            next_attempt_ms,
-            error,
-        } => {
-            sqlx::query(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = ?, \
-                 last_error = ? WHERE id = ?",
-            )
-            .bind(next_attempt_ms)
-            .bind(error)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(database)?;
-        }
-        Write::PruneDeliveries { before_ms } => {
-            sqlx::query("DELETE FROM webhook_outbox WHERE state != 'pending' AND finished_ms < ?")
-                .bind(before_ms)
-                .execute(&mut **tx)
-                .await
-                .map_err(database)?;
-        }
-    }
-    Ok(())
-}
-
-async fn queue(tx: &mut Transaction<'_, Sqlite>, record: &OutboxRecord) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO webhook_outbox (delivery_id, hook, event, request_id, body, created_ms, \
-         next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&record.delivery_id)
-    .bind(&record.hook)
-    .bind(&record.event)
-    .bind(&record.request_id)
-    .bind(&record.body)
-    .bind(record.created_ms)
-    .bind(record.created_ms)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
 
 /// The status a request has at `now`: a pending request past its expiry is expired, even
 /// before anything has written that down.

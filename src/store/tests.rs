@@ -57,26 +57,58 @@ async fn writes_are_durable_and_read_back() {
         ])
         .await
         .unwrap();
+    let alice = "User::\"alice\"";
+    let standing = store
+        .standing("alice", alice, 999, "10.0.0.1")
+        .await
+        .unwrap();
     assert_eq!(
-        store.denials_since("User::\"alice\"", 999).await.unwrap(),
-        1
+        standing,
+        Standing {
+            block: None,
+            recent_denials: 1,
+            seen_from: true
+        }
     );
+    let standing = store
+        .standing("alice", alice, 1001, "10.0.0.2")
+        .await
+        .unwrap();
+    assert_eq!((standing.recent_denials, standing.seen_from), (0, false));
+    store
+        .write(vec![Write::Revocation(RevocationRecord {
+            id: "rev_1".into(),
+            kind: "subject".into(),
+            value: "alice".into(),
+            reason: "laptop stolen".into(),
+            revoked_by: "bob".into(),
+            revoked_at: 1000,
+            expires_at: 5000,
+            lifted_at: None,
+        })])
+        .await
+        .unwrap();
+    let standing = store
+        .standing("alice", alice, 999, "10.0.0.1")
+        .await
+        .unwrap();
     assert_eq!(
-        store.denials_since("User::\"alice\"", 1001).await.unwrap(),
-        0
+        standing.block,
+        Some(("rev_1".into(), "laptop stolen".into()))
     );
-    assert!(
-        store
-            .seen_from("User::\"alice\"", "10.0.0.1")
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .seen_from("User::\"alice\"", "10.0.0.2")
-            .await
-            .unwrap()
-    );
+    assert_eq!((standing.recent_denials, standing.seen_from), (1, true));
+    store
+        .write(vec![Write::LiftRevocation {
+            id: "rev_1".into(),
+            at: 1001,
+        }])
+        .await
+        .unwrap();
+    let standing = store
+        .standing("alice", alice, 999, "10.0.0.1")
+        .await
+        .unwrap();
+    assert_eq!(standing.block, None);
     drop(store);
     let reopened = Store::open("", dir.path()).await.unwrap();
     let events = reopened.audit_events().await.unwrap();

@@ -39,7 +39,58 @@ pub struct SigningKey {
     pub created: u64,
     pub path: PathBuf,
     pub(crate) encoding: EncodingKey,
+    pub(crate) signer: Signer,
     pub public: Jwk,
+}
+
+/// A private key parsed once, for signing access tokens. jsonwebtoken's `encode` parses its
+/// key again on every call (for ES256 that costs about as much as the signature itself), so
+/// access tokens are signed with AWS-LC directly — the library jsonwebtoken's `aws_lc_rs`
+/// backend signs with — and verified, everywhere, by jsonwebtoken.
+pub(crate) enum Signer {
+    Es256(aws_lc_rs::signature::EcdsaKeyPair),
+    EdDsa(aws_lc_rs::signature::Ed25519KeyPair),
+    Rs256(aws_lc_rs::signature::RsaKeyPair),
+}
+
+impl Signer {
+    /// `der`: PKCS#8 for ES256 and EdDSA, PKCS#1 for RS256, as jsonwebtoken reads them from
+    /// PEM.
+    fn parse(alg: SigningAlg, der: &[u8]) -> Result<Self, String> {
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair,
+        };
+        match alg {
+            SigningAlg::Es256 => EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                .map(Self::Es256)
+                .map_err(|e| e.to_string()),
+            SigningAlg::EdDsa => Ed25519KeyPair::from_pkcs8(der)
+                .map(Self::EdDsa)
+                .map_err(|e| e.to_string()),
+            SigningAlg::Rs256 => RsaKeyPair::from_der(der)
+                .map(Self::Rs256)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The JWS signature of `message` (ES256: the fixed-width r‖s form JWS uses).
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, aws_lc_rs::error::Unspecified> {
+        let random = aws_lc_rs::rand::SystemRandom::new();
+        match self {
+            Self::Es256(key) => Ok(key.sign(&random, message)?.as_ref().to_vec()),
+            Self::EdDsa(key) => Ok(key.sign(message).as_ref().to_vec()),
+            Self::Rs256(key) => {
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &random,
+                    message,
+                    &mut signature,
+                )?;
+                Ok(signature)
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -250,6 +301,8 @@ fn load(path: &Path) -> Result<SigningKey, KeyError> {
         SigningAlg::Rs256 => EncodingKey::from_rsa_pem(&pem),
     }
     .map_err(|e| file_error(path, format!("not a {} private key: {e}", alg.as_str())))?;
+    let signer = Signer::parse(alg, encoding.as_bytes())
+        .map_err(|e| file_error(path, format!("not a {} private key: {e}", alg.as_str())))?;
     let mut public = Jwk::from_encoding_key(&encoding, algorithm(alg))
         .map_err(|e| file_error(path, format!("cannot derive the public key: {e}")))?;
     let kid = thumbprint(&public).map_err(|e| file_error(path, e))?;
@@ -266,6 +319,7 @@ fn load(path: &Path) -> Result<SigningKey, KeyError> {
         created,
         path: path.to_path_buf(),
         encoding,
+        signer,
         public,
     })
 }

@@ -6,8 +6,8 @@ mod keys;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use jsonwebtoken::Header;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{EncodingKey, Header};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +85,7 @@ pub enum TokenError {
     #[error("no signing key")]
     NoKey,
     #[error("signing failed: {0}")]
-    Sign(#[from] jsonwebtoken::errors::Error),
+    Sign(String),
 }
 
 /// Mints access tokens for one issuer.
@@ -136,7 +136,7 @@ impl TokenIssuer {
             client_id: grant.client_id.clone(),
             jit: grant.jit.clone(),
         };
-        let token = sign(&claims, key.alg, &key.kid, &key.encoding)?;
+        let token = sign(&claims, key)?;
         Ok(IssuedToken {
             token,
             jti: claims.jti,
@@ -160,16 +160,25 @@ impl TokenIssuer {
     }
 }
 
-fn sign(
-    claims: &AccessClaims,
-    alg: SigningAlg,
-    kid: &str,
-    key: &EncodingKey,
-) -> Result<String, TokenError> {
-    let mut header = Header::new(keys::algorithm(alg));
+/// The JWS compact serialization (RFC 7515 §7.1) of `claims` signed by `key`: what
+/// `jsonwebtoken::encode` produces, with the key parsed once (see [`keys::Signer`]).
+fn sign(claims: &AccessClaims, key: &SigningKey) -> Result<String, TokenError> {
+    use base64::Engine as _;
+    let base64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut header = Header::new(keys::algorithm(key.alg));
     header.typ = Some("at+jwt".into());
-    header.kid = Some(kid.to_owned());
-    Ok(jsonwebtoken::encode(&header, claims, key)?)
+    header.kid = Some(key.kid.clone());
+    let encoding = |e: serde_json::Error| TokenError::Sign(e.to_string());
+    let message = format!(
+        "{}.{}",
+        base64.encode(serde_json::to_vec(&header).map_err(encoding)?),
+        base64.encode(serde_json::to_vec(claims).map_err(encoding)?)
+    );
+    let signature = key
+        .signer
+        .sign(message.as_bytes())
+        .map_err(|e| TokenError::Sign(e.to_string()))?;
+    Ok(format!("{message}.{}", base64.encode(signature)))
 }
 
 /// 128 random bits, base64url.

@@ -1,0 +1,130 @@
+//! `POST /bench/stripped` (bench builds only): the work of an allowed request that no design
+//! can remove — parse the body, decide with Cedar, sign a token — with everything else left
+//! out: no caller authentication (the body names the principal), no rate limit, no risk
+//! lookups, no store, no metrics. `jitgate-load --target stripped` measures the real endpoint
+//! against this ceiling.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{ClientIp, JsonBody};
+use super::state::AppState;
+use crate::decision::{
+    DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext, RequestError,
+};
+use crate::risk::{self, Observations};
+use crate::token::{JitClaims, TokenGrant, new_jti};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/bench/stripped", post(stripped))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrippedBody {
+    principal: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    mfa: bool,
+    action: String,
+    resource: String,
+    #[serde(default)]
+    reason: String,
+}
+
+fn entity(text: &str) -> Result<EntityRef, ApiError> {
+    text.parse().map_err(ApiError::InvalidRequest)
+}
+
+async fn stripped(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    JsonBody(body): JsonBody<StrippedBody>,
+) -> Result<Response, ApiError> {
+    let principal = entity(&body.principal)?;
+    let groups = body
+        .groups
+        .iter()
+        .map(|g| entity(g))
+        .collect::<Result<Vec<_>, _>>()?;
+    let resource = entity(&body.resource)?;
+    let now = state.now();
+    let time = state.request_time(now);
+    let risk = risk::assess(
+        &state.config.risk,
+        &Observations {
+            source_ip: ip,
+            mfa: body.mfa,
+            hour: time.hour,
+            recent_denials: 0,
+            requests_last_minute: 1,
+            seen_from_ip: true,
+        },
+    );
+    let request = DecisionRequest {
+        principal,
+        groups,
+        action: body.action,
+        resource,
+        context: DecisionContext::Access(RequestContext {
+            source_ip: ip,
+            risk_score: risk.score,
+            mfa: body.mfa,
+            reason: body.reason,
+            time,
+            extra: serde_json::Map::new(),
+        }),
+        scopes: Vec::new(),
+        duration: None,
+    };
+    let pack = state.policies.current();
+    if !pack.requestable_actions().contains(&request.action) {
+        return Err(RequestError::UnknownAction {
+            action: request.action,
+            valid: pack.requestable_actions(),
+        }
+        .into());
+    }
+    let decision = pack.decide(&request, &state.config.grant_defaults())?;
+    if decision.outcome != Outcome::Allow {
+        let body = json!({"decision": decision.outcome.as_str(), "policies": decision.policies});
+        return Ok((StatusCode::FORBIDDEN, Json(body)).into_response());
+    }
+    let request_id = format!("req_{}", new_jti());
+    let grant = TokenGrant {
+        subject: request.principal.id.clone(),
+        client_id: "bench".into(),
+        audience: decision.audience.clone(),
+        scopes: decision.scopes.clone(),
+        lifetime: decision.lifetime,
+        jit: JitClaims {
+            request_id: request_id.clone(),
+            action: request.action.clone(),
+            resource: request.resource.to_string(),
+            policies: decision.policies.clone(),
+            policy_version: decision.policy_version.clone(),
+            approvers: Vec::new(),
+        },
+    };
+    let issued = state
+        .tokens
+        .mint(&grant, now)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let body = json!({
+        "request_id": request_id,
+        "decision": "allow",
+        "access_token": issued.token,
+        "token_type": "Bearer",
+        "expires_in": decision.lifetime.as_secs(),
+        "scope": issued.scope,
+        "policies": decision.policies,
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
