@@ -2,7 +2,7 @@
 //! each configured in `[risk]` and off when unset. The signals that fired travel with the
 //! decision into the response and the audit trail.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -93,41 +93,99 @@ pub fn assess(config: &RiskConfig, seen: &Observations) -> Risk {
     }
 }
 
-/// Requests per principal over the last minute: the request-rate signal and the rate limit.
-#[derive(Debug, Default)]
+/// Requests per principal over the last minute, counted per second: the request-rate signal
+/// and the rate limit. A principal costs sixty counters whatever its rate or limit; a log of
+/// request times would cost an entry per request in the window (megabytes for a busy service).
+#[derive(Debug)]
 pub struct RequestRates {
-    recent: Mutex<HashMap<String, VecDeque<Instant>>>,
+    origin: Instant,
+    recent: Mutex<HashMap<String, Window>>,
 }
 
-const WINDOW: Duration = Duration::from_secs(60);
+impl Default for RequestRates {
+    fn default() -> Self {
+        Self {
+            origin: Instant::now(),
+            recent: Mutex::default(),
+        }
+    }
+}
+
+/// The window, in seconds.
+const WINDOW_SECS: u64 = 60;
 /// Principals tracked at most; past that, idle ones are forgotten.
 const MAX_PRINCIPALS: usize = 100_000;
 
+/// One principal's requests in each second of the window.
+#[derive(Debug)]
+struct Window {
+    /// The newest second counted, in seconds since [`RequestRates::origin`].
+    newest: u64,
+    /// Requests in second `s` at `counts[s % 60]`, for the sixty seconds up to `newest`.
+    counts: [u32; WINDOW_SECS as usize],
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self {
+            newest: 0,
+            counts: [0; WINDOW_SECS as usize],
+        }
+    }
+}
+
+impl Window {
+    fn slot(&mut self, second: u64) -> Option<&mut u32> {
+        self.counts
+            .get_mut(usize::try_from(second % WINDOW_SECS).unwrap_or(0))
+    }
+
+    /// Ends the window at `second`, forgetting the seconds that leave it.
+    fn advance(&mut self, second: u64) {
+        if second <= self.newest {
+            return;
+        }
+        let left = (second - self.newest).min(WINDOW_SECS);
+        for gone in second + 1 - left..=second {
+            if let Some(count) = self.slot(gone) {
+                *count = 0;
+            }
+        }
+        self.newest = second;
+    }
+
+    fn total(&self) -> usize {
+        self.counts.iter().map(|c| *c as usize).sum()
+    }
+
+    /// The oldest second of the window with a request in it.
+    fn oldest(&mut self) -> Option<u64> {
+        let first = self.newest.saturating_sub(WINDOW_SECS - 1);
+        (first..=self.newest).find(|s| self.slot(*s).is_some_and(|c| *c > 0))
+    }
+}
+
 impl RequestRates {
     /// Counts a request of `principal` at `now` unless `limit` requests already fell in the
-    /// last minute; then returns how long until one leaves the window.
+    /// last minute; then returns how long until one leaves the window (whole seconds).
     pub fn admit(&self, principal: &str, limit: usize, now: Instant) -> Result<usize, Duration> {
+        let second = now.saturating_duration_since(self.origin).as_secs();
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if recent.len() >= MAX_PRINCIPALS {
-            recent.retain(|_, times| {
-                times
-                    .back()
-                    .is_some_and(|t| now.duration_since(*t) < WINDOW)
-            });
+            recent.retain(|_, window| window.newest + WINDOW_SECS > second);
         }
-        let times = recent.entry(principal.to_owned()).or_default();
-        while times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
-        {
-            times.pop_front();
+        let window = recent.entry(principal.to_owned()).or_default();
+        // A caller that read the clock a moment before another counts in the newer second.
+        let second = second.max(window.newest);
+        window.advance(second);
+        if window.total() >= limit {
+            let oldest = window.oldest().unwrap_or(second);
+            return Err(Duration::from_secs(oldest + WINDOW_SECS - second));
         }
-        if times.len() >= limit {
-            let oldest = times.front().copied().unwrap_or(now);
-            return Err(WINDOW.saturating_sub(now.duration_since(oldest)));
+        if let Some(count) = window.slot(second) {
+            *count = count.saturating_add(1);
         }
-        times.push_back(now);
-        Ok(times.len())
+        Ok(window.total())
     }
 }
 
@@ -223,5 +281,23 @@ mod tests {
         );
         assert_eq!(rates.admit("b", 2, t0 + Duration::from_secs(20)), Ok(1));
         assert_eq!(rates.admit("a", 2, t0 + Duration::from_secs(60)), Ok(2));
+        // A minute and more of silence empties the window.
+        assert_eq!(rates.admit("a", 2, t0 + Duration::from_secs(200)), Ok(1));
+    }
+
+    #[test]
+    fn a_busy_principal_costs_sixty_counters_and_is_still_limited() {
+        let rates = RequestRates::default();
+        let t0 = Instant::now();
+        for i in 0..100_000u64 {
+            let at = t0 + Duration::from_micros(i * 500);
+            assert_eq!(rates.admit("busy", 1_000_000, at), Ok(usize::try_from(i + 1).unwrap()));
+        }
+        // 50 s in: every request is still in the window.
+        let at = t0 + Duration::from_secs(50);
+        assert_eq!(rates.admit("busy", 100_000, at), Err(Duration::from_secs(10)));
+        // 70 s in, the window is seconds 11 to 70: seconds 0 to 10 (22,000 requests) left it.
+        let at = t0 + Duration::from_secs(70);
+        assert_eq!(rates.admit("busy", 1_000_000, at), Ok(78_001));
     }
 }

@@ -439,3 +439,21 @@ fn cached_checks_never_let_a_later_bad_request_through() {
         "groups are part of the key"
     );
 }
+
+#[test]
+fn is_requestable_agrees_with_the_list_of_requestable_actions() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pack = PolicyPack::load(&PackPaths::new(root.join("policies"), root.join("schemas")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listed = pack.requestable_actions();
+    assert_eq!(listed, ["admin", "deploy", "read", "ssh", "sudo", "write"]);
+    let mut asked = pack.action_names();
+    asked.extend(["nonsense".to_owned(), String::new()]);
+    for action in &asked {
+        assert_eq!(
+            pack.is_requestable(action),
+            listed.contains(action),
+            "{action}"
+        );
+    }
+}

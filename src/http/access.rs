@@ -383,11 +383,10 @@ async fn evaluate(
     };
     let started = Instant::now();
     let pack = state.policies.current();
-    let requestable = pack.requestable_actions();
-    if !requestable.contains(&request.action) {
+    if !pack.is_requestable(&request.action) {
         return Err(RequestError::UnknownAction {
             action: request.action,
-            valid: requestable,
+            valid: pack.requestable_actions(),
         }
         .into());
     }

@@ -85,7 +85,7 @@ async fn stripped(
         duration: None,
     };
     let pack = state.policies.current();
-    if !pack.requestable_actions().contains(&request.action) {
+    if !pack.is_requestable(&request.action) {
         return Err(RequestError::UnknownAction {
             action: request.action,
             valid: pack.requestable_actions(),

@@ -220,6 +220,17 @@ impl PolicyPack {
         names
     }
 
+    /// Whether principals may ask for `action` (one of [`Self::requestable_actions`]), without
+    /// building the list: it is asked on every request.
+    pub fn is_requestable(&self, action: &str) -> bool {
+        self.actions.contains_key(action)
+            && !RESERVED_ACTIONS.contains(&action)
+            && !self
+                .schema
+                .action_groups()
+                .any(|uid| uid.id().unescaped() == action)
+    }
+
     /// Entity type names declared by the schema, sorted.
     pub fn entity_type_names(&self) -> impl Iterator<Item = &str> {
         self.entity_types.iter().map(String::as_str)

@@ -164,6 +164,18 @@ pub struct PendingDelivery {
     pub attempts: i64,
 }
 
+/// [`Store::expired_pending`]'s query: ?1 now, ?2 limit.
+const EXPIRED_PENDING: &str = "SELECT id FROM access_requests WHERE status = 'pending' \
+     AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2";
+
+/// [`Store::standing`]'s query: ?1 subject, ?2 principal, ?3 denials since, ?4 source IP.
+const STANDING: &str = "SELECT r.id, r.reason, \
+     (SELECT COUNT(*) FROM access_requests \
+      WHERE principal = ?2 AND created_at >= ?3 AND decision = 'deny'), \
+     EXISTS (SELECT 1 FROM principal_sources WHERE principal = ?2 AND source_ip = ?4) \
+     FROM (SELECT 1) LEFT JOIN revocations r \
+     ON r.kind = 'subject' AND r.value = ?1 AND r.lifted_at IS NULL LIMIT 1";
+
 /// See [`Store::standing`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
@@ -531,14 +543,7 @@ impl Store {
             Option<String>,
             i64,
             bool,
-        ) = sqlx::query_as(
-            "SELECT r.id, r.reason, \
-             (SELECT COUNT(*) FROM access_requests \
-              WHERE principal = ?2 AND created_at >= ?3 AND decision = 'deny'), \
-             EXISTS (SELECT 1 FROM principal_sources WHERE principal = ?2 AND source_ip = ?4) \
-             FROM (SELECT 1) LEFT JOIN revocations r \
-             ON r.kind = 'subject' AND r.value = ?1 AND r.lifted_at IS NULL LIMIT 1",
-        )
+        ) = sqlx::query_as(STANDING)
         .bind(subject)
         .bind(principal)
         .bind(denials_since)
@@ -600,10 +605,7 @@ impl Store {
 
     /// Ids of pending requests past their expiry at `now`, oldest first.
     pub async fn expired_pending(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM access_requests WHERE status = 'pending' AND expires_at <= ? \
-             ORDER BY expires_at LIMIT ?",
-        )
+        Ok(sqlx::query_scalar(EXPIRED_PENDING)
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)

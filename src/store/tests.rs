@@ -201,3 +201,50 @@ async fn postgres_is_refused_with_a_clear_message() {
         .unwrap_err();
     assert!(err.to_string().contains("only SQLite"), "{err}");
 }
+
+/// Every part of the per-request standing query is an index lookup: the denial count reads
+/// denials only, not every request of the principal in the window. Housekeeping's look for
+/// expired requests reads pending ones only.
+#[tokio::test]
+async fn the_hot_queries_use_their_indexes() {
+    let (_dir, store) = store().await;
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(&format!("EXPLAIN QUERY PLAN {STANDING}"))
+            .bind("alice")
+            .bind("User::\"alice\"")
+            .bind(0)
+            .bind("10.0.0.1")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let plan: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("USING COVERING INDEX access_requests_denials")),
+        "{plan:#?}"
+    );
+    // The only scans are of the one-row `(SELECT 1)` the lookups hang off.
+    assert!(
+        plan.iter().all(|step| !step.starts_with("SCAN")
+            || step == &"SCAN CONSTANT ROW"
+            || step.starts_with("SCAN (subquery")),
+        "{plan:#?}"
+    );
+    assert_eq!(
+        plan.iter().filter(|step| step.starts_with("SEARCH")).count(),
+        3,
+        "{plan:#?}"
+    );
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(&format!("EXPLAIN QUERY PLAN {EXPIRED_PENDING}"))
+            .bind(0)
+            .bind(500)
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let plan: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+    assert_eq!(
+        plan,
+        ["SEARCH access_requests USING INDEX access_requests_pending (expires_at<?)"]
+    );
+}
