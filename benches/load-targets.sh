@@ -14,7 +14,7 @@ cargo build --release --features bench --bins
 load=./target/release/jitgate-load
 run() {
     echo "== jitgate-load $*"
-    "$load" --warmup 2s "$@" 2> >(grep -v ' WARN ' >&2)
+    "$load" --warmup 2s "$@" 2> >(grep -v 'WARN' >&2)
     echo
 }
 for connections in 4 32; do

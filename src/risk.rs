@@ -291,11 +291,17 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..100_000u64 {
             let at = t0 + Duration::from_micros(i * 500);
-            assert_eq!(rates.admit("busy", 1_000_000, at), Ok(usize::try_from(i + 1).unwrap()));
+            assert_eq!(
+                rates.admit("busy", 1_000_000, at),
+                Ok(usize::try_from(i + 1).unwrap())
+            );
         }
         // 50 s in: every request is still in the window.
         let at = t0 + Duration::from_secs(50);
-        assert_eq!(rates.admit("busy", 100_000, at), Err(Duration::from_secs(10)));
+        assert_eq!(
+            rates.admit("busy", 100_000, at),
+            Err(Duration::from_secs(10))
+        );
         // 70 s in, the window is seconds 11 to 70: seconds 0 to 10 (22,000 requests) left it.
         let at = t0 + Duration::from_secs(70);
         assert_eq!(rates.admit("busy", 1_000_000, at), Ok(78_001));

@@ -544,12 +544,12 @@ impl Store {
             i64,
             bool,
         ) = sqlx::query_as(STANDING)
-        .bind(subject)
-        .bind(principal)
-        .bind(denials_since)
-        .bind(source_ip)
-        .fetch_one(&self.pool)
-        .await?;
+            .bind(subject)
+            .bind(principal)
+            .bind(denials_since)
+            .bind(source_ip)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(Standing {
             block: block_id.zip(block_reason),
             recent_denials,
@@ -606,10 +606,10 @@ impl Store {
     /// Ids of pending requests past their expiry at `now`, oldest first.
     pub async fn expired_pending(&self, now: i64, limit: i64) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(EXPIRED_PENDING)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Pending, unexpired requests stored after position `after` (0 for the start), oldest

@@ -231,7 +231,9 @@ async fn the_hot_queries_use_their_indexes() {
         "{plan:#?}"
     );
     assert_eq!(
-        plan.iter().filter(|step| step.starts_with("SEARCH")).count(),
+        plan.iter()
+            .filter(|step| step.starts_with("SEARCH"))
+            .count(),
         3,
         "{plan:#?}"
     );
