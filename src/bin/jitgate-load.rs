@@ -346,18 +346,8 @@ async fn start_jitgate(args: &Args) -> Result<(Server, DevIssuer, Option<PathBuf
     if args.discard_writes {
         command.arg("--bench-discard-writes");
     }
-    let child = command
-        .env("JITGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    let mut server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    wait_ready(&mut server, "/readyz").await?;
+    command.env("JITGATE_LOG", "warn");
+    let server = launch(command, dir, port, "/readyz").await?;
     let dev = DevIssuer::open(&data, now()).map_err(|e| e.to_string())?;
     Ok((server, dev, copied.then_some(policies)))
 }
@@ -367,24 +357,37 @@ async fn start_cedar_agent(args: &Args, binary: &Path) -> Result<Server, String>
     let dir = tempfile::TempDir::new().map_err(|e| e.to_string())?;
     let port = free_port()?;
     let inputs = absolute(&args.cedar_agent_inputs)?;
-    let child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .args(["--addr", "127.0.0.1", "--port", &port.to_string()])
         .arg("--policies")
         .arg(inputs.join("policies.json"))
         .arg("--data")
         .arg(inputs.join("data.json"))
         .args(["--log-level", "warn"])
-        .current_dir(dir.path())
+        .current_dir(dir.path());
+    launch(command, dir, port, "/health").await
+}
+
+/// Starts `command`, a server that will listen on `port`, and waits until `ready_path`
+/// answers; `dir` lives as long as the server.
+async fn launch(
+    mut command: Command,
+    dir: tempfile::TempDir,
+    port: u16,
+    ready_path: &str,
+) -> Result<Server, String> {
+    let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+        .map_err(|e| format!("starting {}: {e}", command.get_program().to_string_lossy()))?;
     let mut server = Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
         _dir: dir,
     };
-    wait_ready(&mut server, "/health").await?;
+    wait_ready(&mut server, ready_path).await?;
     Ok(server)
 }
 

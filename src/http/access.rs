@@ -161,21 +161,7 @@ pub async fn create(
                 }));
                 tracing::warn!(request.id = %request_id, principal.id = %principal, "BREAK-GLASS: token issued without approval; needs review");
             }
-            let grant = TokenGrant {
-                subject: caller.principal.id.clone(),
-                client_id: caller.client_id.clone(),
-                audience: decision.audience.clone(),
-                scopes: decision.scopes.clone(),
-                lifetime: decision.lifetime,
-                jit: JitClaims {
-                    request_id: request_id.clone(),
-                    action: request.action.clone(),
-                    resource: request.resource.to_string(),
-                    policies: decision.policies.clone(),
-                    policy_version: decision.policy_version.clone(),
-                    approvers: Vec::new(),
-                },
-            };
+            let grant = grant_of(&caller, &request_id, &request, &decision);
             let issued = state
                 .tokens
                 .mint(&grant, now)
@@ -471,6 +457,30 @@ async fn refuse(state: &AppState, caller: &Caller, block: SubjectBlock) -> ApiEr
     match audited {
         Ok(()) => ApiError::Revoked(block.reason),
         Err(e) => e.into(),
+    }
+}
+
+/// The token an allowed `request` of `caller` gets, as `decision` grants it.
+pub(super) fn grant_of(
+    caller: &Caller,
+    request_id: &str,
+    request: &DecisionRequest,
+    decision: &Decision,
+) -> TokenGrant {
+    TokenGrant {
+        subject: caller.principal.id.clone(),
+        client_id: caller.client_id.clone(),
+        audience: decision.audience.clone(),
+        scopes: decision.scopes.clone(),
+        lifetime: decision.lifetime,
+        jit: JitClaims {
+            request_id: request_id.to_owned(),
+            action: request.action.clone(),
+            resource: request.resource.to_string(),
+            policies: decision.policies.clone(),
+            policy_version: decision.policy_version.clone(),
+            approvers: Vec::new(),
+        },
     }
 }
 

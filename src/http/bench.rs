@@ -12,14 +12,16 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::access::grant_of;
 use super::error::ApiError;
 use super::extract::{ClientIp, JsonBody};
 use super::state::AppState;
 use crate::decision::{
     DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext, RequestError,
 };
+use crate::identity::Caller;
 use crate::risk::{self, Observations};
-use crate::token::{JitClaims, TokenGrant, new_jti};
+use crate::token::new_jti;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/bench/stripped", post(stripped))
@@ -98,21 +100,13 @@ async fn stripped(
         return Ok((StatusCode::FORBIDDEN, Json(body)).into_response());
     }
     let request_id = format!("req_{}", new_jti());
-    let grant = TokenGrant {
-        subject: request.principal.id.clone(),
+    let caller = Caller {
+        principal: request.principal.clone(),
+        groups: request.groups.clone(),
+        mfa: body.mfa,
         client_id: "bench".into(),
-        audience: decision.audience.clone(),
-        scopes: decision.scopes.clone(),
-        lifetime: decision.lifetime,
-        jit: JitClaims {
-            request_id: request_id.clone(),
-            action: request.action.clone(),
-            resource: request.resource.to_string(),
-            policies: decision.policies.clone(),
-            policy_version: decision.policy_version.clone(),
-            approvers: Vec::new(),
-        },
     };
+    let grant = grant_of(&caller, &request_id, &request, &decision);
     let issued = state
         .tokens
         .mint(&grant, now)
