@@ -474,6 +474,7 @@ pub(super) fn grant_of(
         scopes: decision.scopes.clone(),
         lifetime: decision.lifetime,
         jit: JitClaims {
+            principal: caller.principal.to_string(),
             request_id: request_id.to_owned(),
             action: request.action.clone(),
             resource: request.resource.to_string(),

@@ -474,6 +474,7 @@ pub async fn mint(
         scopes: decision.scopes.clone(),
         lifetime,
         jit: JitClaims {
+            principal: caller.principal.to_string(),
             request_id: id.clone(),
             action: r.action.clone(),
             resource: r.resource.clone(),

@@ -34,6 +34,9 @@ impl Audience {
 /// jitgate's own claims: which request and decision the token comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JitClaims {
+    /// The full principal, Cedar form (e.g. `Service::"deployer"`): `sub` alone does not say
+    /// whether a `User` or a `Service` holds the token.
+    pub principal: String,
     pub request_id: String,
     pub action: String,
     /// Cedar form, e.g. `Database::"orders"`.
@@ -212,6 +215,7 @@ mod tests {
             scopes: vec!["db:read:orders".into(), "db:list".into()],
             lifetime: Duration::from_secs(600),
             jit: JitClaims {
+                principal: "User::\"alice\"".into(),
                 request_id: "req-1".into(),
                 action: "read".into(),
                 resource: "Database::\"orders\"".into(),

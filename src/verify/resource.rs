@@ -278,6 +278,7 @@ mod tests {
             scope: "db:read:orders".into(),
             client_id: "c".into(),
             jit: JitClaims {
+                principal: format!("User::\"{sub}\""),
                 request_id: request_id.into(),
                 action: "read".into(),
                 resource: "Database::\"orders\"".into(),

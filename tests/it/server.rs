@@ -48,6 +48,7 @@ async fn allow_issues_a_token_that_verifies_for_every_algorithm() {
         assert_eq!(claims.nbf, claims.iat);
         assert!(claims.jti.len() >= 22);
         assert_eq!(claims.client_id, "jitgate-dev");
+        assert_eq!(claims.jit.principal, "User::\"alice\"");
         assert_eq!(claims.jit.request_id, request_id);
         assert_eq!(claims.jit.action, "read");
         assert_eq!(claims.jit.resource, "Database::\"orders\"");
