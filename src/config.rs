@@ -81,6 +81,7 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub risk: RiskConfig,
     pub rate_limit: RateLimitConfig,
+    pub http: HttpConfig,
     pub webhooks: Vec<WebhookConfig>,
     /// Set by `jitgate serve --bench-…` flags in a `bench` build; never read from a file.
     #[cfg(feature = "bench")]
@@ -118,6 +119,7 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             risk: RiskConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            http: HttpConfig::default(),
             webhooks: Vec::new(),
             #[cfg(feature = "bench")]
             bench: BenchSwitches::default(),
@@ -274,6 +276,36 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// What one client connection may hold of the server: a client that sends half a request, or
+/// none, is cut off instead of holding a socket and a task forever.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// From accepting a connection (or, on a kept-alive one, from the first byte of the next
+    /// request) until the request's headers are complete.
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// From the headers until the whole body is read; 408 beyond.
+    #[serde(deserialize_with = "duration")]
+    pub body_read_timeout: Duration,
+    /// A kept-alive connection with no request in flight for this long is closed.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+        }
+    }
+}
+
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
@@ -419,6 +451,18 @@ impl Config {
             if ttl.as_secs() == 0 {
                 return Err(invalid(key, "must be at least 1s"));
             }
+        }
+        for (key, timeout) in [
+            ("http.header_read_timeout", self.http.header_read_timeout),
+            ("http.body_read_timeout", self.http.body_read_timeout),
+            ("http.idle_timeout", self.http.idle_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(invalid(key, "must be more than 0s"));
+            }
+        }
+        if self.http.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be at least 1"));
         }
         if self.default_ttl > self.max_ttl {
             return Err(invalid("default_ttl", "must not exceed max_ttl"));

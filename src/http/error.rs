@@ -26,6 +26,8 @@ pub enum ApiError {
         status: String,
     },
     PayloadTooLarge,
+    /// The body did not arrive within `http.body_read_timeout`.
+    BodyTimeout,
     UnsupportedMediaType,
     RateLimited {
         retry_after_secs: u64,
@@ -107,6 +109,11 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "the body is larger than 64 KiB".to_owned(),
+            ),
+            ApiError::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the body did not arrive in time".to_owned(),
             ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -153,10 +153,16 @@ mod tests {
     }
 }
 
-/// The body, at most [`MAX_BODY_BYTES`] (413 beyond).
-async fn read_body(request: Request<Body>) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+/// The body, at most [`MAX_BODY_BYTES`] (413 beyond), within `http.body_read_timeout` (408
+/// beyond: a client trickling a body must not hold a connection and a task).
+async fn read_body(
+    request: Request<Body>,
+    state: &AppState,
+) -> Result<axum::body::Bytes, ApiError> {
+    let read = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES);
+    tokio::time::timeout(state.config.http.body_read_timeout, read)
         .await
+        .map_err(|_| ApiError::BodyTimeout)?
         .map_err(|e| {
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
@@ -176,7 +182,7 @@ pub struct JsonBody<T>(pub T);
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request<Body>, _state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(request: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
         let is_json = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -186,7 +192,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = read_body(request).await?;
+        let bytes = read_body(request, state).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
@@ -240,7 +246,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for FormOrJson<T> {
                 .await
                 .map(|JsonBody(value)| FormOrJson(value));
         }
-        let bytes = read_body(request).await?;
+        let bytes = read_body(request, state).await?;
         serde_urlencoded::from_bytes(&bytes)
             .map(FormOrJson)
             .map_err(|e| ApiError::InvalidRequest(format!("invalid form body: {e}")))

@@ -10,11 +10,11 @@ mod error;
 mod extract;
 mod meta;
 mod revocation;
+mod serve;
 mod state;
 mod ui;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -170,12 +170,13 @@ pub async fn run(
         );
     }
     tracing::info!(listen = %listener.local_addr()?, issuer = %state.config.issuer, "jitgate serving");
-    axum::serve(
+    serve::serve(
         listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        router(state.clone()),
+        &state.config.http,
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    .await;
     housekeeping.abort();
     delivery.abort();
     tracing::info!("jitgate stopped");

@@ -11,6 +11,7 @@
 mod approvals;
 mod audit;
 mod cli;
+mod connections;
 mod harness;
 mod load;
 mod reload;
