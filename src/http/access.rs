@@ -260,18 +260,25 @@ pub async fn dry_run(
         source_ip,
     } = evaluated;
     let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+    let mut writes = vec![Write::Audit(decision_event(
+        "dry_run",
+        &request_id,
+        &caller,
+        &request,
+        &decision,
+        &risk,
+        &source_ip,
+        now_i,
+    ))];
+    if decision.outcome == Outcome::Deny {
+        writes.push(Write::DryRunDenied {
+            principal: caller.principal.to_string(),
+            at: now_i,
+        });
+    }
     state
         .store
-        .write(vec![Write::Audit(decision_event(
-            "dry_run",
-            &request_id,
-            &caller,
-            &request,
-            &decision,
-            &risk,
-            &source_ip,
-            now_i,
-        ))])
+        .write(writes)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(Json(json!({

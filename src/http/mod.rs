@@ -193,12 +193,22 @@ async fn housekeeping(state: AppState) {
     loop {
         ticks.tick().await;
         let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
-        if let Err(e) = state
-            .store
-            .write(vec![Write::PruneRevocations { now }])
-            .await
-        {
-            tracing::warn!(error = %e, "cannot prune revocations");
+        let denials_window = state
+            .config
+            .risk
+            .recent_denials
+            .as_ref()
+            .map_or(0, |config| {
+                i64::try_from(config.window.as_secs()).unwrap_or(i64::MAX)
+            });
+        let prune = vec![
+            Write::PruneRevocations { now },
+            Write::PruneDryRunDenials {
+                before: now.saturating_sub(denials_window),
+            },
+        ];
+        if let Err(e) = state.store.write(prune).await {
+            tracing::warn!(error = %e, "cannot prune revocations and dry-run denials");
         }
         let ids = match state.store.expired_pending(now, 500).await {
             Ok(ids) => ids,

@@ -169,9 +169,11 @@ const EXPIRED_PENDING: &str = "SELECT id FROM access_requests WHERE status = 'pe
      AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2";
 
 /// [`Store::standing`]'s query: ?1 subject, ?2 principal, ?3 denials since, ?4 source IP.
+/// Denials are those of access requests and of dry runs.
 const STANDING: &str = "SELECT r.id, r.reason, \
      (SELECT COUNT(*) FROM access_requests \
-      WHERE principal = ?2 AND created_at >= ?3 AND decision = 'deny'), \
+      WHERE principal = ?2 AND created_at >= ?3 AND decision = 'deny') \
+     + (SELECT COUNT(*) FROM dry_run_denials WHERE principal = ?2 AND at >= ?3), \
      EXISTS (SELECT 1 FROM principal_sources WHERE principal = ?2 AND source_ip = ?4) \
      FROM (SELECT 1) LEFT JOIN revocations r \
      ON r.kind = 'subject' AND r.value = ?1 AND r.lifted_at IS NULL LIMIT 1";
@@ -196,6 +198,15 @@ pub enum Write {
         principal: String,
         source_ip: String,
         at: i64,
+    },
+    /// A dry run of `principal` would have been denied (it counts as a recent denial).
+    DryRunDenied {
+        principal: String,
+        at: i64,
+    },
+    /// Forgets dry-run denials older than `before` (out of every recent-denials window).
+    PruneDryRunDenials {
+        before: i64,
     },
     /// Fails the whole job with a conflict unless the request has this status (and, for
     /// `pending`, has not expired at `at`). Jobs run one after another, so what follows in the

@@ -223,6 +223,11 @@ async fn the_hot_queries_use_their_indexes() {
             .any(|step| step.contains("USING COVERING INDEX access_requests_denials")),
         "{plan:#?}"
     );
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("USING COVERING INDEX dry_run_denials_by_principal")),
+        "{plan:#?}"
+    );
     // The only scans are of the one-row `(SELECT 1)` the lookups hang off.
     assert!(
         plan.iter().all(|step| !step.starts_with("SCAN")
@@ -234,7 +239,7 @@ async fn the_hot_queries_use_their_indexes() {
         plan.iter()
             .filter(|step| step.starts_with("SEARCH"))
             .count(),
-        3,
+        4,
         "{plan:#?}"
     );
     let plan: Vec<(i64, i64, i64, String)> =

@@ -199,6 +199,16 @@ fn apply(tx: &Transaction<'_>, head: &mut ChainHead, write: &Write) -> Result<()
             .and_then(|mut insert| insert.execute(params![principal, source_ip, at]))
             .map_err(database)?;
         }
+        Write::DryRunDenied { principal, at } => {
+            tx.prepare_cached("INSERT INTO dry_run_denials (principal, at) VALUES (?, ?)")
+                .and_then(|mut insert| insert.execute(params![principal, at]))
+                .map_err(database)?;
+        }
+        Write::PruneDryRunDenials { before } => {
+            tx.prepare_cached("DELETE FROM dry_run_denials WHERE at < ?")
+                .and_then(|mut delete| delete.execute([before]))
+                .map_err(database)?;
+        }
         Write::RequireStatus { id, status, at } => {
             let row: Option<(String, Option<i64>)> = tx
                 .prepare_cached("SELECT status, expires_at FROM access_requests WHERE id = ?")

@@ -449,6 +449,45 @@ async fn risk_signals_fire_and_are_returned() {
     assert_eq!(second["risk"]["score"], 30, "127.0.0.1 is known now");
 }
 
+/// A dry run that would be denied is a denial too: probing `POST /v1/decisions` for what is
+/// refused raises the caller's risk as asking would.
+#[tokio::test]
+async fn denied_dry_runs_count_as_recent_denials() {
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.risk.recent_denials = Some(jitgate::config::RecentDenialsConfig {
+            window: Duration::from_secs(3600),
+            each: 10,
+            max: 50,
+        });
+    })
+    .await;
+    let mallory = server.dev_token("mallory", &[], true);
+    for _ in 0..2 {
+        let (status, body) = server
+            .post("/v1/decisions", Some(&mallory), oncall_read())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["decision"], "deny", "{body}");
+    }
+    let (_, third) = server
+        .post("/v1/decisions", Some(&mallory), oncall_read())
+        .await;
+    assert_eq!(
+        third["risk"],
+        json!({"score": 20, "signals": [{"name": "recent_denials", "score": 20}]})
+    );
+    let (_, asked) = server
+        .post("/v1/access-requests", Some(&mallory), oncall_read())
+        .await;
+    assert_eq!(asked["risk"]["score"], 30, "{asked}");
+    // Another principal's record is its own.
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let (_, body) = server
+        .post("/v1/decisions", Some(&alice), oncall_read())
+        .await;
+    assert_eq!(body["risk"]["score"], 0, "{body}");
+}
+
 #[tokio::test]
 async fn keys_persist_across_restarts_and_rotation_keeps_old_tokens_verifiable() {
     let server = TestServer::start(TempPack::shipped(), |_| {}).await;
