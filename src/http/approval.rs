@@ -12,7 +12,10 @@ use super::access::{admit, refuse_revoked_subject, rfc3339, risk_for, token_writ
 use super::error::ApiError;
 use super::extract::{Authenticated, ClientIp, OptionalJsonBody};
 use super::state::AppState;
-use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext};
+use crate::decision::{
+    ApprovedGrant, DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext,
+    within_approval,
+};
 use crate::identity::Caller;
 use crate::notify::Event;
 use crate::policy::PolicyPack;
@@ -124,6 +127,8 @@ fn view(request: &StoredRequest, approvals: &[ApprovalRecord], now: i64) -> Valu
         "action": r.action,
         "resource": r.resource,
         "scopes": r.scopes,
+        "granted_scopes": r.granted_scopes,
+        "audience": r.audience,
         "reason": r.reason,
         "decision": r.decision,
         "policies": r.policies,
@@ -465,13 +470,26 @@ pub async fn mint(
         .filter(|a| a.decision == "approve")
         .map(|a| a.approver)
         .collect();
+    let (Some(approved_scopes), Some(approved_audience)) = (&r.granted_scopes, &r.audience) else {
+        return Err(ApiError::Forbidden(
+            "this request was approved before jitgate recorded approved grants; ask again".into(),
+        ));
+    };
+    // The fresh decision may take away, never add to, what was approved.
+    let approved = ApprovedGrant {
+        scopes: approved_scopes,
+        audience: approved_audience,
+        approvals: approvers.len(),
+    };
+    let narrowed =
+        within_approval(&decision, approved).map_err(|e| ApiError::Forbidden(e.to_string()))?;
     let remaining = u64::try_from(window_end - now_i).unwrap_or(0);
     let lifetime = decision.lifetime.min(Duration::from_secs(remaining));
     let grant = TokenGrant {
         subject: caller.principal.id.clone(),
         client_id: caller.client_id.clone(),
-        audience: decision.audience.clone(),
-        scopes: decision.scopes.clone(),
+        audience: narrowed.audience,
+        scopes: narrowed.scopes,
         lifetime,
         jit: JitClaims {
             principal: caller.principal.to_string(),
@@ -504,7 +522,7 @@ pub async fn mint(
         &issued,
         &id,
         &caller,
-        &decision.audience,
+        &grant.audience,
         now_i,
         json!({"approvers": grant.jit.approvers, "risk": risk}),
     ));

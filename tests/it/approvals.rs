@@ -486,3 +486,135 @@ async fn pending_requests_survive_a_restart() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+/// Replaces `from` by `to` in `databases.cedar` and waits until the server has loaded it.
+async fn change_databases_policy(server: &TestServer, from: &str, to: &str) {
+    let token = server.dev_token("x", &[], true);
+    let before = server.policies(&token).await["version"].clone();
+    server.pack().edit("policies/databases.cedar", from, to);
+    for _ in 0..200 {
+        if server.policies(&token).await["version"] != before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the edited policy was not loaded");
+}
+
+/// Alice's production write, approved by dave: the request id.
+async fn approved_write(server: &TestServer) -> String {
+    let (id, _) = escalated_write(server).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("approved"))
+    );
+    assert_eq!(body["granted_scopes"], json!(["db:write:orders"]));
+    id
+}
+
+async fn mint(server: &TestServer, id: &str, groups: &[&str]) -> (StatusCode, Value) {
+    let alice = server.dev_token("alice", groups, true);
+    server
+        .post(
+            &format!("/v1/access-requests/{id}/token"),
+            Some(&alice),
+            json!({}),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn minting_needs_the_approvals_the_policies_now_require() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let id = approved_write(&server).await;
+    change_databases_policy(
+        &server,
+        "@approval(\"1\")\n@break_glass(\"true\")\n@advice(\"Production writes",
+        "@approval(\"2\")\n@break_glass(\"true\")\n@advice(\"Production writes",
+    )
+    .await;
+    let (status, body) = mint(&server, &id, &["oncall"]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("require 2 approvals and 1 were given"),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none());
+}
+
+#[tokio::test]
+async fn a_widened_scope_is_not_minted_under_an_older_approval() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let id = approved_write(&server).await;
+    change_databases_policy(
+        &server,
+        "@scope(\"db:write:{resource.id}\")",
+        "@scope(\"db:read:{resource.id} db:write:{resource.id} db:admin:{resource.id}\")",
+    )
+    .await;
+    let (status, body) = mint(&server, &id, &["oncall"]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["scope"], "db:write:orders");
+    let claims = server
+        .verify(body["access_token"].as_str().unwrap(), "db-proxy")
+        .await;
+    assert_eq!(claims.scope, "db:write:orders");
+}
+
+#[tokio::test]
+async fn groups_gained_since_asking_add_no_scopes() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let id = approved_write(&server).await;
+    // Alice joined the DBAs since: `dba-db-write` now grants her read and write outright.
+    let (status, body) = mint(&server, &id, &["oncall", "dba"]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["scope"], "db:write:orders");
+}
+
+#[tokio::test]
+async fn a_grant_with_nothing_approved_in_it_is_refused() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let id = approved_write(&server).await;
+    change_databases_policy(
+        &server,
+        "@scope(\"db:write:{resource.id}\")",
+        "@scope(\"db:dump:{resource.id}\")",
+    )
+    .await;
+    let (status, body) = mint(&server, &id, &["oncall"]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("none of the scopes"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_approved_before_grants_were_recorded_is_not_minted() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let id = approved_write(&server).await;
+    // As a row written before migration 0007 reads.
+    sqlx::query("UPDATE access_requests SET granted_scopes = NULL, audience = NULL WHERE id = ?")
+        .bind(&id)
+        .execute(server.store().await.pool())
+        .await
+        .unwrap();
+    let (status, body) = mint(&server, &id, &["oncall"]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.get("access_token").is_none());
+}
