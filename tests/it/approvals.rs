@@ -618,3 +618,36 @@ async fn a_request_approved_before_grants_were_recorded_is_not_minted() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(body.get("access_token").is_none());
 }
+
+#[tokio::test]
+async fn answers_that_carry_a_token_are_never_cached() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let id = approved_write(&server).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let answered = |path: String, body: Value| {
+        let request = server
+            .http
+            .post(format!("{}{path}", server.base))
+            .bearer_auth(&alice)
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let issued = answered(
+        "/v1/access-requests".into(),
+        json!({"action": "read", "resource": "Database::\"orders\"", "reason": "INC-42"}),
+    )
+    .await;
+    let minted = answered(format!("/v1/access-requests/{id}/token"), json!({})).await;
+    for response in [issued, minted] {
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(
+            response
+                .headers()
+                .get(reqwest::header::CACHE_CONTROL)
+                .map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{}",
+            response.url()
+        );
+    }
+}
