@@ -651,3 +651,83 @@ async fn answers_that_carry_a_token_are_never_cached() {
         );
     }
 }
+
+/// The ids of a page of the pending list, and its `next`.
+async fn pending_page(
+    server: &TestServer,
+    token: &str,
+    cursor: Option<&str>,
+) -> (Vec<String>, Value) {
+    let query = cursor.map_or_else(String::new, |c| format!("&cursor={c}"));
+    let response = server
+        .get(
+            &format!("/v1/access-requests?status=pending{query}"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let ids = body["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, body["next"].clone())
+}
+
+#[tokio::test]
+async fn the_pending_list_checks_a_bounded_number_of_rows_per_call() {
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.rate_limit.pending_list_scan = 3;
+    })
+    .await;
+    // Five requests for root on a production host: SREs approve them, DBAs do not.
+    let sam = server.dev_token("sam", &["sre", "oncall"], true);
+    for _ in 0..5 {
+        let (status, body) = server
+            .post(
+                "/v1/access-requests",
+                Some(&sam),
+                json!({"action": "sudo", "resource": "Host::\"web-1\"", "reason": "INC-7"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (id, _) = escalated_write(&server).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (first, next) = pending_page(&server, &dave, None).await;
+    assert!(first.is_empty(), "{first:?}");
+    let mut cursor = next
+        .as_str()
+        .expect("a cursor past the rows checked")
+        .to_owned();
+    let mut found = Vec::new();
+    for _ in 0..5 {
+        let (ids, next) = pending_page(&server, &dave, Some(&cursor)).await;
+        found.extend(ids);
+        match next.as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(found, [id]);
+}
+
+#[tokio::test]
+async fn the_pending_list_is_rate_limited() {
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.rate_limit.per_principal_per_minute = 5;
+    })
+    .await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let response = server
+            .get("/v1/access-requests?status=pending", Some(&dave))
+            .await;
+        statuses.push(response.status());
+    }
+    assert_eq!(statuses[..5], [StatusCode::OK; 5]);
+    assert_eq!(statuses[5..], [StatusCode::TOO_MANY_REQUESTS; 3]);
+}
