@@ -266,12 +266,16 @@ pub struct RequestRateConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     pub per_principal_per_minute: u32,
+    /// Pending requests one call of the pending list checks with Cedar at most; past that it
+    /// answers with a `next` cursor to continue from.
+    pub pending_list_scan: u32,
 }
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             per_principal_per_minute: 120,
+            pending_list_scan: 500,
         }
     }
 }
@@ -546,6 +550,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.rate_limit.pending_list_scan == 0 {
+            return Err(invalid(
+                "rate_limit.pending_list_scan",
+                "must be at least 1",
+            ));
+        }
         for (i, hook) in self.webhooks.iter().enumerate() {
             let key = |field: &str| format!("webhooks[{i}].{field}");
             if !hook.url.starts_with("https://") && !hook.url.starts_with("http://") {
@@ -657,6 +667,7 @@ mod tests {
         assert_eq!(config.default_audience, "jitgate");
         assert_eq!(config.time_zone, "UTC");
         assert_eq!(config.rate_limit.per_principal_per_minute, 120);
+        assert_eq!(config.rate_limit.pending_list_scan, 500);
         assert!(config.identity.dev.enabled);
         assert!(
             config.risk.no_mfa.is_none(),

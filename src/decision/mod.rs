@@ -2,6 +2,7 @@
 //! it, by the rules of DESIGN §4. No HTTP here: the service, the policy test runner and the
 //! benchmarks all call [`PolicyPack::decide`].
 
+mod approved;
 mod cache;
 mod context;
 mod entity;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::{PolicyEffect, PolicyInfo, PolicyPack, ScopeVars};
 
+pub use approved::{ApprovedGrant, BeyondApproval, MintGrant, within_approval};
 pub(crate) use cache::DecisionCache;
 pub use context::{DecisionContext, RequestContext, RequestTime, SERVER_CONTEXT_KEYS, Weekday};
 pub use entity::EntityRef;

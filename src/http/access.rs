@@ -125,6 +125,8 @@ pub async fn create(
             DecisionContext::Other(map) => Value::Object(map.clone()),
         },
         lifetime_secs: i64::try_from(decision.lifetime.as_secs()).unwrap_or(i64::MAX),
+        granted_scopes: Some(decision.scopes.clone()),
+        audience: Some(decision.audience.clone()),
     };
     let mut writes = vec![
         Write::Request(Box::new(record.clone())),

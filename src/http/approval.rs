@@ -12,7 +12,10 @@ use super::access::{admit, refuse_revoked_subject, rfc3339, risk_for, token_writ
 use super::error::ApiError;
 use super::extract::{Authenticated, ClientIp, OptionalJsonBody};
 use super::state::AppState;
-use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext};
+use crate::decision::{
+    ApprovedGrant, DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext,
+    within_approval,
+};
 use crate::identity::Caller;
 use crate::notify::Event;
 use crate::policy::PolicyPack;
@@ -124,6 +127,8 @@ fn view(request: &StoredRequest, approvals: &[ApprovalRecord], now: i64) -> Valu
         "action": r.action,
         "resource": r.resource,
         "scopes": r.scopes,
+        "granted_scopes": r.granted_scopes,
+        "audience": r.audience,
         "reason": r.reason,
         "decision": r.decision,
         "policies": r.policies,
@@ -149,14 +154,19 @@ pub struct ListQuery {
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 200;
+/// Pending rows read from the store at a time.
+const SCAN_BATCH: i64 = 200;
 
 /// `GET /v1/access-requests?status=pending`: the pending requests the caller may approve,
-/// oldest first, a page at a time (`next` is the cursor of the following page).
+/// oldest first, a page at a time (`next` is the cursor of the following page). Which rows
+/// the caller may approve is Cedar's to say, row by row; one call checks at most
+/// `rate_limit.pending_list_scan` rows, so a page may be short (even empty) with a `next`.
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     axum::extract::Query(query): axum::extract::Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    admit(&state, &caller.principal.to_string())?;
     if query.status != "pending" {
         return Err(ApiError::InvalidRequest(
             "only status=pending can be listed".into(),
@@ -171,15 +181,15 @@ pub async fn list(
     };
     let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
     let pack = state.policies.current();
+    let mut unscanned = i64::from(state.config.rate_limit.pending_list_scan);
     let mut page = Vec::new();
     let mut last_included = after;
     let mut next = None;
-    // Scan in batches: which rows the caller may approve is Cedar's to say, row by row.
     'scan: loop {
-        let batch = state.store.pending_page(now, after, 200).await?;
-        let exhausted = batch.len() < 200;
+        let batch_size = unscanned.min(SCAN_BATCH);
+        let batch = state.store.pending_page(now, after, batch_size).await?;
+        let exhausted = i64::try_from(batch.len()).map_or(true, |n| n < batch_size);
         for (position, request) in batch {
-            after = position;
             if may_approve(&pack, &state, &caller, &request) {
                 if page.len() == limit {
                     next = Some(last_included.to_string());
@@ -188,8 +198,14 @@ pub async fn list(
                 last_included = position;
                 page.push(request);
             }
+            after = position;
+            unscanned -= 1;
         }
         if exhausted {
+            break;
+        }
+        if unscanned == 0 {
+            next = Some(after.to_string());
             break;
         }
     }
@@ -465,13 +481,26 @@ pub async fn mint(
         .filter(|a| a.decision == "approve")
         .map(|a| a.approver)
         .collect();
+    let (Some(approved_scopes), Some(approved_audience)) = (&r.granted_scopes, &r.audience) else {
+        return Err(ApiError::Forbidden(
+            "this request was approved before jitgate recorded approved grants; ask again".into(),
+        ));
+    };
+    // The fresh decision may take away, never add to, what was approved.
+    let approved = ApprovedGrant {
+        scopes: approved_scopes,
+        audience: approved_audience,
+        approvals: approvers.len(),
+    };
+    let narrowed =
+        within_approval(&decision, approved).map_err(|e| ApiError::Forbidden(e.to_string()))?;
     let remaining = u64::try_from(window_end - now_i).unwrap_or(0);
     let lifetime = decision.lifetime.min(Duration::from_secs(remaining));
     let grant = TokenGrant {
         subject: caller.principal.id.clone(),
         client_id: caller.client_id.clone(),
-        audience: decision.audience.clone(),
-        scopes: decision.scopes.clone(),
+        audience: narrowed.audience,
+        scopes: narrowed.scopes,
         lifetime,
         jit: JitClaims {
             principal: caller.principal.to_string(),
@@ -504,7 +533,7 @@ pub async fn mint(
         &issued,
         &id,
         &caller,
-        &decision.audience,
+        &grant.audience,
         now_i,
         json!({"approvers": grant.jit.approvers, "risk": risk}),
     ));

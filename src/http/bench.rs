@@ -24,7 +24,10 @@ use crate::risk::{self, Observations};
 use crate::token::new_jti;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/bench/stripped", post(stripped))
+    Router::new().route(
+        "/bench/stripped",
+        post(stripped).layer(axum::middleware::map_response(super::no_store)),
+    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
@@ -81,14 +81,19 @@ pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .route(
             "/v1/access-requests",
-            post(access::create).get(approval::list),
+            post(access::create)
+                .layer(middleware::map_response(no_store))
+                .get(approval::list),
         )
         .route("/v1/access-requests/{id}", get(approval::get))
         .route("/v1/access-requests/{id}/approve", post(approval::approve))
         .route("/v1/access-requests/{id}/deny", post(approval::deny))
         .route("/v1/access-requests/{id}/cancel", post(approval::cancel))
         .route("/v1/access-requests/{id}/review", post(approval::review))
-        .route("/v1/access-requests/{id}/token", post(approval::mint))
+        .route(
+            "/v1/access-requests/{id}/token",
+            post(approval::mint).layer(middleware::map_response(no_store)),
+        )
         .route("/v1/decisions", post(access::dry_run))
         .route("/v1/audit", get(audit::list))
         .route("/v1/tokens/revoke", post(revocation::revoke_token))
@@ -114,6 +119,15 @@ pub fn router(state: AppState) -> Router {
     #[cfg(feature = "bench")]
     let app = app.merge(bench);
     app
+}
+
+/// For the endpoints whose answer may carry an access token: no cache, shared or private,
+/// keeps it (RFC 6749 §5.1).
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Request id (echoed, or made up), a span carrying it, and the per-route metrics.

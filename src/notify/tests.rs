@@ -24,6 +24,8 @@ fn request() -> RequestRecord {
         expires_at: Some(1_700_003_600),
         context: json!({}),
         lifetime_secs: 900,
+        granted_scopes: None,
+        audience: None,
     }
 }
 

@@ -77,6 +77,11 @@ pub struct RequestRecord {
     pub context: serde_json::Value,
     /// The lifetime the decision granted (for an approval: the approved window).
     pub lifetime_secs: i64,
+    /// The scopes the decision granted (for an approval: what was approved); `None` for
+    /// requests decided before jitgate recorded it.
+    pub granted_scopes: Option<Vec<String>>,
+    /// The audiences the decision granted, likewise.
+    pub audience: Option<Vec<String>>,
 }
 
 /// A request as stored, with what happened to it since.
@@ -635,7 +640,7 @@ impl Store {
             "SELECT rowid AS position, id, created_at, principal, action, resource, scopes, \
              duration_secs, reason, source_ip, decision, status, policies, policy_version, \
              risk_score, risk_signals, approvals_required, expires_at, context, lifetime_secs, \
-             decided_at FROM access_requests WHERE status = 'pending' AND expires_at > ? \
+             granted_scopes, audience, decided_at FROM access_requests WHERE status = 'pending' AND expires_at > ? \
              AND rowid > ? ORDER BY rowid LIMIT ?",
         )
         .bind(now)
@@ -654,7 +659,8 @@ impl Store {
         let row: Option<RequestRow> = sqlx::query_as(
             "SELECT id, created_at, principal, action, resource, scopes, duration_secs, reason, \
              source_ip, decision, status, policies, policy_version, risk_score, risk_signals, \
-             approvals_required, expires_at, context, lifetime_secs, decided_at \
+             approvals_required, expires_at, context, lifetime_secs, granted_scopes, audience, \
+             decided_at \
              FROM access_requests WHERE id = ?",
         )
         .bind(id)
@@ -753,6 +759,8 @@ struct RequestRow {
     expires_at: Option<i64>,
     context: String,
     lifetime_secs: i64,
+    granted_scopes: Option<String>,
+    audience: Option<String>,
     decided_at: Option<i64>,
 }
 
@@ -781,6 +789,13 @@ impl RequestRow {
                 approvals_required: self.approvals_required,
                 expires_at: self.expires_at,
                 lifetime_secs: self.lifetime_secs,
+                // Unreadable counts as not recorded: nothing is minted under it.
+                granted_scopes: self
+                    .granted_scopes
+                    .and_then(|text| serde_json::from_str(&text).ok()),
+                audience: self
+                    .audience
+                    .and_then(|text| serde_json::from_str(&text).ok()),
             },
             decided_at: self.decided_at,
         }

@@ -29,6 +29,8 @@ fn request(id: &str) -> RequestRecord {
         expires_at: None,
         context: serde_json::json!({}),
         lifetime_secs: 0,
+        granted_scopes: None,
+        audience: None,
     }
 }
 

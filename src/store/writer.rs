@@ -91,8 +91,9 @@ fn apply(tx: &Transaction<'_>, head: &mut ChainHead, write: &Write) -> Result<()
             tx.prepare_cached(
                 "INSERT INTO access_requests (id, created_at, principal, action, resource, scopes, \
                  duration_secs, reason, source_ip, decision, status, policies, policy_version, \
-                 risk_score, risk_signals, approvals_required, expires_at, context, lifetime_secs) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 risk_score, risk_signals, approvals_required, expires_at, context, lifetime_secs, \
+                 granted_scopes, audience) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .and_then(|mut insert| {
                 insert.execute(params![
@@ -115,6 +116,8 @@ fn apply(tx: &Transaction<'_>, head: &mut ChainHead, write: &Write) -> Result<()
                     r.expires_at,
                     json(&r.context),
                     r.lifetime_secs,
+                    r.granted_scopes.as_ref().map(json),
+                    r.audience.as_ref().map(json),
                 ])
             })
             .map_err(database)?;

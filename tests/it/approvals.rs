@@ -486,3 +486,248 @@ async fn pending_requests_survive_a_restart() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+/// Replaces `from` by `to` in `databases.cedar` and waits until the server has loaded it.
+async fn change_databases_policy(server: &TestServer, from: &str, to: &str) {
+    let token = server.dev_token("x", &[], true);
+    let before = server.policies(&token).await["version"].clone();
+    server.pack().edit("policies/databases.cedar", from, to);
+    for _ in 0..200 {
+        if server.policies(&token).await["version"] != before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the edited policy was not loaded");
+}
+
+/// Alice's production write, approved by dave: the request id.
+async fn approved_write(server: &TestServer) -> String {
+    let (id, _) = escalated_write(server).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("approved"))
+    );
+    assert_eq!(body["granted_scopes"], json!(["db:write:orders"]));
+    id
+}
+
+async fn mint(server: &TestServer, id: &str, groups: &[&str]) -> (StatusCode, Value) {
+    let alice = server.dev_token("alice", groups, true);
+    server
+        .post(
+            &format!("/v1/access-requests/{id}/token"),
+            Some(&alice),
+            json!({}),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn minting_needs_the_approvals_the_policies_now_require() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let id = approved_write(&server).await;
+    change_databases_policy(
+        &server,
+        "@approval(\"1\")\n@break_glass(\"true\")\n@advice(\"Production writes",
+        "@approval(\"2\")\n@break_glass(\"true\")\n@advice(\"Production writes",
+    )
+    .await;
+    let (status, body) = mint(&server, &id, &["oncall"]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("require 2 approvals and 1 were given"),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none());
+}
+
+#[tokio::test]
+async fn a_widened_scope_is_not_minted_under_an_older_approval() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let id = approved_write(&server).await;
+    change_databases_policy(
+        &server,
+        "@scope(\"db:write:{resource.id}\")",
+        "@scope(\"db:read:{resource.id} db:write:{resource.id} db:admin:{resource.id}\")",
+    )
+    .await;
+    let (status, body) = mint(&server, &id, &["oncall"]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["scope"], "db:write:orders");
+    let claims = server
+        .verify(body["access_token"].as_str().unwrap(), "db-proxy")
+        .await;
+    assert_eq!(claims.scope, "db:write:orders");
+}
+
+#[tokio::test]
+async fn groups_gained_since_asking_add_no_scopes() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let id = approved_write(&server).await;
+    // Alice joined the DBAs since: `dba-db-write` now grants her read and write outright.
+    let (status, body) = mint(&server, &id, &["oncall", "dba"]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["scope"], "db:write:orders");
+}
+
+#[tokio::test]
+async fn a_grant_with_nothing_approved_in_it_is_refused() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let id = approved_write(&server).await;
+    change_databases_policy(
+        &server,
+        "@scope(\"db:write:{resource.id}\")",
+        "@scope(\"db:dump:{resource.id}\")",
+    )
+    .await;
+    let (status, body) = mint(&server, &id, &["oncall"]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("none of the scopes"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_approved_before_grants_were_recorded_is_not_minted() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let id = approved_write(&server).await;
+    // As a row written before migration 0007 reads.
+    sqlx::query("UPDATE access_requests SET granted_scopes = NULL, audience = NULL WHERE id = ?")
+        .bind(&id)
+        .execute(server.store().await.pool())
+        .await
+        .unwrap();
+    let (status, body) = mint(&server, &id, &["oncall"]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.get("access_token").is_none());
+}
+
+#[tokio::test]
+async fn answers_that_carry_a_token_are_never_cached() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let id = approved_write(&server).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let answered = |path: String, body: Value| {
+        let request = server
+            .http
+            .post(format!("{}{path}", server.base))
+            .bearer_auth(&alice)
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let issued = answered(
+        "/v1/access-requests".into(),
+        json!({"action": "read", "resource": "Database::\"orders\"", "reason": "INC-42"}),
+    )
+    .await;
+    let minted = answered(format!("/v1/access-requests/{id}/token"), json!({})).await;
+    for response in [issued, minted] {
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(
+            response
+                .headers()
+                .get(reqwest::header::CACHE_CONTROL)
+                .map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{}",
+            response.url()
+        );
+    }
+}
+
+/// The ids of a page of the pending list, and its `next`.
+async fn pending_page(
+    server: &TestServer,
+    token: &str,
+    cursor: Option<&str>,
+) -> (Vec<String>, Value) {
+    let query = cursor.map_or_else(String::new, |c| format!("&cursor={c}"));
+    let response = server
+        .get(
+            &format!("/v1/access-requests?status=pending{query}"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let ids = body["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, body["next"].clone())
+}
+
+#[tokio::test]
+async fn the_pending_list_checks_a_bounded_number_of_rows_per_call() {
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.rate_limit.pending_list_scan = 3;
+    })
+    .await;
+    // Five requests for root on a production host: SREs approve them, DBAs do not.
+    let sam = server.dev_token("sam", &["sre", "oncall"], true);
+    for _ in 0..5 {
+        let (status, body) = server
+            .post(
+                "/v1/access-requests",
+                Some(&sam),
+                json!({"action": "sudo", "resource": "Host::\"web-1\"", "reason": "INC-7"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (id, _) = escalated_write(&server).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (first, next) = pending_page(&server, &dave, None).await;
+    assert!(first.is_empty(), "{first:?}");
+    let mut cursor = next
+        .as_str()
+        .expect("a cursor past the rows checked")
+        .to_owned();
+    let mut found = Vec::new();
+    for _ in 0..5 {
+        let (ids, next) = pending_page(&server, &dave, Some(&cursor)).await;
+        found.extend(ids);
+        match next.as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(found, [id]);
+}
+
+#[tokio::test]
+async fn the_pending_list_is_rate_limited() {
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.rate_limit.per_principal_per_minute = 5;
+    })
+    .await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let response = server
+            .get("/v1/access-requests?status=pending", Some(&dave))
+            .await;
+        statuses.push(response.status());
+    }
+    assert_eq!(statuses[..5], [StatusCode::OK; 5]);
+    assert_eq!(statuses[5..], [StatusCode::TOO_MANY_REQUESTS; 3]);
+}

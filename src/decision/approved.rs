@@ -1,0 +1,202 @@
+//! What an approval covers. Approvers approve the grant of the decision that escalated; the
+//! request is decided again when the token is minted, and that fresh decision may take away
+//! but never add: not more approvals than were given, not a scope or audience that was not
+//! approved.
+
+use super::Decision;
+
+/// The grant the approvers approved, as recorded when the request escalated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovedGrant<'a> {
+    pub scopes: &'a [String],
+    pub audience: &'a [String],
+    /// Distinct approvers who approved.
+    pub approvals: usize,
+}
+
+/// What a token minted under an approval carries: the fresh grant narrowed to the approved one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MintGrant {
+    pub scopes: Vec<String>,
+    pub audience: Vec<String>,
+}
+
+/// Why a fresh decision gives nothing under an approval.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BeyondApproval {
+    #[error(
+        "the policies now require {required} approvals and {given} were given; ask again to be approved under the current policies"
+    )]
+    MoreApprovals { required: u32, given: usize },
+    #[error(
+        "none of the scopes the policies now grant ({}) was approved ({})",
+        .granted.join(" "), .approved.join(" ")
+    )]
+    NoApprovedScope {
+        granted: Vec<String>,
+        approved: Vec<String>,
+    },
+    #[error(
+        "none of the audiences the policies now grant ({}) was approved ({})",
+        .granted.join(" "), .approved.join(" ")
+    )]
+    NoApprovedAudience {
+        granted: Vec<String>,
+        approved: Vec<String>,
+    },
+}
+
+/// The grant of `fresh` (a decision that does not deny) within `approved`: refused when it
+/// needs more approvals than were given; otherwise its scopes and audiences that were
+/// approved, in its order, refused when none of its scopes or none of its audiences are.
+pub fn within_approval(
+    fresh: &Decision,
+    approved: ApprovedGrant<'_>,
+) -> Result<MintGrant, BeyondApproval> {
+    let required = fresh.approvals_required;
+    if usize::try_from(required).map_or(true, |required| required > approved.approvals) {
+        return Err(BeyondApproval::MoreApprovals {
+            required,
+            given: approved.approvals,
+        });
+    }
+    let scopes = intersection(&fresh.scopes, approved.scopes);
+    // A grant of no scopes (a policy without `@scope`) adds nothing to narrow.
+    if scopes.is_empty() && !fresh.scopes.is_empty() {
+        return Err(BeyondApproval::NoApprovedScope {
+            granted: fresh.scopes.clone(),
+            approved: approved.scopes.to_vec(),
+        });
+    }
+    let audience = intersection(&fresh.audience, approved.audience);
+    if audience.is_empty() {
+        return Err(BeyondApproval::NoApprovedAudience {
+            granted: fresh.audience.clone(),
+            approved: approved.audience.to_vec(),
+        });
+    }
+    Ok(MintGrant { scopes, audience })
+}
+
+fn intersection(fresh: &[String], approved: &[String]) -> Vec<String> {
+    fresh
+        .iter()
+        .filter(|item| approved.contains(item))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::decision::Outcome;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn fresh(outcome: Outcome, approvals_required: u32, scopes: &[&str], aud: &[&str]) -> Decision {
+        Decision {
+            outcome,
+            policies: strings(&["p"]),
+            reasons: Vec::new(),
+            scopes: strings(scopes),
+            lifetime: Duration::from_secs(60),
+            audience: strings(aud),
+            approvals_required,
+            break_glass_allowed: false,
+            advice: Vec::new(),
+            policy_version: "v".into(),
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_same_grant_is_minted_as_approved() {
+        let scopes = strings(&["db:write:orders"]);
+        let audience = strings(&["db-proxy"]);
+        let approved = ApprovedGrant {
+            scopes: &scopes,
+            audience: &audience,
+            approvals: 1,
+        };
+        let decision = fresh(Outcome::Escalate, 1, &["db:write:orders"], &["db-proxy"]);
+        assert_eq!(
+            within_approval(&decision, approved),
+            Ok(MintGrant {
+                scopes,
+                audience: audience.clone()
+            })
+        );
+    }
+
+    #[test]
+    fn more_approvals_than_were_given_are_refused() {
+        let scopes = strings(&["a"]);
+        let approved = ApprovedGrant {
+            scopes: &scopes,
+            audience: &scopes,
+            approvals: 1,
+        };
+        assert_eq!(
+            within_approval(&fresh(Outcome::Escalate, 2, &["a"], &["a"]), approved),
+            Err(BeyondApproval::MoreApprovals {
+                required: 2,
+                given: 1
+            })
+        );
+        // A direct grant needs none.
+        assert!(within_approval(&fresh(Outcome::Allow, 0, &["a"], &["a"]), approved).is_ok());
+    }
+
+    #[test]
+    fn only_approved_scopes_and_audiences_are_kept() {
+        let scopes = strings(&["write"]);
+        let audience = strings(&["db-proxy"]);
+        let approved = ApprovedGrant {
+            scopes: &scopes,
+            audience: &audience,
+            approvals: 1,
+        };
+        let wider = fresh(
+            Outcome::Allow,
+            0,
+            &["read", "write"],
+            &["db-proxy", "ssh-ca"],
+        );
+        assert_eq!(
+            within_approval(&wider, approved),
+            Ok(MintGrant {
+                scopes: strings(&["write"]),
+                audience: strings(&["db-proxy"]),
+            })
+        );
+    }
+
+    #[test]
+    fn nothing_in_common_is_refused() {
+        let scopes = strings(&["write"]);
+        let audience = strings(&["db-proxy"]);
+        let approved = ApprovedGrant {
+            scopes: &scopes,
+            audience: &audience,
+            approvals: 1,
+        };
+        assert!(matches!(
+            within_approval(
+                &fresh(Outcome::Escalate, 1, &["dump"], &["db-proxy"]),
+                approved
+            ),
+            Err(BeyondApproval::NoApprovedScope { .. })
+        ));
+        assert!(matches!(
+            within_approval(
+                &fresh(Outcome::Escalate, 1, &["write"], &["other"]),
+                approved
+            ),
+            Err(BeyondApproval::NoApprovedAudience { .. })
+        ));
+    }
+}
