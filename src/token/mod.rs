@@ -269,6 +269,41 @@ mod tests {
     }
 
     #[test]
+    fn audit_heads_verify_only_as_heads_and_only_with_the_issuers_keys() {
+        use crate::audit::{HEAD_TYP, HeadClaims, HeadError, check_head};
+        let dir = tempfile::TempDir::new().unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        let issuer = TokenIssuer::new(
+            "https://jit.example".into(),
+            KeyRing::open(&dir.path().join("a"), SigningAlg::Es256, now).unwrap(),
+            Duration::from_secs(3600),
+            HashMap::new(),
+        );
+        let claims = HeadClaims {
+            iss: "https://jit.example".into(),
+            iat: now,
+            seq: 42,
+            hash: "ab".repeat(32),
+        };
+        let head = issuer.sign_claims(HEAD_TYP, &claims).unwrap();
+        assert_eq!(check_head(&head, &issuer.jwks(now)).unwrap(), claims);
+
+        let token = issuer.mint(&grant(), now).unwrap().token;
+        assert!(matches!(
+            check_head(&token, &issuer.jwks(now)),
+            Err(HeadError::Invalid(_))
+        ));
+        let other = KeyRing::open(&dir.path().join("b"), SigningAlg::Es256, now).unwrap();
+        let others = JwkSet {
+            keys: other.keys().iter().map(|k| k.public.clone()).collect(),
+        };
+        assert!(matches!(
+            check_head(&head, &others),
+            Err(HeadError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
     fn jtis_are_unique_long_and_start_with_the_time() {
         use base64::Engine as _;
         let decode = |id: &str| {
