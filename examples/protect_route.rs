@@ -42,7 +42,7 @@ async fn require_token(State(guard): State<Guard>, mut request: Request, next: N
     };
     let claims = match guard.verifier.verify(token).await {
         Ok(claims) => claims,
-        Err(e @ VerifyError::StaleRevocations) => {
+        Err(e @ (VerifyError::StaleRevocations | VerifyError::StaleKeys)) => {
             return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
         }
         Err(e) => return (StatusCode::UNAUTHORIZED, e.to_string()).into_response(),

@@ -3,12 +3,62 @@
 //! first event's `prev_hash` is [`GENESIS`]. Editing, deleting or reordering a stored event
 //! breaks the chain at that event; [`verify`] names the first break.
 //!
-//! The chain cannot show that events were cut off the *end*: keep the head ([`ChainReport`]'s
-//! last `seq` and `hash`, printed by `jitgate audit verify`) somewhere else to check against.
+//! The chain alone cannot show that events were cut off the *end*, nor that someone with write
+//! access to the database rebuilt it after deleting events. So the server signs the head
+//! ([`HeadClaims`]) with its token signing key at a fixed interval and on shutdown, keeps each
+//! signed head in the trail as an [`HEAD_EVENT`] event and serves the latest at
+//! `GET /v1/audit/head`; [`check_head`] verifies one.
 
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::JwkSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+/// `typ` of a signed audit head.
+pub const HEAD_TYP: &str = "jitgate-audit-head+jwt";
+
+/// The kind of the event that keeps a signed head in the trail (`data`: `seq`, `hash`, `jws`).
+pub const HEAD_EVENT: &str = "audit.head";
+
+/// What a signed audit head says: the chain's last event at `iat` was `seq`, with `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadClaims {
+    pub iss: String,
+    pub iat: u64,
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// Why a signed head is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// Signed with a key `keys` does not hold (perhaps retired and deleted since).
+    #[error("signed with key {0}, which the keys dir does not hold")]
+    UnknownKey(String),
+    #[error("not a valid signed audit head: {0}")]
+    Invalid(String),
+}
+
+/// Verifies the compact JWS `jws` as an audit head signed by one of `keys` (the keys are what
+/// say whose head it is; `iss` is informative).
+pub fn check_head(jws: &str, keys: &JwkSet) -> Result<HeadClaims, HeadError> {
+    use crate::identity::jwt;
+    let invalid = |reason: &str| HeadError::Invalid(reason.to_owned());
+    let expected = jwt::Expectations {
+        issuer: "",
+        audience: "",
+        algorithms: &[Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
+        typ: Some(HEAD_TYP),
+    };
+    let header = jwt::check_header(jws, &expected).map_err(|r| invalid(r.as_str()))?;
+    let key = keys
+        .find(&header.kid)
+        .ok_or_else(|| HeadError::UnknownKey(header.kid.clone()))?;
+    let payload =
+        jwt::verify_signature(jws, key, &[header.alg]).map_err(|r| invalid(r.as_str()))?;
+    serde_json::from_slice(&payload).map_err(|e| invalid(&e.to_string()))
+}
 
 /// `prev_hash` of the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

@@ -77,6 +77,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// IANA name of the zone `context.time` is computed in.
     pub time_zone: String,
+    /// How often the server signs the audit chain's head (and on shutdown).
+    #[serde(deserialize_with = "duration")]
+    pub audit_head_every: Duration,
     pub policy: PolicyConfig,
     pub identity: IdentityConfig,
     pub risk: RiskConfig,
@@ -115,6 +118,7 @@ impl Default for Config {
             default_audience: grants.default_audience,
             trusted_proxies: Vec::new(),
             time_zone: "UTC".into(),
+            audit_head_every: Duration::from_secs(60),
             policy: PolicyConfig::default(),
             identity: IdentityConfig::default(),
             risk: RiskConfig::default(),
@@ -451,6 +455,7 @@ impl Config {
             ("default_ttl", self.default_ttl),
             ("max_ttl", self.max_ttl),
             ("pending_ttl", self.pending_ttl),
+            ("audit_head_every", self.audit_head_every),
         ] {
             if ttl.as_secs() == 0 {
                 return Err(invalid(key, "must be at least 1s"));

@@ -107,9 +107,14 @@ enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Walk the hash chain: exit 0 with its head, or 1 naming the first edited, deleted or
-    /// reordered event.
-    Verify,
+    /// Walk the hash chain and check every signed head in it: exit 0 with its head, or 1 naming
+    /// the first edited, deleted or reordered event or the head that no longer matches.
+    Verify {
+        /// A signed head kept outside (`GET /v1/audit/head`): a file holding it, or the URL
+        /// to fetch it from. The trail must still contain it.
+        #[arg(long, value_name = "FILE|URL")]
+        head: Option<String>,
+    },
     /// Write events as JSON lines on stdout, oldest first.
     Export {
         /// From this time on (RFC 3339 or unix seconds)
@@ -214,7 +219,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit { command, config } => match config.load() {
             Err(code) => code,
             Ok(config) => match command {
-                AuditCommand::Verify => audit::verify(&config),
+                AuditCommand::Verify { head } => audit::verify(&config, head.as_deref()),
                 AuditCommand::Export { since, until } => audit::export(
                     &config,
                     crate::audit::AuditFilter {

@@ -1,14 +1,19 @@
-//! `GET /v1/audit`: the audit trail for administrators, filtered and a page at a time.
+//! `GET /v1/audit`: the audit trail for administrators, filtered and a page at a time; the
+//! signed audit head: made every `audit_head_every` and on shutdown, served to anyone at
+//! `GET /v1/audit/head`.
 
 use axum::Json;
 use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::extract::Authenticated;
-use super::state::AppState;
-use crate::audit::{AuditFilter, parse_time};
+use super::state::{App, AppState};
+use crate::audit::{AuditFilter, HEAD_EVENT, HEAD_TYP, HeadClaims, parse_time};
+use crate::store::{AuditRecord, Write};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,4 +73,61 @@ pub async fn list(
         .then(|| events.last().map(|e| e.seq.to_string()))
         .flatten();
     Ok(Json(json!({"events": events, "next": next})))
+}
+
+/// `GET /v1/audit/head`: the latest signed head, a compact JWS (`typ:
+/// jitgate-audit-head+jwt`) anyone verifies with the JWKS and keeps, to check the trail
+/// against later (`jitgate audit verify --head`).
+pub async fn head(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let jws = state
+        .store
+        .latest_signed_head()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .ok_or_else(|| ApiError::NotFound("no signed audit head yet".into()))?;
+    Ok(([(header::CONTENT_TYPE, "application/jwt")], jws).into_response())
+}
+
+/// Signs the chain's head and keeps it in the trail as an `audit.head` event; nothing when
+/// the last event is already a signed head (an idle server adds nothing).
+pub async fn sign_head(state: &App) -> Result<(), String> {
+    let Some((seq, hash, kind)) = state.store.audit_head().await.map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    if kind == HEAD_EVENT {
+        return Ok(());
+    }
+    let now = state.now();
+    let claims = HeadClaims {
+        iss: state.config.issuer.clone(),
+        iat: now,
+        seq,
+        hash: hash.clone(),
+    };
+    let jws = state
+        .tokens
+        .sign_claims(HEAD_TYP, &claims)
+        .map_err(|e| e.to_string())?;
+    state
+        .store
+        .write(vec![Write::Audit(AuditRecord {
+            at: i64::try_from(now).unwrap_or(i64::MAX),
+            kind: HEAD_EVENT.into(),
+            request_id: None,
+            subject: None,
+            data: json!({"seq": seq, "hash": hash, "jws": jws}),
+        })])
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Signs the head every `audit_head_every` (the first at once) until aborted.
+pub async fn sign_heads(state: AppState) {
+    let mut ticks = tokio::time::interval(state.config.audit_head_every);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = sign_head(&state).await {
+            tracing::warn!(error = %e, "cannot sign the audit head");
+        }
+    }
 }

@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/decisions", post(access::dry_run))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/audit/head", get(audit::head))
         .route("/v1/tokens/revoke", post(revocation::revoke_token))
         .route("/v1/tokens/introspect", post(revocation::introspect))
         .route(
@@ -184,6 +185,9 @@ pub async fn run(
         );
     }
     tracing::info!(listen = %listener.local_addr()?, issuer = %state.config.issuer, "jitgate serving");
+    // The audit head is signed at an interval and once more on shutdown (issue 11 finding 6).
+    let heads = tokio::spawn(audit::sign_heads(state.clone()));
+    let last_head = state.clone();
     serve::serve(
         listener,
         router(state.clone()),
@@ -193,6 +197,10 @@ pub async fn run(
     .await;
     housekeeping.abort();
     delivery.abort();
+    heads.abort();
+    if let Err(e) = audit::sign_head(&last_head).await {
+        tracing::warn!(error = %e, "cannot sign the audit head on shutdown");
+    }
     tracing::info!("jitgate stopped");
     Ok(())
 }

@@ -472,6 +472,40 @@ impl Store {
         Ok(rows.into_iter().map(AuditEventRow::into_event).collect())
     }
 
+    /// The last chained event: its `seq`, `hash` and type.
+    pub async fn audit_head(&self) -> Result<Option<(i64, String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, hash, type FROM audit_events WHERE hash IS NOT NULL \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The `hash` the event at `seq` carries.
+    pub async fn audit_hash_at(&self, seq: i64) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = ?")
+                .bind(seq)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
+    /// The JWS of the latest signed audit head kept in the trail. Heads are written every
+    /// `audit_head_every`, so walking back from the end finds one after a few events.
+    pub async fn latest_signed_head(&self) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT json_extract(data, '$.jws') FROM audit_events WHERE type = ? \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(crate::audit::HEAD_EVENT)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
+    }
+
     /// Walks the whole audit chain, a page at a time.
     pub async fn verify_audit(&self) -> Result<Result<ChainReport, ChainBreak>, StoreError> {
         let mut verifier = ChainVerifier::default();

@@ -139,7 +139,7 @@ impl TokenIssuer {
             client_id: grant.client_id.clone(),
             jit: grant.jit.clone(),
         };
-        let token = sign(&claims, key)?;
+        let token = sign(&claims, "at+jwt", key)?;
         Ok(IssuedToken {
             token,
             jti: claims.jti,
@@ -148,6 +148,12 @@ impl TokenIssuer {
             expires_at: claims.exp,
             scope: claims.scope,
         })
+    }
+
+    /// `claims` as a JWS of type `typ` signed by the active key (what is not an access token:
+    /// e.g. the audit head).
+    pub fn sign_claims<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, TokenError> {
+        sign(claims, typ, self.ring.active().ok_or(TokenError::NoKey)?)
     }
 
     /// Public keys whose tokens may still be live at `now`.
@@ -163,13 +169,13 @@ impl TokenIssuer {
     }
 }
 
-/// The JWS compact serialization (RFC 7515 §7.1) of `claims` signed by `key`: what
-/// `jsonwebtoken::encode` produces, with the key parsed once (see [`keys::Signer`]).
-fn sign(claims: &AccessClaims, key: &SigningKey) -> Result<String, TokenError> {
+/// The JWS compact serialization (RFC 7515 §7.1) of `claims` with header `typ`, signed by
+/// `key`: what `jsonwebtoken::encode` produces, with the key parsed once (see [`keys::Signer`]).
+fn sign<T: Serialize>(claims: &T, typ: &str, key: &SigningKey) -> Result<String, TokenError> {
     use base64::Engine as _;
     let base64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut header = Header::new(keys::algorithm(key.alg));
-    header.typ = Some("at+jwt".into());
+    header.typ = Some(typ.into());
     header.kid = Some(key.kid.clone());
     let encoding = |e: serde_json::Error| TokenError::Sign(e.to_string());
     let message = format!(
@@ -260,6 +266,41 @@ mod tests {
             assert_eq!(data.claims.aud, Audience::One("db-proxy".into()));
             assert_eq!(data.claims.jit.policies, ["oncall-db-read"]);
         }
+    }
+
+    #[test]
+    fn audit_heads_verify_only_as_heads_and_only_with_the_issuers_keys() {
+        use crate::audit::{HEAD_TYP, HeadClaims, HeadError, check_head};
+        let dir = tempfile::TempDir::new().unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        let issuer = TokenIssuer::new(
+            "https://jit.example".into(),
+            KeyRing::open(&dir.path().join("a"), SigningAlg::Es256, now).unwrap(),
+            Duration::from_secs(3600),
+            HashMap::new(),
+        );
+        let claims = HeadClaims {
+            iss: "https://jit.example".into(),
+            iat: now,
+            seq: 42,
+            hash: "ab".repeat(32),
+        };
+        let head = issuer.sign_claims(HEAD_TYP, &claims).unwrap();
+        assert_eq!(check_head(&head, &issuer.jwks(now)).unwrap(), claims);
+
+        let token = issuer.mint(&grant(), now).unwrap().token;
+        assert!(matches!(
+            check_head(&token, &issuer.jwks(now)),
+            Err(HeadError::Invalid(_))
+        ));
+        let other = KeyRing::open(&dir.path().join("b"), SigningAlg::Es256, now).unwrap();
+        let others = JwkSet {
+            keys: other.keys().iter().map(|k| k.public.clone()).collect(),
+        };
+        assert!(matches!(
+            check_head(&head, &others),
+            Err(HeadError::UnknownKey(_))
+        ));
     }
 
     #[test]

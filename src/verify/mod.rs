@@ -3,12 +3,13 @@
 //!
 //! [`Verifier`] checks against a fixed key set (`jitgate token verify`, the server's own
 //! introspection). [`ResourceVerifier`] is what a Rust service embeds: it keeps the JWKS,
-//! fetches it again for an unknown `kid` (rate-limited), checks scopes, and keeps a deny-list
-//! from the server's revocation feed. `examples/protect_route.rs` guards an axum route with it.
+//! replaces it every few minutes (so a key withdrawn from the JWKS stops verifying) and for an
+//! unknown `kid` (rate-limited), refuses every token once it could not for too long, checks
+//! scopes, and keeps a deny-list from the server's revocation feed. `examples/protect_route.rs` guards an axum route with it.
 
 mod resource;
 
-pub use resource::{ResourceConfig, ResourceVerifier};
+pub use resource::{Clock, ResourceConfig, ResourceVerifier};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -33,6 +34,10 @@ pub enum VerifyError {
     /// The revocation feed has not been read for too long to trust any token.
     #[error("the revocation feed is stale: refusing tokens until it is read again")]
     StaleRevocations,
+    /// The JWKS has not been read for too long to trust the keys it held (one may have been
+    /// withdrawn since).
+    #[error("the signing keys are stale: refusing tokens until the JWKS is read again")]
+    StaleKeys,
     #[error("the token lacks scope {}", .0.join(" "))]
     InsufficientScope(Vec<String>),
 }
@@ -130,6 +135,10 @@ impl Verifier {
         }
         if claims.nbf > now + LEEWAY_SECS {
             return Err(VerifyError::Invalid("not_yet_valid"));
+        }
+        // jitgate never issues ahead of its clock: a later `iat` is a forgery or a broken clock.
+        if claims.iat > now + LEEWAY_SECS {
+            return Err(VerifyError::Invalid("issued_in_the_future"));
         }
         Ok(claims)
     }

@@ -1,11 +1,13 @@
 //! The tamper-evident audit trail: `jitgate audit verify` on a busy store, then after rows are
 //! edited, deleted and swapped with SQL; `jitgate audit export` round-tripping every event;
-//! `GET /v1/audit` for administrators.
+//! `GET /v1/audit` for administrators; signed heads (`GET /v1/audit/head`, `audit.head`
+//! events, `audit verify --head`) against a chain rebuilt after deletions or cut off its end.
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use jitgate::audit::{AuditEvent, AuditFilter};
+use jitgate::audit::{AuditEvent, AuditFilter, HeadClaims, chain_hash};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::ConnectOptions;
@@ -302,4 +304,182 @@ async fn export_round_trips_every_event_and_the_api_filters_them() {
             .status(),
         StatusCode::BAD_REQUEST
     );
+}
+
+/// Deletes the events `delete` selects, bypassing the append-only triggers, then renumbers
+/// what is left and rebuilds the plain hash chain over it, as someone with write access to the
+/// database file can.
+async fn delete_and_rechain(database: &Path, delete: &str) {
+    execute(
+        database,
+        &format!(
+            "DROP TRIGGER IF EXISTS audit_events_append_only_update; \
+             DROP TRIGGER IF EXISTS audit_events_append_only_delete; {delete}"
+        ),
+    )
+    .await;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(database)
+        .connect()
+        .await
+        .unwrap();
+    type Row = (i64, i64, String, Option<String>, Option<String>, String);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT seq, at, type, request_id, subject, data FROM audit_events ORDER BY seq",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut prev = jitgate::audit::GENESIS.to_owned();
+    for (new_seq, (seq, at, kind, request_id, subject, data)) in (1..).zip(rows) {
+        let data: Value = serde_json::from_str(&data).unwrap();
+        let hash = chain_hash(
+            &prev,
+            new_seq,
+            at,
+            &kind,
+            request_id.as_deref(),
+            subject.as_deref(),
+            &data,
+        );
+        sqlx::query("UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE seq = ?")
+            .bind(new_seq)
+            .bind(&prev)
+            .bind(&hash)
+            .bind(seq)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        prev = hash;
+    }
+}
+
+/// The latest signed head the server serves, as text and claims (signature not checked).
+async fn served_head(server: &TestServer) -> (String, HeadClaims) {
+    let response = server.get("/v1/audit/head", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let jws = response.text().await.unwrap();
+    let payload = jws.split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let claims = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    (jws, claims)
+}
+
+#[tokio::test]
+async fn the_signed_audit_head_verifies_with_the_published_jwks() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    busy(&server).await;
+    let response = server.get("/v1/audit/head", None).await;
+    assert_eq!(response.status(), StatusCode::OK, "no credential needed");
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/jwt"
+    );
+    let jws = response.text().await.unwrap();
+    let header = jsonwebtoken::decode_header(&jws).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("jitgate-audit-head+jwt"));
+    let jwks = server.jwks().await;
+    let key = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    validation.set_issuer(&[&server.config.issuer]);
+    let claims: HeadClaims = jsonwebtoken::decode(
+        &jws,
+        &jsonwebtoken::DecodingKey::from_jwk(key).unwrap(),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    let store = server.store().await;
+    assert_eq!(
+        store.audit_hash_at(claims.seq).await.unwrap(),
+        Some(claims.hash.clone())
+    );
+    // Kept in the trail too.
+    let kept = store
+        .audit_page(
+            &AuditFilter {
+                kind: Some("audit.head".into()),
+                ..AuditFilter::default()
+            },
+            0,
+            100,
+        )
+        .await
+        .unwrap();
+    assert!(kept.iter().any(|e| e.data["jws"] == jws.as_str()));
+}
+
+#[tokio::test]
+async fn deleting_events_and_rebuilding_the_chain_fails_on_a_signed_head() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    busy(&server).await;
+    let data_dir = server.config.data_dir.clone();
+    // Stopping signs the head once more.
+    let (pack, _) = server.stop().await;
+    let (code, stdout, stderr) = audit(&data_dir, &["verify"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("signed heads: 2 checked"), "{stdout}");
+
+    delete_and_rechain(
+        &data_dir.join("jitgate.db"),
+        "DELETE FROM audit_events WHERE seq BETWEEN 10 AND 12",
+    )
+    .await;
+    let (code, _, stderr) = audit(&data_dir, &["verify"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("events were deleted or rewritten and the chain rebuilt"),
+        "{stderr}"
+    );
+    drop(pack);
+}
+
+// Two threads: the server answers the CLI's fetch while the test waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_kept_outside_shows_events_cut_off_the_end() {
+    let server = TestServer::start(TempPack::shipped(), |config| {
+        config.audit_head_every = Duration::from_secs(1);
+    })
+    .await;
+    busy(&server).await;
+    // The next head, signed after the busy spell.
+    let (mut jws, mut claims) = served_head(&server).await;
+    for _ in 0..100 {
+        if claims.seq > 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        (jws, claims) = served_head(&server).await;
+    }
+    assert!(claims.seq > 20, "a head after the busy spell");
+    let kept = server.pack().dir.path().join("head.jws");
+    std::fs::write(&kept, &jws).unwrap();
+    let data_dir = server.config.data_dir.clone();
+    let url = format!("{}/v1/audit/head", server.base);
+    let (code, stdout, stderr) = audit(&data_dir, &["verify", "--head", &url]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("still holds the given head"), "{stdout}");
+    let (pack, _) = server.stop().await;
+
+    // Cut off the end, from before the kept head: every head in the trail after the cut goes
+    // with it, and the rest of the chain is intact.
+    delete_and_rechain(
+        &data_dir.join("jitgate.db"),
+        &format!("DELETE FROM audit_events WHERE seq >= {}", claims.seq - 3),
+    )
+    .await;
+    let (code, stdout, stderr) = audit(&data_dir, &["verify"]);
+    assert_eq!(code, 0, "undetectable from the trail alone: {stderr}");
+    assert!(stdout.contains("signed heads:"), "{stdout}");
+    let (code, _, stderr) = audit(&data_dir, &["verify", "--head", kept.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("has no such event"), "{stderr}");
+    drop(pack);
 }

@@ -1,11 +1,13 @@
 //! `jitgate::verify::ResourceVerifier`, embedded as a resource server embeds it, against a
 //! running jitgate: valid tokens, wrong audience, scopes, revocation through the feed, a stale
-//! feed, and a key rotated while the verifier runs.
+//! feed, a key rotated while the verifier runs, a key withdrawn from the JWKS, a JWKS that
+//! cannot be read, a revocation through the leeway, and `iat` in the future.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use jitgate::token::KeyRing;
-use jitgate::verify::{ResourceConfig, ResourceVerifier, VerifyError, require_scopes};
+use jitgate::token::{AccessClaims, KeyRing};
+use jitgate::verify::{Clock, ResourceConfig, ResourceVerifier, VerifyError, require_scopes};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -140,4 +142,170 @@ async fn a_key_rotated_while_the_verifier_runs_is_fetched_on_first_sight() {
         matches!(slow.verify(&new).await, Err(VerifyError::UnknownKey)),
         "refetches are rate-limited"
     );
+}
+
+/// A clock the test moves forward instead of sleeping.
+#[derive(Clone, Default)]
+struct TestClock(Arc<Mutex<Duration>>);
+
+impl TestClock {
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+
+    fn clock(&self) -> Clock {
+        let ahead = Arc::clone(&self.0);
+        Clock::from_fn(move || SystemTime::now() + *ahead.lock().unwrap())
+    }
+}
+
+/// A verifier without the feed, keys refreshed every minute and stale after two.
+fn keys_config(server: &TestServer, clock: &TestClock) -> ResourceConfig {
+    let mut config = config(server, "db-proxy");
+    config.feed_credential = None;
+    config.keys_refresh_every = Duration::from_secs(60);
+    config.keys_stale_after = Duration::from_secs(120);
+    config.clock = clock.clock();
+    config
+}
+
+fn kid(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+#[tokio::test]
+async fn a_key_withdrawn_from_the_jwks_stops_verifying_at_the_next_refresh() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let clock = TestClock::default();
+    let verifier = ResourceVerifier::connect(keys_config(&server, &clock))
+        .await
+        .unwrap();
+    let old = read_token(&server).await;
+    verifier.verify(&old).await.unwrap();
+
+    // After a compromise the operator rotates and deletes the old key, so the JWKS no longer
+    // lists it.
+    let (pack, config_used) = server.stop().await;
+    let keys = config_used.data_dir.join("keys");
+    let mut ring = KeyRing::open(&keys, config_used.signing_alg, unix_now()).unwrap();
+    let withdrawn = ring.active().unwrap().path.clone();
+    ring.rotate(config_used.signing_alg, unix_now()).unwrap();
+    std::fs::remove_file(withdrawn).unwrap();
+    let server = TestServer::start_with(pack, config_used).await;
+    let jwks = server.jwks().await;
+    assert!(jwks.find(&kid(&old)).is_none(), "withdrawn from the JWKS");
+
+    verifier.verify(&old).await.unwrap();
+    clock.advance(Duration::from_secs(61));
+    assert!(
+        matches!(verifier.verify(&old).await, Err(VerifyError::UnknownKey)),
+        "the refreshed key set replaces the old one"
+    );
+    let new = read_token(&server).await;
+    verifier.verify(&new).await.unwrap();
+}
+
+#[tokio::test]
+async fn keys_that_cannot_be_refreshed_go_stale_and_every_token_is_refused() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let clock = TestClock::default();
+    let verifier = ResourceVerifier::connect(keys_config(&server, &clock))
+        .await
+        .unwrap();
+    let token = read_token(&server).await;
+    let (pack, config_used) = server.stop().await;
+
+    // Due for a refresh that fails: the keys held still serve...
+    clock.advance(Duration::from_secs(61));
+    verifier.verify(&token).await.unwrap();
+    // ...until they are older than keys_stale_after (fail closed).
+    clock.advance(Duration::from_secs(60));
+    assert!(matches!(
+        verifier.verify(&token).await,
+        Err(VerifyError::StaleKeys)
+    ));
+
+    // Back once the JWKS can be read again.
+    let _server = TestServer::start_with(pack, config_used).await;
+    verifier.verify(&token).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_token_issued_in_the_future_is_refused() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let clock = TestClock::default();
+    let verifier = ResourceVerifier::connect(keys_config(&server, &clock))
+        .await
+        .unwrap();
+    let token = read_token(&server).await;
+    let mut claims: AccessClaims = verifier.verify(&token).await.unwrap();
+
+    // Signed with the server's own key: valid now (`nbf`), but dated a minute ahead.
+    claims.iat += 60;
+    let keys = server.config.data_dir.join("keys");
+    let ring = KeyRing::open(&keys, server.config.signing_alg, unix_now()).unwrap();
+    let key = ring.active().unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(key.kid.clone());
+    let pem = std::fs::read(&key.path).unwrap();
+    let forged = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
+    )
+    .unwrap();
+    assert!(matches!(
+        verifier.verify(&forged).await,
+        Err(VerifyError::Invalid("issued_in_the_future"))
+    ));
+    claims.iat -= 60;
+    let honest = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
+    )
+    .unwrap();
+    verifier.verify(&honest).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_revoked_token_stays_refused_through_the_leeway_after_it_expires() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let clock = TestClock::default();
+    let mut with_feed = config(&server, "db-proxy");
+    with_feed.clock = clock.clock();
+    let verifier = ResourceVerifier::connect(with_feed).await.unwrap();
+    let token = read_token(&server).await;
+    let claims = verifier.verify(&token).await.unwrap();
+    let admin = server.dev_token("sam", &["security"], true);
+    let (status, body) = server
+        .post(
+            "/v1/revocations",
+            Some(&admin),
+            json!({"jti": claims.jti, "reason": "test"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    verifier.poll_revocations().await.unwrap();
+    assert!(matches!(
+        verifier.verify(&token).await,
+        Err(VerifyError::Revoked)
+    ));
+
+    // Past `exp` but inside the leeway the token itself still verifies: the revocation must
+    // outlive it.
+    let expires = Duration::from_secs(claims.exp - unix_now());
+    clock.advance(expires + Duration::from_secs(3));
+    verifier.poll_revocations().await.unwrap();
+    assert!(matches!(
+        verifier.verify(&token).await,
+        Err(VerifyError::Revoked)
+    ));
+    clock.advance(Duration::from_secs(3));
+    verifier.poll_revocations().await.unwrap();
+    assert!(matches!(
+        verifier.verify(&token).await,
+        Err(VerifyError::Invalid("expired"))
+    ));
 }
