@@ -58,10 +58,7 @@ async fn writes_are_durable_and_read_back() {
         .await
         .unwrap();
     let alice = "User::\"alice\"";
-    let standing = store
-        .standing("alice", alice, 999, "10.0.0.1")
-        .await
-        .unwrap();
+    let standing = store.standing(alice, 999, "10.0.0.1").await.unwrap();
     assert_eq!(
         standing,
         Standing {
@@ -70,16 +67,13 @@ async fn writes_are_durable_and_read_back() {
             seen_from: true
         }
     );
-    let standing = store
-        .standing("alice", alice, 1001, "10.0.0.2")
-        .await
-        .unwrap();
+    let standing = store.standing(alice, 1001, "10.0.0.2").await.unwrap();
     assert_eq!((standing.recent_denials, standing.seen_from), (0, false));
     store
         .write(vec![Write::Revocation(RevocationRecord {
             id: "rev_1".into(),
             kind: "subject".into(),
-            value: "alice".into(),
+            value: alice.into(),
             reason: "laptop stolen".into(),
             revoked_by: "bob".into(),
             revoked_at: 1000,
@@ -88,10 +82,7 @@ async fn writes_are_durable_and_read_back() {
         })])
         .await
         .unwrap();
-    let standing = store
-        .standing("alice", alice, 999, "10.0.0.1")
-        .await
-        .unwrap();
+    let standing = store.standing(alice, 999, "10.0.0.1").await.unwrap();
     assert_eq!(
         standing.block,
         Some(("rev_1".into(), "laptop stolen".into()))
@@ -104,10 +95,7 @@ async fn writes_are_durable_and_read_back() {
         }])
         .await
         .unwrap();
-    let standing = store
-        .standing("alice", alice, 999, "10.0.0.1")
-        .await
-        .unwrap();
+    let standing = store.standing(alice, 999, "10.0.0.1").await.unwrap();
     assert_eq!(standing.block, None);
     drop(store);
     let reopened = Store::open("", dir.path()).await.unwrap();

@@ -13,6 +13,7 @@ mod audit;
 mod cli;
 mod harness;
 mod load;
+mod privileges;
 mod reload;
 mod requester;
 mod revocation;
