@@ -388,3 +388,68 @@ async fn the_feed_pages_with_a_cursor_and_drops_what_has_expired() {
     }
     assert_eq!(remaining, 0, "housekeeping deletes expired entries");
 }
+
+/// Issue 11 finding 7: one revocation per token, request or subject in force; a repeat
+/// answers with it and adds no feed entry and no audit event.
+#[tokio::test]
+async fn revoking_again_changes_nothing() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let admin = server.dev_token("sam", &["security"], true);
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let token = read_token(&server, "alice", None).await;
+    for _ in 0..5 {
+        let (status, body) = form(&server, "/v1/tokens/revoke", Some(&alice), &token).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+    }
+    let jti = server.verify(&token, "db-proxy").await.jti;
+    let (status, again) = server
+        .post(
+            "/v1/revocations",
+            Some(&admin),
+            json!({"jti": jti, "reason": "again"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["reason"], "revoked by its holder", "the one in force");
+
+    let subject = json!({"subject": "bob", "reason": "left"});
+    let (status, first) = server
+        .post("/v1/revocations", Some(&admin), subject.clone())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, second) = server
+        .post("/v1/revocations", Some(&admin), subject.clone())
+        .await;
+    assert_eq!((status, &second), (StatusCode::OK, &first));
+
+    let count = |sql: &'static str| server.count(sql);
+    assert_eq!(count("SELECT COUNT(*) FROM revocations").await, 2);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM audit_events WHERE type = 'revocation.created'").await,
+        2
+    );
+    let feed: Value = server
+        .get("/v1/revocations", Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(feed["revocations"].as_array().unwrap().len(), 2, "{feed}");
+
+    // Once lifted, the subject can be blocked again.
+    let lifted = server
+        .http
+        .delete(format!(
+            "{}/v1/revocations/{}",
+            server.base,
+            first["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), StatusCode::OK);
+    let (status, third) = server.post("/v1/revocations", Some(&admin), subject).await;
+    assert_eq!(status, StatusCode::CREATED, "{third}");
+    assert_ne!(third["id"], first["id"]);
+}
