@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::access::{admit, refuse_revoked_subject, rfc3339, risk_for, token_writes};
 use super::error::ApiError;
 use super::extract::{Authenticated, ClientIp, OptionalJsonBody};
-use super::guard::{Admitted, Privileged, forbidden};
+use super::guard::{Admitted, Privileged, Unrevoked, forbidden};
 use super::state::AppState;
 use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext};
 use crate::identity::Caller;
@@ -155,7 +155,7 @@ const MAX_PAGE: usize = 200;
 /// oldest first, a page at a time (`next` is the cursor of the following page).
 pub async fn list(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Unrevoked(caller): Unrevoked,
     axum::extract::Query(query): axum::extract::Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     if query.status != "pending" {
@@ -201,7 +201,7 @@ pub async fn list(
 /// `GET /v1/access-requests/{id}`: for the requester, its approvers and administrators.
 pub async fn get(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Unrevoked(caller): Unrevoked,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let request = load(&state, &id).await?;

@@ -1,6 +1,7 @@
 //! Callers of the privileged and state-changing endpoints: counted against the per-principal
-//! rate limit, refused everything privileged while a subject block names them, and every
-//! refusal written to the audit trail (`access.refused`) so attempts leave a trace.
+//! rate limit, refused everything privileged (and the approver UI's reads) while a subject
+//! block names them, and every refusal written to the audit trail (`access.refused`) so
+//! attempts leave a trace.
 
 use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
@@ -27,6 +28,21 @@ impl FromRequestParts<AppState> for Admitted {
     }
 }
 
+/// An authenticated caller whom no subject block names: a revoked subject does not even read
+/// what the approver UI shows (pending requests, a request), 403 `revoked`.
+#[derive(Debug)]
+pub struct Unrevoked(pub Caller);
+
+impl FromRequestParts<AppState> for Unrevoked {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Authenticated(caller) = Authenticated::from_request_parts(parts, state).await?;
+        refuse_if_revoked(parts, state, &caller).await?;
+        Ok(Unrevoked(caller))
+    }
+}
+
 /// An [`Admitted`] caller whom no subject block names: a revoked approver or administrator
 /// keeps no privilege (approve, deny, review, audit, revocations), 403 `revoked`.
 #[derive(Debug)]
@@ -37,26 +53,32 @@ impl FromRequestParts<AppState> for Privileged {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Admitted(caller) = Admitted::from_request_parts(parts, state).await?;
-        let Some(block) = state
-            .store
-            .subject_block(&caller.principal.to_string())
-            .await?
-        else {
-            return Ok(Privileged(caller));
-        };
-        let route = parts
-            .extensions
-            .get::<MatchedPath>()
-            .map_or_else(|| parts.uri.path(), MatchedPath::as_str);
-        let attempt = format!("{} {route}", parts.method);
-        let why = format!("subject revoked ({})", block.id);
-        Err(
-            match record_refusal(state, &caller, &attempt, None, "revoked", &why).await {
-                Ok(()) => ApiError::Revoked(block.reason),
-                Err(e) => e,
-            },
-        )
+        refuse_if_revoked(parts, state, &caller).await?;
+        Ok(Privileged(caller))
     }
+}
+
+/// 403 `revoked`, audited, while a subject block names `caller`.
+async fn refuse_if_revoked(
+    parts: &Parts,
+    state: &AppState,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let Some(block) = state
+        .store
+        .subject_block(&caller.principal.to_string())
+        .await?
+    else {
+        return Ok(());
+    };
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or_else(|| parts.uri.path(), MatchedPath::as_str);
+    let attempt = format!("{} {route}", parts.method);
+    let why = format!("subject revoked ({})", block.id);
+    record_refusal(state, caller, &attempt, None, "revoked", &why).await?;
+    Err(ApiError::Revoked(block.reason))
 }
 
 /// 403 for `caller`'s `attempt` (e.g. `approve req_…`, on `request_id` if it concerns one)

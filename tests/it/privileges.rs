@@ -30,12 +30,14 @@ async fn revoke_subject(server: &TestServer, admin: &str, subject: &str) -> (Sta
         .await
 }
 
-async fn audit(server: &TestServer, caller: &str, query: &str) -> (StatusCode, Value) {
-    let response = server
-        .get(&format!("/v1/audit?{query}"), Some(caller))
-        .await;
+async fn get(server: &TestServer, caller: &str, path: &str) -> (StatusCode, Value) {
+    let response = server.get(path, Some(caller)).await;
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn audit(server: &TestServer, caller: &str, query: &str) -> (StatusCode, Value) {
+    get(server, caller, &format!("/v1/audit?{query}")).await
 }
 
 /// The `access.refused` events of the trail, as `(subject, attempt, code)`.
@@ -233,6 +235,9 @@ async fn a_revoked_subject_loses_every_privilege() {
                 .await,
         );
     }
+    // Nor what the approver UI shows.
+    revoked(get(&server, &dave, "/v1/access-requests?status=pending").await);
+    revoked(get(&server, &dave, &format!("/v1/access-requests/{id}")).await);
     revoked(audit(&server, &mia, "type=decision").await);
     revoked(revoke_subject(&server, &mia, "User::\"sam\"").await);
     let lift = |caller: String, revocation: String| {
