@@ -83,7 +83,7 @@ pub struct AuditEvent {
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub request_id: Option<String>,
-    pub subject: Option<String>,
+    pub subject: Option<crate::decision::EntityRef>,
     pub kind: Option<String>,
     /// Unix seconds, inclusive.
     pub since: Option<i64>,

@@ -154,7 +154,7 @@ pub async fn create(
                     at: now_i,
                     kind: "break_glass".into(),
                     request_id: Some(request_id.clone()),
-                    subject: Some(caller.principal.id.clone()),
+                    subject: Some(principal.clone()),
                     data: json!({
                         "principal": principal, "action": request.action,
                         "resource": request.resource.to_string(), "reason": reason_of(&request),
@@ -436,7 +436,11 @@ pub(super) async fn refuse_revoked_subject(
     state: &AppState,
     caller: &Caller,
 ) -> Result<(), ApiError> {
-    match state.store.subject_block(&caller.principal.id).await? {
+    match state
+        .store
+        .subject_block(&caller.principal.to_string())
+        .await?
+    {
         Some(block) => Err(refuse(
             state,
             caller,
@@ -459,7 +463,7 @@ async fn refuse(state: &AppState, caller: &Caller, block: SubjectBlock) -> ApiEr
             at: now,
             kind: "request.refused".into(),
             request_id: None,
-            subject: Some(caller.principal.id.clone()),
+            subject: Some(caller.principal.to_string()),
             data: json!({"reason": "subject_revoked", "revocation": block.id}),
         })])
         .await;
@@ -511,15 +515,16 @@ pub(super) fn token_writes(
     if let (Value::Object(data), Value::Object(extra)) = (&mut data, extra) {
         data.extend(extra);
     }
+    let principal = caller.principal.to_string();
     [
         Write::RequireNotRevoked {
-            subject: caller.principal.id.clone(),
+            subject: principal.clone(),
             request_id: request_id.to_owned(),
         },
         Write::Token(TokenRecord {
             jti: issued.jti.clone(),
             request_id: request_id.to_owned(),
-            subject: caller.principal.id.clone(),
+            subject: principal.clone(),
             kid: issued.kid.clone(),
             scope: issued.scope.clone(),
             issued_at: at,
@@ -529,7 +534,7 @@ pub(super) fn token_writes(
             at,
             kind: "token.issued".into(),
             request_id: Some(request_id.to_owned()),
-            subject: Some(caller.principal.id.clone()),
+            subject: Some(principal),
             data,
         }),
     ]
@@ -554,12 +559,7 @@ pub(super) async fn risk_for(
     };
     let standing = state
         .store
-        .standing(
-            &caller.principal.id,
-            principal,
-            denials_since,
-            &ip.to_string(),
-        )
+        .standing(principal, denials_since, &ip.to_string())
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let risk = risk::assess(
@@ -615,7 +615,7 @@ fn decision_event(
         at,
         kind: kind.into(),
         request_id: Some(request_id.into()),
-        subject: Some(caller.principal.id.clone()),
+        subject: Some(caller.principal.to_string()),
         data: json!({
             "principal": caller.principal.to_string(),
             "groups": caller.groups.iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use super::access::{admit, refuse_revoked_subject, rfc3339, risk_for, token_writes};
 use super::error::ApiError;
 use super::extract::{Authenticated, ClientIp, OptionalJsonBody};
+use super::guard::{Admitted, Privileged, Unrevoked, forbidden};
 use super::state::AppState;
 use crate::decision::{
     ApprovedGrant, DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext,
@@ -69,7 +70,7 @@ async fn transition(
                 at: now,
                 kind: format!("request.{to}"),
                 request_id: Some(id.to_owned()),
-                subject: Some(caller.principal.id.clone()),
+                subject: Some(caller.principal.to_string()),
                 data,
             }),
         ])
@@ -163,7 +164,7 @@ const SCAN_BATCH: i64 = 200;
 /// `rate_limit.pending_list_scan` rows, so a page may be short (even empty) with a `next`.
 pub async fn list(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Unrevoked(caller): Unrevoked,
     axum::extract::Query(query): axum::extract::Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     admit(&state, &caller.principal.to_string())?;
@@ -216,7 +217,7 @@ pub async fn list(
 /// `GET /v1/access-requests/{id}`: for the requester, its approvers and administrators.
 pub async fn get(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Unrevoked(caller): Unrevoked,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let request = load(&state, &id).await?;
@@ -234,7 +235,7 @@ pub async fn get(
 
 pub async fn approve(
     state: State<AppState>,
-    caller: Authenticated,
+    caller: Privileged,
     id: Path<String>,
     body: OptionalJsonBody<CommentBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -243,7 +244,7 @@ pub async fn approve(
 
 pub async fn deny(
     state: State<AppState>,
-    caller: Authenticated,
+    caller: Privileged,
     id: Path<String>,
     body: OptionalJsonBody<CommentBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -255,7 +256,7 @@ pub async fn deny(
 /// and the other gets 409.
 async fn answer(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Privileged(caller): Privileged,
     Path(id): Path<String>,
     OptionalJsonBody(body): OptionalJsonBody<CommentBody>,
     decision: &str,
@@ -267,16 +268,15 @@ async fn answer(
         )));
     }
     let request = load(&state, &id).await?;
+    let attempt = format!("{decision} {id}");
     if caller.principal.to_string() == request.record.principal {
-        return Err(ApiError::Forbidden(
-            "nobody approves or denies their own request".into(),
-        ));
+        let why = "nobody approves or denies their own request";
+        return Err(forbidden(&state, &caller, &attempt, Some(&id), why).await);
     }
     let pack = state.policies.current();
     if !may_approve(&pack, &state, &caller, &request) {
-        return Err(ApiError::Forbidden(
-            "the policies do not let you approve this request".into(),
-        ));
+        let why = "the policies do not let you approve this request";
+        return Err(forbidden(&state, &caller, &attempt, Some(&id), why).await);
     }
     let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
     let approver = caller.principal.to_string();
@@ -322,7 +322,7 @@ async fn answer(
         at: now,
         kind: format!("request.{decision}"),
         request_id: Some(id.clone()),
-        subject: Some(caller.principal.id.clone()),
+        subject: Some(caller.principal.to_string()),
         data: json!({"approver": approver, "comment": comment}),
     }));
     state.store.write(writes).await?;
@@ -336,10 +336,10 @@ async fn answer(
 }
 
 /// `POST /v1/access-requests/{id}/review`: an administrator closes a break-glass request
-/// with a comment.
+/// with a comment; never their own, as nobody approves their own request.
 pub async fn review(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Privileged(caller): Privileged,
     Path(id): Path<String>,
     OptionalJsonBody(body): OptionalJsonBody<CommentBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -349,11 +349,15 @@ pub async fn review(
             "a review needs a comment of 1 to {MAX_COMMENT_CHARS} characters"
         )));
     }
-    load(&state, &id).await?;
+    let request = load(&state, &id).await?;
+    let attempt = format!("review {id}");
     if !state.may_administer(&caller) {
-        return Err(ApiError::Forbidden(
-            "only administrators review break-glass access".into(),
-        ));
+        let why = "only administrators review break-glass access";
+        return Err(forbidden(&state, &caller, &attempt, Some(&id), why).await);
+    }
+    if caller.principal.to_string() == request.record.principal {
+        let why = "nobody reviews their own break-glass access";
+        return Err(forbidden(&state, &caller, &attempt, Some(&id), why).await);
     }
     transition(
         &state,
@@ -368,7 +372,7 @@ pub async fn review(
 /// `POST /v1/access-requests/{id}/cancel`: the requester withdraws a pending request.
 pub async fn cancel(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Admitted(caller): Admitted,
     Path(id): Path<String>,
     OptionalJsonBody(body): OptionalJsonBody<CommentBody>,
 ) -> Result<Json<Value>, ApiError> {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::Authenticated;
+use super::guard::{Privileged, forbidden};
 use super::state::{App, AppState};
 use crate::audit::{AuditFilter, HEAD_EVENT, HEAD_TYP, HeadClaims, parse_time};
 use crate::store::{AuditRecord, Write};
@@ -36,13 +36,12 @@ const MAX_PAGE: i64 = 1_000;
 
 pub async fn list(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Privileged(caller): Privileged,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     if !state.may_administer(&caller) {
-        return Err(ApiError::Forbidden(
-            "only administrators read the audit trail".into(),
-        ));
+        let why = "only administrators read the audit trail";
+        return Err(forbidden(&state, &caller, "read the audit trail", None, why).await);
     }
     let time = |field: &str, value: Option<String>| {
         value
@@ -52,7 +51,11 @@ pub async fn list(
     };
     let filter = AuditFilter {
         request_id: query.request_id,
-        subject: query.subject,
+        // A principal, matched as revocations match it.
+        subject: query
+            .subject
+            .map(|subject| state.resolve_subject(&subject))
+            .transpose()?,
         kind: query.kind,
         since: time("since", query.since)?,
         until: time("until", query.until)?,

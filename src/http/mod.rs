@@ -8,6 +8,7 @@ mod audit;
 mod bench;
 mod error;
 mod extract;
+mod guard;
 mod meta;
 mod revocation;
 mod serve;

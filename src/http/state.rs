@@ -3,10 +3,12 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::error::ApiError;
 use crate::config::Config;
 use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome, RequestTime};
 use crate::identity::Authenticator;
 use crate::identity::Caller;
+use crate::identity::subject::resolve_subject;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::policy::LivePolicies;
@@ -45,6 +47,15 @@ impl App {
             .current()
             .decide(&question, &self.config.grant_defaults())
             .is_ok_and(|d| d.outcome == Outcome::Allow)
+    }
+
+    /// The principal an administrator means by `subject` (see [`resolve_subject`]): 400 for a
+    /// value no caller could ever be.
+    pub fn resolve_subject(&self, subject: &str) -> Result<EntityRef, ApiError> {
+        let api_keys: Vec<EntityRef> = (self.config.identity.api_keys.iter())
+            .filter_map(|key| key.principal.parse().ok())
+            .collect();
+        resolve_subject(subject, &api_keys).map_err(|e| ApiError::InvalidRequest(e.to_string()))
     }
 
     /// Unix milliseconds now.

@@ -4,6 +4,7 @@
 //! Every failure is the same `invalid_token` to the caller; the precise reason is only logged.
 
 pub mod jwt;
+pub mod subject;
 
 use std::path::Path;
 use std::sync::{PoisonError, RwLock};

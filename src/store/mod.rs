@@ -109,6 +109,7 @@ pub struct ApprovalRecord {
 pub struct TokenRecord {
     pub jti: String,
     pub request_id: String,
+    /// The principal, Cedar form.
     pub subject: String,
     pub kid: String,
     pub scope: String,
@@ -173,13 +174,13 @@ pub struct PendingDelivery {
 const EXPIRED_PENDING: &str = "SELECT id FROM access_requests WHERE status = 'pending' \
      AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2";
 
-/// [`Store::standing`]'s query: ?1 subject, ?2 principal, ?3 denials since, ?4 source IP.
+/// [`Store::standing`]'s query: ?1 principal, ?2 denials since, ?3 source IP.
 /// Denials are those of access requests and of dry runs.
 const STANDING: &str = "SELECT r.id, r.reason, \
      (SELECT COUNT(*) FROM access_requests \
-      WHERE principal = ?2 AND created_at >= ?3 AND decision = 'deny') \
-     + (SELECT COUNT(*) FROM dry_run_denials WHERE principal = ?2 AND at >= ?3), \
-     EXISTS (SELECT 1 FROM principal_sources WHERE principal = ?2 AND source_ip = ?4) \
+      WHERE principal = ?1 AND created_at >= ?2 AND decision = 'deny') \
+     + (SELECT COUNT(*) FROM dry_run_denials WHERE principal = ?1 AND at >= ?2), \
+     EXISTS (SELECT 1 FROM principal_sources WHERE principal = ?1 AND source_ip = ?3) \
      FROM (SELECT 1) LEFT JOIN revocations r \
      ON r.kind = 'subject' AND r.value = ?1 AND r.lifted_at IS NULL LIMIT 1";
 
@@ -243,9 +244,10 @@ pub enum Write {
     },
     /// Queues a webhook notification.
     Outbox(OutboxRecord),
+    /// Records a revocation; a conflict if one of the same kind and value is in force.
     Revocation(RevocationRecord),
-    /// Fails the whole job with [`StoreError::Revoked`] if `subject` is blocked or
-    /// `request_id` revoked: checked in the transaction that records a token, so a token
+    /// Fails the whole job with [`StoreError::Revoked`] if `subject` (a principal, Cedar
+    /// form) is blocked or `request_id` revoked: checked in the transaction that records a token, so a token
     /// cannot slip past a revocation committed a moment before it.
     RequireNotRevoked {
         subject: String,
@@ -449,17 +451,22 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<AuditEvent>, StoreError> {
+        // Events written before subjects were full principals (migration 0008) name the bare
+        // id: those match by id.
+        let subject = filter.subject.as_ref().map(ToString::to_string);
         let rows: Vec<AuditEventRow> = sqlx::query_as(
             "SELECT seq, at, type, request_id, subject, data, prev_hash, hash FROM audit_events \
-             WHERE seq > ? AND (? IS NULL OR request_id = ?) AND (? IS NULL OR subject = ?) \
+             WHERE seq > ? AND (? IS NULL OR request_id = ?) \
+             AND (? IS NULL OR subject = ? OR (subject = ? AND instr(subject, '::\"') = 0)) \
              AND (? IS NULL OR type = ?) AND (? IS NULL OR at >= ?) AND (? IS NULL OR at < ?) \
              ORDER BY seq LIMIT ?",
         )
         .bind(after)
         .bind(&filter.request_id)
         .bind(&filter.request_id)
-        .bind(&filter.subject)
-        .bind(&filter.subject)
+        .bind(&subject)
+        .bind(&subject)
+        .bind(filter.subject.as_ref().map(|p| &p.id))
         .bind(&filter.kind)
         .bind(&filter.kind)
         .bind(filter.since)
@@ -553,13 +560,13 @@ impl Store {
         .await?)
     }
 
-    /// The revocation that covers the token `jti` of `request_id`, issued to `subject` at
-    /// `issued_at`, if any.
+    /// The revocation that covers the token `jti` of `request_id`, issued to `principal`
+    /// (Cedar form) at `issued_at`, if any.
     pub async fn revocation_covering(
         &self,
         jti: &str,
         request_id: &str,
-        subject: &str,
+        principal: &str,
         issued_at: i64,
     ) -> Result<Option<RevocationRecord>, StoreError> {
         Ok(sqlx::query_as(concat!(
@@ -571,19 +578,17 @@ impl Store {
         ))
         .bind(jti)
         .bind(request_id)
-        .bind(subject)
+        .bind(principal)
         .bind(issued_at)
         .fetch_optional(&self.pool)
         .await?)
     }
 
-    /// The subject revocation that refuses new tokens to `subject`, if one is in force.
-    /// What the store knows of a caller for one request, in one query: the subject's active
-    /// block, if any; `principal`'s denials since `denials_since`; whether it was seen from
-    /// `source_ip` before.
+    /// What the store knows of a caller for one request, in one query: the active block of
+    /// `principal` (Cedar form), if any; its denials since `denials_since`; whether it was seen
+    /// from `source_ip` before.
     pub async fn standing(
         &self,
-        subject: &str,
         principal: &str,
         denials_since: i64,
         source_ip: &str,
@@ -594,7 +599,6 @@ impl Store {
             i64,
             bool,
         ) = sqlx::query_as(STANDING)
-            .bind(subject)
             .bind(principal)
             .bind(denials_since)
             .bind(source_ip)
@@ -607,16 +611,27 @@ impl Store {
         })
     }
 
+    /// The subject revocation that refuses `principal` (Cedar form), if one is in force.
     pub async fn subject_block(
         &self,
-        subject: &str,
+        principal: &str,
+    ) -> Result<Option<RevocationRecord>, StoreError> {
+        self.revocation_in_force("subject", principal).await
+    }
+
+    /// The revocation of `kind` for `value` in force (not lifted), if any: there is at most one.
+    pub async fn revocation_in_force(
+        &self,
+        kind: &str,
+        value: &str,
     ) -> Result<Option<RevocationRecord>, StoreError> {
         Ok(sqlx::query_as(concat!(
             "SELECT ",
             revocation_columns!(),
-            " FROM revocations WHERE kind = 'subject' AND value = ? AND lifted_at IS NULL LIMIT 1"
+            " FROM revocations WHERE kind = ? AND value = ? AND lifted_at IS NULL"
         ))
-        .bind(subject)
+        .bind(kind)
+        .bind(value)
         .fetch_optional(&self.pool)
         .await?)
     }

@@ -60,10 +60,7 @@ async fn writes_are_durable_and_read_back() {
         .await
         .unwrap();
     let alice = "User::\"alice\"";
-    let standing = store
-        .standing("alice", alice, 999, "10.0.0.1")
-        .await
-        .unwrap();
+    let standing = store.standing(alice, 999, "10.0.0.1").await.unwrap();
     assert_eq!(
         standing,
         Standing {
@@ -72,16 +69,13 @@ async fn writes_are_durable_and_read_back() {
             seen_from: true
         }
     );
-    let standing = store
-        .standing("alice", alice, 1001, "10.0.0.2")
-        .await
-        .unwrap();
+    let standing = store.standing(alice, 1001, "10.0.0.2").await.unwrap();
     assert_eq!((standing.recent_denials, standing.seen_from), (0, false));
     store
         .write(vec![Write::Revocation(RevocationRecord {
             id: "rev_1".into(),
             kind: "subject".into(),
-            value: "alice".into(),
+            value: alice.into(),
             reason: "laptop stolen".into(),
             revoked_by: "bob".into(),
             revoked_at: 1000,
@@ -90,10 +84,7 @@ async fn writes_are_durable_and_read_back() {
         })])
         .await
         .unwrap();
-    let standing = store
-        .standing("alice", alice, 999, "10.0.0.1")
-        .await
-        .unwrap();
+    let standing = store.standing(alice, 999, "10.0.0.1").await.unwrap();
     assert_eq!(
         standing.block,
         Some(("rev_1".into(), "laptop stolen".into()))
@@ -106,10 +97,7 @@ async fn writes_are_durable_and_read_back() {
         }])
         .await
         .unwrap();
-    let standing = store
-        .standing("alice", alice, 999, "10.0.0.1")
-        .await
-        .unwrap();
+    let standing = store.standing(alice, 999, "10.0.0.1").await.unwrap();
     assert_eq!(standing.block, None);
     drop(store);
     let reopened = Store::open("", dir.path()).await.unwrap();
@@ -256,4 +244,96 @@ async fn the_hot_queries_use_their_indexes() {
         plan,
         ["SEARCH access_requests USING INDEX access_requests_pending (expires_at<?)"]
     );
+}
+
+/// Migration 0008: stored subjects become full principals. A subject block stored as a bare
+/// id keeps blocking every principal that had that id, tokens name their request's principal,
+/// duplicate revocations in force collapse to one, and revocations outlive the leeway.
+#[tokio::test]
+async fn migration_0008_makes_subjects_full_principals() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let earlier = dir.path().join("earlier");
+    std::fs::create_dir(&earlier).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let name = entry.unwrap().file_name();
+        if name.to_string_lossy().as_ref() < "0008" {
+            std::fs::copy(shipped.join(&name), earlier.join(&name)).unwrap();
+        }
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("jitgate.db"))
+        .create_if_missing(true);
+    let pool = SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(earlier.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    for (id, principal) in [
+        ("r1", r#"User::"dep\"loyer""#),
+        ("r2", r#"Service::"dep\"loyer""#),
+        ("r3", r#"User::"carol""#),
+    ] {
+        sqlx::query(
+            "INSERT INTO access_requests (id, created_at, principal, action, resource, scopes, \
+             duration_secs, reason, source_ip, decision, status, policies, policy_version, \
+             risk_score, risk_signals, approvals_required) \
+             VALUES (?, 1, ?, 'read', 'Database::\"orders\"', '[]', 0, '', '127.0.0.1', \
+             'allow', 'issued', '[]', 'v', 0, '[]', 0)",
+        )
+        .bind(id)
+        .bind(principal)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO tokens (jti, request_id, subject, kid, scope, issued_at, expires_at) \
+         VALUES ('j2', 'r2', 'dep\"loyer', 'k', '', 1, 100)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (id, kind, value, expires_at) in [
+        ("rev_a", "subject", "dep\"loyer", 500),
+        ("rev_b", "jti", "j2", 100),
+        ("rev_c", "jti", "j2", 100),
+        ("rev_d", "subject", "carol", 400),
+        ("rev_e", "subject", "carol", 900),
+    ] {
+        sqlx::query(
+            "INSERT INTO revocations (id, kind, value, reason, revoked_by, revoked_at, \
+             expires_at) VALUES (?, ?, ?, 'r', 'User::\"sam\"', 1, ?)",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(value)
+        .bind(expires_at)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let store = Store::open("", dir.path()).await.unwrap();
+    let rows: Vec<(String, String, String, i64)> =
+        sqlx::query_as("SELECT id, kind, value, expires_at FROM revocations ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let expected = [
+        ("rev_a", "subject", r#"User::"dep\"loyer""#, 505),
+        ("rev_a-Service", "subject", r#"Service::"dep\"loyer""#, 505),
+        ("rev_b", "jti", "j2", 105),
+        ("rev_d", "subject", r#"User::"carol""#, 905),
+    ]
+    .map(|(id, kind, value, exp)| (id.to_owned(), kind.to_owned(), value.to_owned(), exp));
+    assert_eq!(rows, expected);
+    let token = store.token("j2").await.unwrap().unwrap();
+    assert_eq!(token.subject, r#"Service::"dep\"loyer""#);
+    for principal in [r#"Service::"dep\"loyer""#, r#"User::"carol""#] {
+        assert!(store.subject_block(principal).await.unwrap().is_some());
+    }
 }

@@ -285,22 +285,28 @@ fn apply(tx: &Transaction<'_>, head: &mut ChainHead, write: &Write) -> Result<()
         }
         Write::Outbox(record) => queue(tx, record)?,
         Write::Revocation(r) => {
-            tx.prepare_cached(
-                "INSERT INTO revocations (id, kind, value, reason, revoked_by, revoked_at, \
-                 expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .and_then(|mut insert| {
-                insert.execute(params![
-                    r.id,
-                    r.kind,
-                    r.value,
-                    r.reason,
-                    r.revoked_by,
-                    r.revoked_at,
-                    r.expires_at
-                ])
-            })
-            .map_err(database)?;
+            // At most one revocation of a target is in force (a unique index): a repeat is a
+            // conflict, and the caller answers with the one there is.
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO revocations (id, kind, value, reason, revoked_by, \
+                     revoked_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .and_then(|mut insert| {
+                    insert.execute(params![
+                        r.id,
+                        r.kind,
+                        r.value,
+                        r.reason,
+                        r.revoked_by,
+                        r.revoked_at,
+                        r.expires_at
+                    ])
+                })
+                .map_err(database)?;
+            if inserted == 0 {
+                return Err(Failure::Conflict("already revoked".into()));
+            }
         }
         Write::RequireNotRevoked {
             subject,

@@ -284,7 +284,7 @@ async fn export_round_trips_every_event_and_the_api_filters_them() {
         assert!(
             events
                 .iter()
-                .all(|e| e["type"] == "decision" && e["subject"] == "alice")
+                .all(|e| e["type"] == "decision" && e["subject"] == "User::\"alice\"")
         );
         seen += events.len();
         match page["next"].as_str() {
@@ -294,7 +294,7 @@ async fn export_round_trips_every_event_and_the_api_filters_them() {
     }
     let expected = exported
         .iter()
-        .filter(|e| e.kind == "decision" && e.subject.as_deref() == Some("alice"))
+        .filter(|e| e.kind == "decision" && e.subject.as_deref() == Some("User::\"alice\""))
         .count();
     assert_eq!(seen, expected);
     assert_eq!(

@@ -14,6 +14,7 @@ mod cli;
 mod connections;
 mod harness;
 mod load;
+mod privileges;
 mod reload;
 mod requester;
 mod revocation;

@@ -314,6 +314,7 @@ async fn the_feed_pages_with_a_cursor_and_drops_what_has_expired() {
         let (status, _) = form(&server, "/v1/tokens/revoke", Some(&admin), token).await;
         assert_eq!(status, StatusCode::OK);
     }
+    let unrevoked = read_token(&server, "alice", Some(2)).await;
     let (status, _) = server
         .post(
             "/v1/revocations",
@@ -346,7 +347,7 @@ async fn the_feed_pages_with_a_cursor_and_drops_what_has_expired() {
     let second = feed(first["next"].as_str().unwrap(), 2).await;
     assert_eq!(second["revocations"].as_array().unwrap().len(), 1);
     assert_eq!(second["revocations"][0]["kind"], "subject");
-    assert_eq!(second["revocations"][0]["value"], "mallory");
+    assert_eq!(second["revocations"][0]["value"], "User::\"mallory\"");
     let empty = feed(second["next"].as_str().unwrap(), 2).await;
     assert_eq!(empty["revocations"], json!([]));
     assert_eq!(empty["next"], second["next"], "the cursor stays put");
@@ -358,16 +359,23 @@ async fn the_feed_pages_with_a_cursor_and_drops_what_has_expired() {
         StatusCode::BAD_REQUEST
     );
 
-    // Once the tokens have expired, their entries leave the feed (and the store).
+    let kinds = |page: Value| -> Vec<String> {
+        page["revocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Verifiers accept a token until exp plus their 5 s leeway: its revocation stays that long
+    // (issue 11 finding 5), and jitgate's own introspection says inactive from exp on.
     tokio::time::sleep(Duration::from_millis(3_100)).await;
-    let later = feed("0", 100).await;
-    let kinds: Vec<&str> = later["revocations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["subject"]);
+    assert_eq!(kinds(feed("0", 100).await), ["jti", "jti", "subject"]);
+    assert_eq!(introspect(&server, &reader, &tokens[0]).await, inactive());
+    assert_eq!(introspect(&server, &reader, &unrevoked).await, inactive());
+    // Once past that, their entries leave the feed (and the store).
+    tokio::time::sleep(Duration::from_millis(5_000)).await;
+    assert_eq!(kinds(feed("0", 100).await), ["subject"]);
     let mut remaining = i64::MAX;
     for _ in 0..100 {
         remaining = server
@@ -379,4 +387,69 @@ async fn the_feed_pages_with_a_cursor_and_drops_what_has_expired() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(remaining, 0, "housekeeping deletes expired entries");
+}
+
+/// Issue 11 finding 7: one revocation per token, request or subject in force; a repeat
+/// answers with it and adds no feed entry and no audit event.
+#[tokio::test]
+async fn revoking_again_changes_nothing() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let admin = server.dev_token("sam", &["security"], true);
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let token = read_token(&server, "alice", None).await;
+    for _ in 0..5 {
+        let (status, body) = form(&server, "/v1/tokens/revoke", Some(&alice), &token).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+    }
+    let jti = server.verify(&token, "db-proxy").await.jti;
+    let (status, again) = server
+        .post(
+            "/v1/revocations",
+            Some(&admin),
+            json!({"jti": jti, "reason": "again"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["reason"], "revoked by its holder", "the one in force");
+
+    let subject = json!({"subject": "bob", "reason": "left"});
+    let (status, first) = server
+        .post("/v1/revocations", Some(&admin), subject.clone())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, second) = server
+        .post("/v1/revocations", Some(&admin), subject.clone())
+        .await;
+    assert_eq!((status, &second), (StatusCode::OK, &first));
+
+    let count = |sql: &'static str| server.count(sql);
+    assert_eq!(count("SELECT COUNT(*) FROM revocations").await, 2);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM audit_events WHERE type = 'revocation.created'").await,
+        2
+    );
+    let feed: Value = server
+        .get("/v1/revocations", Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(feed["revocations"].as_array().unwrap().len(), 2, "{feed}");
+
+    // Once lifted, the subject can be blocked again.
+    let lifted = server
+        .http
+        .delete(format!(
+            "{}/v1/revocations/{}",
+            server.base,
+            first["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), StatusCode::OK);
+    let (status, third) = server.post("/v1/revocations", Some(&admin), subject).await;
+    assert_eq!(status, StatusCode::CREATED, "{third}");
+    assert_ne!(third["id"], first["id"]);
 }
