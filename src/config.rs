@@ -270,6 +270,11 @@ pub struct RequestRateConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     pub per_principal_per_minute: u32,
+    /// Everything else a principal does that costs the server work or changes state (approve,
+    /// deny, cancel, review, revoke, introspect, revocations, lifts, audit reads, the pending
+    /// list), counted apart so that it neither eats the access-request budget nor raises the
+    /// request-rate risk signal.
+    pub operations_per_principal_per_minute: u32,
     /// Pending requests one call of the pending list checks with Cedar at most; past that it
     /// answers with a `next` cursor to continue from.
     pub pending_list_scan: u32,
@@ -279,6 +284,7 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             per_principal_per_minute: 120,
+            operations_per_principal_per_minute: 600,
             pending_list_scan: 500,
         }
     }
@@ -552,6 +558,12 @@ impl Config {
         if self.rate_limit.per_principal_per_minute == 0 {
             return Err(invalid(
                 "rate_limit.per_principal_per_minute",
+                "must be at least 1",
+            ));
+        }
+        if self.rate_limit.operations_per_principal_per_minute == 0 {
+            return Err(invalid(
+                "rate_limit.operations_per_principal_per_minute",
                 "must be at least 1",
             ));
         }

@@ -18,7 +18,7 @@ use crate::decision::{
 };
 use crate::identity::Caller;
 use crate::notify::Event;
-use crate::risk::{self, Observations, Risk};
+use crate::risk::{self, Observations, RequestRates, Risk};
 use crate::store::{AuditRecord, RequestRecord, TokenRecord, Write};
 use crate::token::{IssuedToken, JitClaims, TokenGrant, new_jti};
 
@@ -579,11 +579,20 @@ pub(super) async fn risk_for(
     Ok((risk, block))
 }
 
-/// Counts a request of `principal` against the rate limit.
+/// Counts an access request (or dry run, or mint) of `principal` against the rate limit.
 pub(super) fn admit(state: &AppState, principal: &str) -> Result<usize, ApiError> {
     let limit = state.config.rate_limit.per_principal_per_minute as usize;
-    state
-        .rates
+    within_limit(&state.rates, principal, limit)
+}
+
+/// Counts any other operation of `principal` against its own limit.
+pub(super) fn admit_operation(state: &AppState, principal: &str) -> Result<(), ApiError> {
+    let limit = state.config.rate_limit.operations_per_principal_per_minute as usize;
+    within_limit(&state.operation_rates, principal, limit).map(|_| ())
+}
+
+fn within_limit(rates: &RequestRates, principal: &str, limit: usize) -> Result<usize, ApiError> {
+    rates
         .admit(principal, limit, Instant::now())
         .map_err(|wait| ApiError::RateLimited {
             retry_after_secs: wait.as_secs().max(1),

@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::access::{admit, refuse_revoked_subject, rfc3339, risk_for, token_writes};
+use super::access::{
+    admit, admit_operation, refuse_revoked_subject, rfc3339, risk_for, token_writes,
+};
 use super::error::ApiError;
 use super::extract::{Authenticated, ClientIp, OptionalJsonBody};
 use super::guard::{Admitted, Privileged, Unrevoked, forbidden};
@@ -167,7 +169,7 @@ pub async fn list(
     Unrevoked(caller): Unrevoked,
     axum::extract::Query(query): axum::extract::Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    admit(&state, &caller.principal.to_string())?;
+    admit_operation(&state, &caller.principal.to_string())?;
     if query.status != "pending" {
         return Err(ApiError::InvalidRequest(
             "only status=pending can be listed".into(),

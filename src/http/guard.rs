@@ -7,14 +7,14 @@ use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use serde_json::json;
 
-use super::access::admit;
+use super::access::admit_operation;
 use super::error::ApiError;
 use super::extract::Authenticated;
 use super::state::AppState;
 use crate::identity::Caller;
 use crate::store::{AuditRecord, Write};
 
-/// An authenticated caller, within the per-principal rate limit (429 beyond it).
+/// An authenticated caller, within the per-principal limit on operations (429 beyond it).
 #[derive(Debug)]
 pub struct Admitted(pub Caller);
 
@@ -23,7 +23,7 @@ impl FromRequestParts<AppState> for Admitted {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Authenticated(caller) = Authenticated::from_request_parts(parts, state).await?;
-        admit(state, &caller.principal.to_string())?;
+        admit_operation(state, &caller.principal.to_string())?;
         Ok(Admitted(caller))
     }
 }

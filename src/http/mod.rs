@@ -384,6 +384,7 @@ pub async fn build(config: Config) -> Result<AppState, ServeError> {
         metrics,
         notifier,
         rates: RequestRates::default(),
+        operation_rates: RequestRates::default(),
         time_zone,
     }))
 }

@@ -25,7 +25,10 @@ pub struct App {
     pub store: Store,
     pub metrics: Metrics,
     pub notifier: Arc<Notifier>,
+    /// Access requests, dry runs and mints per principal (also the request-rate risk signal).
     pub rates: RequestRates,
+    /// Every other operation per principal.
+    pub operation_rates: RequestRates,
     pub time_zone: jiff::tz::TimeZone,
 }
 

@@ -717,7 +717,7 @@ async fn the_pending_list_checks_a_bounded_number_of_rows_per_call() {
 #[tokio::test]
 async fn the_pending_list_is_rate_limited() {
     let server = TestServer::start(TempPack::shipped(), |c| {
-        c.rate_limit.per_principal_per_minute = 5;
+        c.rate_limit.operations_per_principal_per_minute = 5;
     })
     .await;
     let dave = server.dev_token("dave", &["dba"], true);

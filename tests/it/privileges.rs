@@ -381,7 +381,7 @@ async fn refused_privileged_attempts_are_audited() {
 #[tokio::test]
 async fn state_changing_endpoints_are_rate_limited_per_principal() {
     let server = TestServer::start(TempPack::shipped(), |c| {
-        c.rate_limit.per_principal_per_minute = 3;
+        c.rate_limit.operations_per_principal_per_minute = 3;
     })
     .await;
     let bob = server.dev_token("bob", &[], false);
@@ -418,4 +418,29 @@ async fn state_changing_endpoints_are_rate_limited_per_principal() {
         .post("/v1/tokens/introspect", Some(&carol), json!({"token": "x"}))
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// Operations are counted apart from access requests: a caller that introspects a lot keeps its
+/// access-request budget, and its request-rate risk signal does not fire.
+#[tokio::test]
+async fn operations_do_not_eat_the_access_request_budget() {
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.rate_limit.per_principal_per_minute = 2;
+        c.risk.request_rate = Some(jitgate::config::RequestRateConfig {
+            per_minute: 1,
+            weight: 25,
+        });
+    })
+    .await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    for _ in 0..5 {
+        let (status, body) = server
+            .post("/v1/tokens/introspect", Some(&alice), json!({"token": "x"}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let read = json!({"action": "read", "resource": {"type": "Database", "id": "orders"}, "reason": "INC-1"});
+    let (status, body) = server.post("/v1/access-requests", Some(&alice), read).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["risk"]["score"], 0, "{body}");
 }
