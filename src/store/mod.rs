@@ -11,6 +11,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use prometheus::IntCounter;
 use serde::Serialize;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -293,6 +294,8 @@ impl From<Failure> for StoreError {
 pub struct Store {
     pool: SqlitePool,
     writer: mpsc::Sender<Job>,
+    /// Transactions the writer committed (each an fsync), for `/metrics`.
+    commits: IntCounter,
     #[cfg(feature = "bench")]
     discard_writes: bool,
 }
@@ -336,13 +339,20 @@ impl Store {
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         let connection = writer::open(options.get_filename())?;
         let (sender, jobs) = mpsc::channel(QUEUE);
+        let commits = IntCounter::new(
+            "jitgate_store_commits_total",
+            "Store transactions committed, each an fsync.",
+        )
+        .map_err(|e| StoreError::Unsupported(format!("cannot count store commits: {e}")))?;
+        let writer_commits = commits.clone();
         std::thread::Builder::new()
             .name("jitgate-store-writer".into())
-            .spawn(move || writer::run(connection, jobs))
+            .spawn(move || writer::run(connection, jobs, &writer_commits))
             .map_err(|e| StoreError::Unsupported(format!("cannot start the store writer: {e}")))?;
         Ok(Self {
             pool,
             writer: sender,
+            commits,
             #[cfg(feature = "bench")]
             discard_writes: false,
         })
@@ -373,6 +383,16 @@ impl Store {
             .await
             .map_err(|_| StoreError::WriterGone)?
             .map_err(StoreError::from)
+    }
+
+    /// The writer's count of committed transactions (to register with the metrics).
+    pub fn commit_counter(&self) -> IntCounter {
+        self.commits.clone()
+    }
+
+    /// Jobs waiting for the writer.
+    pub fn queued_writes(&self) -> usize {
+        self.writer.max_capacity() - self.writer.capacity()
     }
 
     /// Whether a write transaction can be started now (for `/readyz`). A transaction sqlx

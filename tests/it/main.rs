@@ -17,6 +17,7 @@ mod reload;
 mod requester;
 mod revocation;
 mod server;
+mod store;
 mod ui;
 mod verifier;
 mod webhooks;
