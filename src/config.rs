@@ -330,12 +330,22 @@ impl Config {
         config
     }
 
-    /// Reads `path` (or, with `None`, starts from the quickstart), applies the environment
-    /// overrides in `env`, and validates.
+    /// Reads `path` (or, with `None`, starts from the defaults, with the dev issuer on when `env`
+    /// sets no key either: the quickstart), applies the environment overrides in `env`, and
+    /// validates.
     pub fn load(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| {
+                name.starts_with(ENV_PREFIX)
+                    && !ENV_NOT_KEYS.contains(&name.as_str())
+                    && !name.starts_with("JITGATE_TEST_")
+            })
+            .collect();
+        env.sort();
         let mut table = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -347,7 +357,9 @@ impl Config {
                     message: e.to_string().trim_end().replace('\n', " "),
                 })?
             }
-            None => {
+            // The bare quickstart trusts dev tokens; configuring through the environment is a
+            // deployment, which enables the dev issuer only by saying so.
+            None if env.is_empty() => {
                 let mut table = toml::Table::new();
                 let mut dev = toml::Table::new();
                 dev.insert("enabled".into(), toml::Value::Boolean(true));
@@ -356,16 +368,8 @@ impl Config {
                 table.insert("identity".into(), toml::Value::Table(identity));
                 table
             }
+            None => toml::Table::new(),
         };
-        let mut env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(name, _)| {
-                name.starts_with(ENV_PREFIX)
-                    && !ENV_NOT_KEYS.contains(&name.as_str())
-                    && !name.starts_with("JITGATE_TEST_")
-            })
-            .collect();
-        env.sort();
         for (name, value) in env {
             apply_env(&mut table, &name, &value)?;
         }
@@ -618,6 +622,28 @@ mod tests {
             config.risk.no_mfa.is_none(),
             "risk signals are off when unset"
         );
+    }
+
+    #[test]
+    fn configuring_through_the_environment_turns_the_dev_issuer_off_unless_it_says_so() {
+        let load = |vars: &[(&str, &str)]| Config::load(None, env(vars)).unwrap();
+        assert!(
+            !load(&[("JITGATE_DATA_DIR", "/var/lib/jitgate")])
+                .identity
+                .dev
+                .enabled
+        );
+        assert!(
+            load(&[("JITGATE_LOG", "debug"), ("HOME", "/root")])
+                .identity
+                .dev
+                .enabled
+        );
+        let on = load(&[
+            ("JITGATE_DATA_DIR", "/var/lib/jitgate"),
+            ("JITGATE_IDENTITY__DEV__ENABLED", "true"),
+        ]);
+        assert!(on.identity.dev.enabled);
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the access API (quickstart without --config: dev issuer, shipped pack, ./data).
+    /// Serve the access API (quickstart without --config or JITGATE_ keys: dev issuer, shipped
+    /// pack, ./data).
     Serve(ServeArgs),
     /// Print an identity token from the dev issuer (trusted while [identity.dev] is enabled).
     DevToken {

@@ -834,3 +834,90 @@ async fn x_forwarded_for_counts_only_from_trusted_proxies() {
         "the client is the last untrusted hop: {body}"
     );
 }
+
+/// A `jitgate serve` process, killed when dropped.
+struct ServeProcess(std::process::Child);
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `jitgate serve` as a process with only the `JITGATE_…` variables `vars` (logs as JSON),
+/// and what it logged up to "jitgate serving" (or to its exit).
+fn serve_process(vars: &[(String, String)]) -> (ServeProcess, Vec<Value>) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .arg("serve")
+        .env_clear()
+        .env("JITGATE_LOG_FORMAT", "json")
+        .envs(vars.iter().map(|(name, value)| (name, value)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut logged = Vec::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line: Value = serde_json::from_str(&line.unwrap()).unwrap_or(Value::Null);
+        let serving = line["message"] == "jitgate serving";
+        logged.push(line);
+        if serving {
+            break;
+        }
+    }
+    // The rest of the log, read so that the server never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (ServeProcess(child), logged)
+}
+
+/// Configured through the environment alone, the server is a deployment: the quickstart's
+/// dev issuer stays off unless enabled by name (issue 11 finding 11).
+#[tokio::test]
+async fn environment_only_configuration_does_not_trust_dev_tokens() {
+    let pack = TempPack::shipped();
+    let data_dir = pack.dir.path().join("data");
+    let (policies, schemas) = (pack.policies(), pack.schemas());
+    let vars: Vec<(String, String)> = [
+        ("JITGATE_LISTEN", "127.0.0.1:0"),
+        ("JITGATE_DATA_DIR", data_dir.to_str().unwrap()),
+        ("JITGATE_POLICY__DIR", policies.to_str().unwrap()),
+        ("JITGATE_POLICY__SCHEMAS", schemas.to_str().unwrap()),
+    ]
+    .iter()
+    .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+    .collect();
+    let (server, logged) = tokio::task::spawn_blocking(move || serve_process(&vars))
+        .await
+        .unwrap();
+    let serving = logged.last().unwrap().clone();
+    let base = format!("http://{}", serving["listen"].as_str().unwrap());
+    let dev_token = DevIssuer::open(&data_dir, unix_now())
+        .unwrap()
+        .mint(
+            "alice",
+            &["oncall".into()],
+            true,
+            Duration::from_secs(600),
+            unix_now(),
+        )
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/access-requests"))
+        .bearer_auth(dev_token)
+        .json(&oncall_read())
+        .send()
+        .await
+        .unwrap();
+    drop(server);
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        logged
+            .iter()
+            .all(|line| !line["message"].to_string().contains("DEV ISSUER")),
+        "{logged:?}"
+    );
+}
