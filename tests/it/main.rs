@@ -12,6 +12,7 @@ mod approvals;
 mod audit;
 mod cli;
 mod harness;
+mod issuers;
 mod load;
 mod reload;
 mod requester;
