@@ -921,3 +921,72 @@ async fn environment_only_configuration_does_not_trust_dev_tokens() {
         "{logged:?}"
     );
 }
+
+/// `/readyz` answers from a probe at most a second old instead of taking the write lock on
+/// every call (issue 11 finding 14): with the lock held elsewhere, it still answers at once.
+#[tokio::test]
+async fn readyz_does_not_take_the_write_lock_on_every_call() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let lock = rusqlite::Connection::open(server.config.data_dir.join("jitgate.db")).unwrap();
+    let readyz = || {
+        server
+            .http
+            .get(format!("{}/readyz", server.base))
+            .timeout(Duration::from_millis(900))
+            .send()
+    };
+    // A call that finds the last probe expired probes (and waits for the lock); on a slow
+    // machine that can happen, so try a few times.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let probed = std::time::Instant::now();
+        assert_eq!(readyz().await.unwrap().status(), StatusCode::OK);
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let answer = readyz().await;
+        lock.execute_batch("ROLLBACK").unwrap();
+        if probed.elapsed() < Duration::from_millis(900) {
+            assert_eq!(answer.unwrap().status(), StatusCode::OK);
+            return;
+        }
+    }
+    panic!("/readyz waited for the write lock each time");
+}
+
+/// The database, its WAL and its shared-memory file are the owner's alone (finding 14).
+#[tokio::test]
+async fn the_database_files_are_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let token = server.dev_token("alice", &["oncall"], true);
+    server
+        .post("/v1/access-requests", Some(&token), oncall_read())
+        .await;
+    for name in ["jitgate.db", "jitgate.db-wal", "jitgate.db-shm"] {
+        let path = server.config.data_dir.join(name);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+    }
+}
+
+/// A keys dir that group or others can write is refused at start, by name (finding 14).
+#[tokio::test]
+async fn a_keys_dir_others_can_write_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let pack = TempPack::shipped();
+    let keys = pack.dir.path().join("data/keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let mut config = Config::quickstart();
+    config.policy.dir = pack.policies();
+    config.policy.schemas = pack.schemas();
+    config.data_dir = pack.dir.path().join("data");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = jitgate::http::run(config, listener, async {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&keys.display().to_string()) && err.contains("writable by group or others"),
+        "{err}"
+    );
+}
