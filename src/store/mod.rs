@@ -32,6 +32,9 @@ macro_rules! revocation_columns {
 /// How long `/readyz` believes the last probe of the store's writability.
 const WRITABLE_PROBE_EVERY: Duration = Duration::from_secs(1);
 
+/// When the store was probed for `/readyz`, and what the probe found.
+type WritableProbe = (Instant, Result<(), String>);
+
 /// Creates the database file at `path`, if missing, readable and writable by its owner only
 /// (SQLite gives its `-wal` and `-shm` files the same mode): it holds the audit trail and
 /// requests' reasons.
@@ -329,7 +332,7 @@ pub struct Store {
     /// Transactions the writer committed (each an fsync), for `/metrics`.
     commits: IntCounter,
     /// When [`Store::check_writable`] last probed, and what it found.
-    writable_probe: Arc<tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>>,
+    writable_probe: Arc<tokio::sync::Mutex<Option<WritableProbe>>>,
     #[cfg(feature = "bench")]
     discard_writes: bool,
 }
