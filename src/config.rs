@@ -195,6 +195,45 @@ pub struct TrustedIssuerConfig {
     pub algorithms: Vec<String>,
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
+    /// Put before `sub` (e.g. `"partner|"`), so that this issuer's users are not another's.
+    #[serde(default)]
+    pub principal_prefix: String,
+    /// The groups this issuer may assert, exact names or patterns with `*` (`"partner-*"`);
+    /// others are dropped. Unset: every group it asserts.
+    #[serde(default)]
+    pub allowed_groups: Option<Vec<String>>,
+}
+
+impl TrustedIssuerConfig {
+    /// Whether this issuer may assert `group`.
+    pub fn allows_group(&self, group: &str) -> bool {
+        self.allowed_groups
+            .as_ref()
+            .is_none_or(|patterns| patterns.iter().any(|p| glob_matches(p, group)))
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` stands for any run of characters.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: the whole text must be the pattern.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = rest.get(at + part.len()..).unwrap_or_default(),
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
 }
 
 fn default_groups_claim() -> String {
@@ -376,12 +415,22 @@ impl Config {
         config
     }
 
-    /// Reads `path` (or, with `None`, starts from the quickstart), applies the environment
-    /// overrides in `env`, and validates.
+    /// Reads `path` (or, with `None`, starts from the defaults, with the dev issuer on when `env`
+    /// sets no key either: the quickstart), applies the environment overrides in `env`, and
+    /// validates.
     pub fn load(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| {
+                name.starts_with(ENV_PREFIX)
+                    && !ENV_NOT_KEYS.contains(&name.as_str())
+                    && !name.starts_with("JITGATE_TEST_")
+            })
+            .collect();
+        env.sort();
         let mut table = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -393,7 +442,9 @@ impl Config {
                     message: e.to_string().trim_end().replace('\n', " "),
                 })?
             }
-            None => {
+            // The bare quickstart trusts dev tokens; configuring through the environment is a
+            // deployment, which enables the dev issuer only by saying so.
+            None if env.is_empty() => {
                 let mut table = toml::Table::new();
                 let mut dev = toml::Table::new();
                 dev.insert("enabled".into(), toml::Value::Boolean(true));
@@ -402,16 +453,8 @@ impl Config {
                 table.insert("identity".into(), toml::Value::Table(identity));
                 table
             }
+            None => toml::Table::new(),
         };
-        let mut env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(name, _)| {
-                name.starts_with(ENV_PREFIX)
-                    && !ENV_NOT_KEYS.contains(&name.as_str())
-                    && !name.starts_with("JITGATE_TEST_")
-            })
-            .collect();
-        env.sort();
         for (name, value) in env {
             apply_env(&mut table, &name, &value)?;
         }
@@ -442,6 +485,28 @@ impl Config {
             tracing::warn!(data_dir = %self.data_dir.display(), mode = format!("{mode:o}"), "the data dir is open to group or others; chmod 700 it");
         }
         Ok(())
+    }
+
+    /// Pairs of trusted issuers that could name the same principal: neither has a
+    /// `principal_prefix` that sets its users apart (one prefix begins the other, or both are
+    /// empty), so one issuer's `sub` can be another's user.
+    pub fn overlapping_issuers(&self) -> Vec<String> {
+        let issuers = &self.identity.issuers;
+        let mut warnings = Vec::new();
+        for (i, a) in issuers.iter().enumerate() {
+            for (j, b) in issuers.iter().enumerate().skip(i + 1) {
+                let (p, q) = (&a.principal_prefix, &b.principal_prefix);
+                if p.starts_with(q.as_str()) || q.starts_with(p.as_str()) {
+                    warnings.push(format!(
+                        "identity.issuers[{i}] ({}) and identity.issuers[{j}] ({}) can name the \
+                         same principal: give each a principal_prefix that is not the start of \
+                         the other's",
+                        a.issuer, b.issuer
+                    ));
+                }
+            }
+        }
+        warnings
     }
 
     pub fn pack_paths(&self) -> PackPaths {
@@ -517,6 +582,14 @@ impl Config {
             }
             if !issuer.jwks.starts_with("https://") && !issuer.jwks.starts_with("file://") {
                 return Err(invalid(key("jwks"), "must be an https:// or file:// URL"));
+            }
+            if let Some(patterns) = &issuer.allowed_groups
+                && patterns.iter().any(|p| p.trim().is_empty())
+            {
+                return Err(invalid(
+                    key("allowed_groups"),
+                    "a pattern must not be empty",
+                ));
             }
             if issuer.algorithms.is_empty() {
                 return Err(invalid(key("algorithms"), "name at least one algorithm"));
@@ -693,6 +766,28 @@ mod tests {
     }
 
     #[test]
+    fn configuring_through_the_environment_turns_the_dev_issuer_off_unless_it_says_so() {
+        let load = |vars: &[(&str, &str)]| Config::load(None, env(vars)).unwrap();
+        assert!(
+            !load(&[("JITGATE_DATA_DIR", "/var/lib/jitgate")])
+                .identity
+                .dev
+                .enabled
+        );
+        assert!(
+            load(&[("JITGATE_LOG", "debug"), ("HOME", "/root")])
+                .identity
+                .dev
+                .enabled
+        );
+        let on = load(&[
+            ("JITGATE_DATA_DIR", "/var/lib/jitgate"),
+            ("JITGATE_IDENTITY__DEV__ENABLED", "true"),
+        ]);
+        assert!(on.identity.dev.enabled);
+    }
+
+    #[test]
     fn a_config_file_turns_the_dev_issuer_off_unless_it_says_so() {
         assert!(!from_toml("", &[]).unwrap().identity.dev.enabled);
         let on = from_toml("[identity.dev]\nenabled = true\n", &[]).unwrap();
@@ -865,6 +960,23 @@ events = ["break_glass"]
         let example = Config::load(Some(&path), env(&[])).unwrap();
         let defaults = Config::default();
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn group_patterns_match_whole_names() {
+        for (pattern, text, matches) in [
+            ("partner-*", "partner-ops", true),
+            ("partner-*", "partner-", true),
+            ("partner-*", "security", false),
+            ("security", "security", true),
+            ("security", "security-admins", false),
+            ("*-readers", "db-readers", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxcyyb", false),
+            ("*", "anything", true),
+        ] {
+            assert_eq!(glob_matches(pattern, text), matches, "{pattern} {text}");
+        }
     }
 
     #[test]

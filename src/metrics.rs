@@ -2,6 +2,7 @@
 //! decisions, actions and policy ids come from the pack, routes from the router, statuses are
 //! HTTP codes, and no principal ever becomes a label.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -23,6 +24,8 @@ pub struct Metrics {
     pub approval_wait: Histogram,
     /// Beyond the contract: webhook attempts by result (`delivered`, `retry`, `failed`).
     pub webhook_deliveries: IntCounterVec,
+    /// Beyond the contract: jobs waiting for the store's writer, counted at scrape time.
+    pub store_write_queue: IntGauge,
 }
 
 const FAST_BUCKETS: [f64; 12] = [
@@ -114,8 +117,17 @@ impl Metrics {
                 "Webhook delivery attempts by result.",
                 &["result"],
             )?,
+            store_write_queue: gauge(
+                "jitgate_store_write_queue",
+                "Jobs waiting for the store's writer.",
+            )?,
             registry,
         })
+    }
+
+    /// Adds a metric kept elsewhere (the store's commit count) to the exposition.
+    pub fn register(&self, collector: Box<dyn Collector>) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
     }
 
     /// The Prometheus text exposition.

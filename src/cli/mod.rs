@@ -6,7 +6,7 @@
 mod audit;
 mod request;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -31,7 +31,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the access API (quickstart without --config: dev issuer, shipped pack, ./data).
+    /// Serve the access API (quickstart without --config or JITGATE_ keys: dev issuer, shipped
+    /// pack, ./data).
     Serve(ServeArgs),
     /// Print an identity token from the dev issuer (trusted while [identity.dev] is enabled).
     DevToken {
@@ -73,7 +74,13 @@ enum Command {
         config: ConfigArgs,
     },
     /// Validate a policy pack: exit 0 with a summary, or 1 listing every problem as file:line:col.
-    Check(PackArgs),
+    Check {
+        #[command(flatten)]
+        pack: PackArgs,
+        /// Check this configuration file too, and the pack it names (`[policy]`)
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Run policy test cases (TOML) against a pack; exit 1 on any failure.
     Test {
         #[command(flatten)]
@@ -245,7 +252,10 @@ pub fn run(cli: Cli) -> ExitCode {
             &token,
         ),
         Command::Request(ask) => request::run(&ask),
-        Command::Check(pack) => check(&pack.paths()),
+        Command::Check { pack, config } => match config {
+            Some(path) => check_config(&path),
+            None => check(&pack.paths()),
+        },
         Command::Test { pack, paths } => test(&pack.paths(), paths),
     }
 }
@@ -284,6 +294,22 @@ fn check(paths: &PackPaths) -> ExitCode {
         pack.version()
     );
     ExitCode::SUCCESS
+}
+
+/// Checks the configuration at `path` (with the environment's overrides, as `serve` reads it),
+/// warns about what it lets through, and checks its pack.
+fn check_config(path: &Path) -> ExitCode {
+    let config = match Config::load(Some(path), std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in config.overlapping_issuers() {
+        eprintln!("warning: {warning}");
+    }
+    check(&config.pack_paths())
 }
 
 fn test(paths: &PackPaths, case_paths: Vec<PathBuf>) -> ExitCode {

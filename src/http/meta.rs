@@ -77,14 +77,16 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     })))
 }
 
-/// `GET /metrics`: Prometheus text. The pending gauge is counted from the store at scrape
-/// time, so expiry needs no bookkeeping.
+/// `GET /metrics`: Prometheus text. The pending gauge and the writer's queue are counted
+/// from the store at scrape time, so expiry needs no bookkeeping.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
     match state.store.pending_requests(now).await {
         Ok(pending) => state.metrics.approvals_pending.set(pending),
         Err(e) => tracing::warn!(error = %e, "cannot count pending requests for /metrics"),
     }
+    let queued = i64::try_from(state.store.queued_writes()).unwrap_or(i64::MAX);
+    state.metrics.store_write_queue.set(queued);
     (
         StatusCode::OK,
         [(

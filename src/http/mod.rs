@@ -312,6 +312,7 @@ pub async fn build(config: Config) -> Result<AppState, ServeError> {
     let auth = Authenticator::from_config(&config, now).await?;
     let notifier = Notifier::from_config(&config)?;
     let metrics = Metrics::new()?;
+    metrics.register(Box::new(store.commit_counter()))?;
     let pack = policies.current();
     metrics
         .policies_loaded

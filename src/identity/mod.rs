@@ -138,6 +138,9 @@ impl Authenticator {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| IdentityError::Client(e.to_string()))?;
+        for warning in config.overlapping_issuers() {
+            tracing::warn!("{warning}");
+        }
         let mut issuers = Vec::with_capacity(config.identity.issuers.len());
         for (index, issuer) in config.identity.issuers.iter().enumerate() {
             issuers.push(
@@ -449,10 +452,12 @@ impl TrustedIssuer {
             }
         };
         let claims = jwt::verify(token, &header, &key, &expected, now)?;
-        Ok((
-            caller_from_claims(&claims, &self.config.groups_claim, &self.config.issuer),
-            expiry(&claims)?,
-        ))
+        let mut caller =
+            caller_from_claims(&claims, &self.config.groups_claim, &self.config.issuer);
+        // This issuer speaks for its own users and the groups it is trusted with, no others.
+        caller.principal.id = format!("{}{}", self.config.principal_prefix, caller.principal.id);
+        caller.groups.retain(|g| self.config.allows_group(&g.id));
+        Ok((caller, expiry(&claims)?))
     }
 }
 

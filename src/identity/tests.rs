@@ -46,6 +46,8 @@ async fn fixture() -> Fixture {
         jwks: format!("file://{}", jwks_path.display()),
         algorithms: vec!["ES256".into()],
         groups_claim: "roles".into(),
+        principal_prefix: String::new(),
+        allowed_groups: None,
     });
     config.identity.api_keys.push(ApiKeyConfig {
         name: "deployer".into(),
@@ -422,6 +424,8 @@ async fn a_jwks_with_a_symmetric_key_is_refused() {
         jwks: format!("file://{}", path.display()),
         algorithms: vec!["RS256".into()],
         groups_claim: "groups".into(),
+        principal_prefix: String::new(),
+        allowed_groups: None,
     });
     let err = Authenticator::from_config(&config, NOW).await.unwrap_err();
     assert!(err.to_string().contains("symmetric"), "{err}");
@@ -498,6 +502,8 @@ fn idp_config(dir: &std::path::Path, jwks: &str) -> Config {
         jwks: jwks.into(),
         algorithms: vec!["ES256".into()],
         groups_claim: "groups".into(),
+        principal_prefix: String::new(),
+        allowed_groups: None,
     });
     config
 }

@@ -9,8 +9,10 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use prometheus::IntCounter;
 use serde::Serialize;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -25,6 +27,32 @@ macro_rules! revocation_columns {
     () => {
         "id, kind, value, reason, revoked_by, revoked_at, expires_at, lifted_at"
     };
+}
+
+/// How long `/readyz` believes the last probe of the store's writability.
+const WRITABLE_PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// When the store was probed for `/readyz`, and what the probe found.
+type WritableProbe = (Instant, Result<(), String>);
+
+/// Creates the database file at `path`, if missing, readable and writable by its owner only
+/// (SQLite gives its `-wal` and `-shm` files the same mode): it holds the audit trail and
+/// requests' reasons.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::Create {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Most jobs committed in one transaction.
@@ -47,6 +75,14 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("cannot create {path}: {source}")]
+    Create {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The last probe for `/readyz` could not start a write transaction.
+    #[error("{0}")]
+    NotWritable(String),
     /// A revocation refuses the write (its reason).
     #[error("revoked: {0}")]
     Revoked(String),
@@ -311,6 +347,10 @@ impl From<Failure> for StoreError {
 pub struct Store {
     pool: SqlitePool,
     writer: mpsc::Sender<Job>,
+    /// Transactions the writer committed (each an fsync), for `/metrics`.
+    commits: IntCounter,
+    /// When [`Store::check_writable`] last probed, and what it found.
+    writable_probe: Arc<tokio::sync::Mutex<Option<WritableProbe>>>,
     #[cfg(feature = "bench")]
     discard_writes: bool,
 }
@@ -342,6 +382,7 @@ impl Store {
                     .into(),
             ));
         }
+        create_private(options.get_filename())?;
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -354,13 +395,21 @@ impl Store {
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         let connection = writer::open(options.get_filename())?;
         let (sender, jobs) = mpsc::channel(QUEUE);
+        let commits = IntCounter::new(
+            "jitgate_store_commits_total",
+            "Store transactions committed, each an fsync.",
+        )
+        .map_err(|e| StoreError::Unsupported(format!("cannot count store commits: {e}")))?;
+        let writer_commits = commits.clone();
         std::thread::Builder::new()
             .name("jitgate-store-writer".into())
-            .spawn(move || writer::run(connection, jobs))
+            .spawn(move || writer::run(connection, jobs, &writer_commits))
             .map_err(|e| StoreError::Unsupported(format!("cannot start the store writer: {e}")))?;
         Ok(Self {
             pool,
             writer: sender,
+            commits,
+            writable_probe: Arc::default(),
             #[cfg(feature = "bench")]
             discard_writes: false,
         })
@@ -393,9 +442,34 @@ impl Store {
             .map_err(StoreError::from)
     }
 
-    /// Whether a write transaction can be started now (for `/readyz`). A transaction sqlx
-    /// tracks is rolled back even if the caller goes away half-way.
+    /// The writer's count of committed transactions (to register with the metrics).
+    pub fn commit_counter(&self) -> IntCounter {
+        self.commits.clone()
+    }
+
+    /// Jobs waiting for the writer.
+    pub fn queued_writes(&self) -> usize {
+        self.writer.max_capacity() - self.writer.capacity()
+    }
+
+    /// Whether a write transaction could be started (for `/readyz`), probed at most once per
+    /// [`WRITABLE_PROBE_EVERY`]: each probe takes the write lock the writer needs, so callers
+    /// in between get the last answer. A transaction sqlx tracks is rolled back even if the
+    /// caller goes away half-way.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
+        let mut last = self.writable_probe.lock().await;
+        let outcome = match &*last {
+            Some((at, outcome)) if at.elapsed() < WRITABLE_PROBE_EVERY => outcome.clone(),
+            _ => {
+                let outcome = self.probe_writable().await.map_err(|e| e.to_string());
+                *last = Some((Instant::now(), outcome.clone()));
+                outcome
+            }
+        };
+        outcome.map_err(StoreError::NotWritable)
+    }
+
+    async fn probe_writable(&self) -> Result<(), StoreError> {
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         tx.rollback().await?;
         Ok(())

@@ -147,6 +147,49 @@ async fn concurrent_writers_all_commit_and_a_bad_job_fails_alone() {
 }
 
 #[tokio::test]
+async fn a_job_that_fails_after_auditing_leaves_the_chain_whole() {
+    let (dir, store) = store().await;
+    // Hold the write lock so that the jobs below queue up and commit as one batch.
+    let lock = rusqlite::Connection::open(dir.path().join("jitgate.db")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let store = store.clone();
+        let id = format!("r{i}");
+        let mut writes = vec![Write::Audit(audit(&id))];
+        if i % 2 == 1 {
+            // Audits, then fails: its event must leave the chain with it.
+            writes.push(Write::RequireStatus {
+                id: "missing".into(),
+                status: "pending".into(),
+                at: 1000,
+            });
+        }
+        tasks.push(tokio::spawn(async move { store.write(writes).await }));
+    }
+    // On this single-threaded runtime every task has queued its job once this one yields.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    lock.execute_batch("ROLLBACK").unwrap();
+    let mut failed = 0;
+    for task in tasks {
+        if task.await.unwrap().is_err() {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 3);
+    // One batch, or the job the writer took first and then the rest: a failing job is
+    // followed by a good one in the same transaction either way.
+    assert!(store.commit_counter().get() <= 2);
+    store
+        .write(vec![Write::Audit(audit("after"))])
+        .await
+        .unwrap();
+    let report = store.verify_audit().await.unwrap().unwrap();
+    assert_eq!(store.audit_events().await.unwrap().len(), 4, "{report:?}");
+}
+
+#[tokio::test]
 async fn the_audit_trail_is_append_only() {
     let (_dir, store) = store().await;
     store

@@ -1,5 +1,6 @@
 //! The one writer: a thread of its own with its own SQLite connection, committing whatever
-//! callers have queued in one transaction (group commit) and then answering each of them.
+//! callers have queued in one transaction (group commit), each caller's job under a savepoint
+//! so that one failing job never splits the batch, and then answering each of them.
 //!
 //! Why not sqlx here, as for reads: every statement sqlx runs on SQLite is a round trip
 //! between the async task and sqlx's connection thread. The writer is serial, so those round
@@ -11,7 +12,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use prometheus::IntCounter;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
 use super::{Failure, Job, MAX_BATCH, OutboxRecord, Write, effective_status, json};
@@ -28,8 +30,8 @@ pub(super) fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
     Ok(connection)
 }
 
-/// Serves `jobs` until every sender is gone.
-pub(super) fn run(mut connection: Connection, mut jobs: mpsc::Receiver<Job>) {
+/// Serves `jobs` until every sender is gone, counting each transaction it commits.
+pub(super) fn run(mut connection: Connection, mut jobs: mpsc::Receiver<Job>, commits: &IntCounter) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -38,23 +40,18 @@ pub(super) fn run(mut connection: Connection, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let all = batch.iter().flat_map(|job| job.writes.iter());
-        match commit(&mut connection, all) {
-            Ok(()) => {
-                for job in batch {
-                    let _ = job.done.send(Ok(()));
-                }
+        let results = match commit(&mut connection, &batch) {
+            Ok(results) => {
+                commits.inc();
+                results
             }
-            // One failing job must not fail its neighbours: retry each on its own.
-            Err(_) => {
-                for job in batch {
-                    let result = commit(&mut connection, job.writes.iter());
-                    if let Err(Failure::Database(message)) = &result {
-                        tracing::error!(error = %message, "store write failed");
-                    }
-                    let _ = job.done.send(result);
-                }
+            Err(failure) => vec![Err(failure); batch.len()],
+        };
+        for (job, result) in batch.into_iter().zip(results) {
+            if let Err(Failure::Database(message)) = &result {
+                tracing::error!(error = %message, "store write failed");
             }
+            let _ = job.done.send(result);
         }
     }
 }
@@ -63,21 +60,36 @@ fn database(e: rusqlite::Error) -> Failure {
     Failure::Database(e.to_string())
 }
 
-fn commit<'a>(
-    connection: &mut Connection,
-    writes: impl Iterator<Item = &'a Write>,
-) -> Result<(), Failure> {
+/// Applies every job of `batch` in one transaction, each under a savepoint of its own: a job
+/// that fails rolls back alone and its neighbours still commit together, in one fsync. Returns
+/// each job's result, or why the transaction as a whole failed.
+fn commit(connection: &mut Connection, batch: &[Job]) -> Result<Vec<Result<(), Failure>>, Failure> {
     // IMMEDIATE takes the write lock first: a deferred transaction that reads and then writes
     // is answered BUSY at once when another connection holds the lock.
-    let tx = connection
+    let mut tx = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(database)?;
     let mut head = None;
-    for write in writes {
-        // A failed write drops `tx`, which rolls it back before the retry begins.
-        apply(&tx, &mut head, write)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let head_before = head.clone();
+        let savepoint = tx.savepoint().map_err(database)?;
+        let result = job
+            .writes
+            .iter()
+            .try_for_each(|write| apply(&savepoint, &mut head, write));
+        if result.is_ok() {
+            savepoint.commit().map_err(database)?;
+        } else {
+            // Rolls back to the savepoint and releases it (its drop behaviour); the chain's
+            // head goes back with it.
+            savepoint.finish().map_err(database)?;
+            head = head_before;
+        }
+        results.push(result);
     }
-    tx.commit().map_err(database)
+    tx.commit().map_err(database)?;
+    Ok(results)
 }
 
 /// The last event of the audit chain: (seq, hash).
@@ -85,7 +97,7 @@ type ChainHead = Option<(i64, String)>;
 
 /// Applies `write`; `head` is the chain's last event once this transaction has read or written
 /// it.
-fn apply(tx: &Transaction<'_>, head: &mut ChainHead, write: &Write) -> Result<(), Failure> {
+fn apply(tx: &Connection, head: &mut ChainHead, write: &Write) -> Result<(), Failure> {
     match write {
         Write::Request(r) => {
             tx.prepare_cached(
@@ -387,7 +399,7 @@ fn apply(tx: &Transaction<'_>, head: &mut ChainHead, write: &Write) -> Result<()
     Ok(())
 }
 
-fn queue(tx: &Transaction<'_>, record: &OutboxRecord) -> Result<(), Failure> {
+fn queue(tx: &Connection, record: &OutboxRecord) -> Result<(), Failure> {
     tx.prepare_cached(
         "INSERT INTO webhook_outbox (delivery_id, hook, event, request_id, body, created_ms, \
          next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",

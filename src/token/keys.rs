@@ -20,6 +20,10 @@ pub enum KeyError {
     File { path: PathBuf, message: String },
     #[error("{path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
     Permissions { path: PathBuf, mode: u32 },
+    #[error(
+        "{path} is writable by group or others (mode {mode:o}): they could plant a key; run `chmod go-w {path}`"
+    )]
+    WritableDir { path: PathBuf, mode: u32 },
     #[error("cannot generate a {alg} key: {message}")]
     Generate { alg: &'static str, message: String },
 }
@@ -120,9 +124,22 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// Opens `dir`, creating it (mode 0700) and a first key of `alg` when there is none, or a new
-    /// one when the newest key is of another algorithm. Refuses group- or world-readable keys.
+    /// one when the newest key is of another algorithm. Refuses group- or world-readable keys,
+    /// and a dir that group or others can write (they could plant a key that signs).
     pub fn open(dir: &Path, alg: SigningAlg, now: u64) -> Result<Self, KeyError> {
-        if !dir.exists() {
+        if dir.exists() {
+            let mode = fs::metadata(dir)
+                .map_err(|e| file_error(dir, e))?
+                .permissions()
+                .mode()
+                & 0o777;
+            if mode & 0o022 != 0 {
+                return Err(KeyError::WritableDir {
+                    path: dir.to_path_buf(),
+                    mode,
+                });
+            }
+        } else {
             fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
                 .map_err(|e| file_error(dir, e))?;

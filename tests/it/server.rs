@@ -875,3 +875,159 @@ async fn x_forwarded_for_counts_only_from_trusted_proxies() {
         "the client is the last untrusted hop: {body}"
     );
 }
+
+/// A `jitgate serve` process, killed when dropped.
+struct ServeProcess(std::process::Child);
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `jitgate serve` as a process with only the `JITGATE_…` variables `vars` (logs as JSON),
+/// and what it logged up to "jitgate serving" (or to its exit).
+fn serve_process(vars: &[(String, String)]) -> (ServeProcess, Vec<Value>) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .arg("serve")
+        .env_clear()
+        .env("JITGATE_LOG_FORMAT", "json")
+        .envs(vars.iter().map(|(name, value)| (name, value)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut logged = Vec::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line: Value = serde_json::from_str(&line.unwrap()).unwrap_or(Value::Null);
+        let serving = line["message"] == "jitgate serving";
+        logged.push(line);
+        if serving {
+            break;
+        }
+    }
+    // The rest of the log, read so that the server never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (ServeProcess(child), logged)
+}
+
+/// Configured through the environment alone, the server is a deployment: the quickstart's
+/// dev issuer stays off unless enabled by name (issue 11 finding 11).
+#[tokio::test]
+async fn environment_only_configuration_does_not_trust_dev_tokens() {
+    let pack = TempPack::shipped();
+    let data_dir = pack.dir.path().join("data");
+    let (policies, schemas) = (pack.policies(), pack.schemas());
+    let vars: Vec<(String, String)> = [
+        ("JITGATE_LISTEN", "127.0.0.1:0"),
+        ("JITGATE_DATA_DIR", data_dir.to_str().unwrap()),
+        ("JITGATE_POLICY__DIR", policies.to_str().unwrap()),
+        ("JITGATE_POLICY__SCHEMAS", schemas.to_str().unwrap()),
+    ]
+    .iter()
+    .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+    .collect();
+    let (server, logged) = tokio::task::spawn_blocking(move || serve_process(&vars))
+        .await
+        .unwrap();
+    let serving = logged.last().unwrap().clone();
+    let base = format!("http://{}", serving["listen"].as_str().unwrap());
+    let dev_token = DevIssuer::open(&data_dir, unix_now())
+        .unwrap()
+        .mint(
+            "alice",
+            &["oncall".into()],
+            true,
+            Duration::from_secs(600),
+            unix_now(),
+        )
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/access-requests"))
+        .bearer_auth(dev_token)
+        .json(&oncall_read())
+        .send()
+        .await
+        .unwrap();
+    drop(server);
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        logged
+            .iter()
+            .all(|line| !line["message"].to_string().contains("DEV ISSUER")),
+        "{logged:?}"
+    );
+}
+
+/// `/readyz` answers from a probe at most a second old instead of taking the write lock on
+/// every call (issue 11 finding 14): with the lock held elsewhere, it still answers at once.
+#[tokio::test]
+async fn readyz_does_not_take_the_write_lock_on_every_call() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let lock = rusqlite::Connection::open(server.config.data_dir.join("jitgate.db")).unwrap();
+    let readyz = || {
+        server
+            .http
+            .get(format!("{}/readyz", server.base))
+            .timeout(Duration::from_millis(900))
+            .send()
+    };
+    // A call that finds the last probe expired probes (and waits for the lock); on a slow
+    // machine that can happen, so try a few times.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let probed = std::time::Instant::now();
+        assert_eq!(readyz().await.unwrap().status(), StatusCode::OK);
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let answer = readyz().await;
+        lock.execute_batch("ROLLBACK").unwrap();
+        if probed.elapsed() < Duration::from_millis(900) {
+            assert_eq!(answer.unwrap().status(), StatusCode::OK);
+            return;
+        }
+    }
+    panic!("/readyz waited for the write lock each time");
+}
+
+/// The database, its WAL and its shared-memory file are the owner's alone (finding 14).
+#[tokio::test]
+async fn the_database_files_are_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let token = server.dev_token("alice", &["oncall"], true);
+    server
+        .post("/v1/access-requests", Some(&token), oncall_read())
+        .await;
+    for name in ["jitgate.db", "jitgate.db-wal", "jitgate.db-shm"] {
+        let path = server.config.data_dir.join(name);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+    }
+}
+
+/// A keys dir that group or others can write is refused at start, by name (finding 14).
+#[tokio::test]
+async fn a_keys_dir_others_can_write_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let pack = TempPack::shipped();
+    let keys = pack.dir.path().join("data/keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let mut config = Config::quickstart();
+    config.policy.dir = pack.policies();
+    config.policy.schemas = pack.schemas();
+    config.data_dir = pack.dir.path().join("data");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = jitgate::http::run(config, listener, async {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&keys.display().to_string()) && err.contains("writable by group or others"),
+        "{err}"
+    );
+}
