@@ -45,7 +45,7 @@ async fn a_failing_job_does_not_split_its_batch() {
     let lock = rusqlite::Connection::open(server.config.data_dir.join("jitgate.db")).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
     let commits_before = metric(&server, "jitgate_store_commits_total").await;
-    const EACH: usize = 8;
+    const EACH: usize = 4;
     let mut calls = Vec::new();
     for i in 0..2 * EACH + 1 {
         let http = server.http.clone();
@@ -69,8 +69,9 @@ async fn a_failing_job_does_not_split_its_batch() {
             response.status()
         }));
     }
+    // Well inside the writer's 5 s wait for the lock.
     let mut queued = 0.0;
-    for _ in 0..200 {
+    for _ in 0..300 {
         queued = metric(&server, "jitgate_store_write_queue").await;
         if queued >= (2 * EACH) as f64 {
             break;
