@@ -26,10 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::decision::DecisionCache;
 
 pub use error::{LoadError, LoadErrors};
-pub use grant::{
-    AnnotationError, Grant, InvalidExpansion, PolicyKind, ScopeVars, USER_ANNOTATION_PREFIX,
-    is_scope_token,
-};
+pub use grant::{AnnotationError, Grant, InvalidExpansion, PolicyKind, ScopeVars, is_scope_token};
 pub use live::{
     LivePolicies, PolicyWatcher, ReloadFailure, ReloadListener, ReloadOutcome, ReloadStatus,
 };
@@ -513,6 +510,7 @@ impl Loader {
     }
 }
 
+/// A permit issues tokens unless every action it names is `approve` or `administer`.
 fn kind_of(policy: &Policy) -> PolicyKind {
     let reserved = |uid: &EntityUid| RESERVED_ACTIONS.contains(&uid.id().unescaped());
     if policy.effect() == Effect::Forbid {
