@@ -178,7 +178,7 @@ fn approval_permits_escalate_with_the_largest_quorum_and_all_their_scopes() {
 #[test]
 fn break_glass_is_allowed_when_every_deciding_policy_allows_it() {
     let (_dir, pack) = pack(
-        r#"@id("edit-one") @approval("1") @break_glass("true")
+        r#"@id("edit-one") @scope("") @approval("1") @break_glass("true")
         permit (principal, action == Action::"edit", resource);"#,
     );
     let d = decide(&pack, &request("edit", "plain"));
@@ -278,9 +278,9 @@ fn an_expansion_that_is_not_a_safe_scope_token_denies() {
 #[test]
 fn lifetime_is_the_minimum_of_request_ttls_and_max_ttl() {
     let (_dir, pack) = pack(
-        r#"@id("short") @ttl("30m") permit (principal, action == Action::"view", resource);
-        @id("long") @ttl("2h") permit (principal in Group::"team", action == Action::"view", resource);
-        @id("none") permit (principal, action == Action::"edit", resource);"#,
+        r#"@id("short") @scope("") @ttl("30m") permit (principal, action == Action::"view", resource);
+        @id("long") @scope("") @ttl("2h") permit (principal in Group::"team", action == Action::"view", resource);
+        @id("none") @scope("") permit (principal, action == Action::"edit", resource);"#,
     );
     let lifetime = |action: &str, asked: Option<u64>, defaults: &GrantDefaults| {
         let mut r = request(action, "plain");
@@ -308,9 +308,9 @@ fn lifetime_is_the_minimum_of_request_ttls_and_max_ttl() {
 #[test]
 fn audience_is_the_default_or_every_deciding_policys() {
     let (_dir, pack) = pack(
-        r#"@id("a") @audience("svc-b") permit (principal, action == Action::"view", resource);
-        @id("b") @audience("svc-a") permit (principal in Group::"team", action == Action::"view", resource);
-        @id("c") permit (principal, action == Action::"edit", resource);"#,
+        r#"@id("a") @scope("") @audience("svc-b") permit (principal, action == Action::"view", resource);
+        @id("b") @scope("") @audience("svc-a") permit (principal in Group::"team", action == Action::"view", resource);
+        @id("c") @scope("") permit (principal, action == Action::"edit", resource);"#,
     );
     assert_eq!(
         decide(&pack, &request("view", "plain")).audience,
@@ -339,7 +339,7 @@ fn groups_come_from_the_request_and_their_ancestors_from_entities() {
 #[test]
 fn a_principal_id_with_quotes_names_no_other_entity() {
     let (_dir, pack) =
-        pack(r#"@id("admin") permit (principal == User::"admin", action, resource);"#);
+        pack(r#"@id("admin") @scope("") permit (principal == User::"admin", action, resource);"#);
     let mut r = request("view", "plain");
     r.principal = EntityRef::new("User", r#"admin", resource == Doc::"plain"#);
     assert_eq!(decide(&pack, &r).outcome, Outcome::Deny);

@@ -99,21 +99,59 @@ pub(super) fn json_body(
     body.to_string()
 }
 
-/// Text Slack shows literally: its markup characters escaped, so a requester's reason cannot
-/// turn into a link or a mention.
+/// Longest piece of requester text a Slack message quotes (before escaping): Slack refuses a
+/// section over 3,000 characters, and the UI link shows the whole request.
+const SLACK_LITERAL_CHARS: usize = 300;
+
+/// Text Slack shows literally: its markup characters escaped, so a name cannot turn into a link
+/// or a mention. For text jitgate chose (signal names).
 fn slack_text(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
 
+/// Text from a requester or an approver as a Slack code span: on one line (so it cannot add
+/// lines that pass for jitgate's own), without markup, mentions, emoji or clickable links, and
+/// shortened to [`SLACK_LITERAL_CHARS`].
+fn slack_literal(text: &str) -> String {
+    let mut line = String::with_capacity(text.len().min(SLACK_LITERAL_CHARS) + 2);
+    let mut chars = 0;
+    for word in text.split(|c: char| c.is_whitespace() || c.is_control()) {
+        if word.is_empty() {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push(' ');
+            chars += 1;
+        }
+        for c in word.chars() {
+            if chars >= SLACK_LITERAL_CHARS {
+                line.push('…');
+                return code_span(&line);
+            }
+            // A backtick would close the span; U+02CB looks the same and does not.
+            line.push(if c == '`' { 'ˋ' } else { c });
+            chars += 1;
+        }
+    }
+    code_span(&line)
+}
+
+fn code_span(line: &str) -> String {
+    if line.is_empty() {
+        return "(none)".into();
+    }
+    format!("`{}`", slack_text(line))
+}
+
 /// The `slack` format: an incoming-webhook message with the summary and a link to the UI.
 pub(super) fn slack_body(event: &Event, request: &RequestRecord, ui_url: &str) -> String {
-    let who = slack_text(&request.principal);
+    let who = slack_literal(&request.principal);
     let what = format!(
-        "`{}` on `{}`",
-        slack_text(&request.action),
-        slack_text(&request.resource)
+        "{} on {}",
+        slack_literal(&request.action),
+        slack_literal(&request.resource)
     );
     let headline = match event {
         Event::Pending => format!(
@@ -123,11 +161,14 @@ pub(super) fn slack_body(event: &Event, request: &RequestRecord, ui_url: &str) -
         Event::Approved { by, .. } => {
             format!(
                 ":white_check_mark: *Approved* by {}: {who}, {what}",
-                slack_text(by)
+                slack_literal(by)
             )
         }
         Event::Denied { by, .. } => {
-            format!(":no_entry: *Denied* by {}: {who}, {what}", slack_text(by))
+            format!(
+                ":no_entry: *Denied* by {}: {who}, {what}",
+                slack_literal(by)
+            )
         }
         Event::Expired => format!(":zzz: *Expired* unanswered: {who}, {what}"),
         Event::BreakGlass { .. } => format!(
@@ -148,7 +189,7 @@ pub(super) fn slack_body(event: &Event, request: &RequestRecord, ui_url: &str) -
         .unwrap_or_default();
     let mut details = format!(
         "*Reason:* {}\n*Risk:* {}{}",
-        slack_text(&request.reason),
+        slack_literal(&request.reason),
         request.risk_score,
         if signals.is_empty() {
             String::new()
@@ -159,7 +200,7 @@ pub(super) fn slack_body(event: &Event, request: &RequestRecord, ui_url: &str) -
     if let Event::Approved { comment, .. } | Event::Denied { comment, .. } = event
         && !comment.is_empty()
     {
-        details.push_str(&format!("\n*Comment:* {}", slack_text(comment)));
+        details.push_str(&format!("\n*Comment:* {}", slack_literal(comment)));
     }
     let link = format!("<{ui_url}{}|Open request {}>", request.id, request.id);
     json!({
@@ -169,6 +210,8 @@ pub(super) fn slack_body(event: &Event, request: &RequestRecord, ui_url: &str) -
             {"type": "section", "text": {"type": "mrkdwn", "text": details}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": link}]},
         ],
+        "unfurl_links": false,
+        "unfurl_media": false,
     })
     .to_string()
 }

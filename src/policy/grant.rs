@@ -1,5 +1,7 @@
 //! What a policy grants, read from its annotations (`@scope`, `@ttl`, `@audience`, `@approval`,
-//! `@break_glass`, `@advice`). Unknown annotations are left alone: authors keep their own metadata.
+//! `@break_glass`, `@advice`). Any other annotation is an error unless it starts with `x_`, the
+//! prefix for authors' own metadata: a typo such as `@aproval` must never load as a policy
+//! without its approval.
 
 use std::time::Duration;
 
@@ -12,6 +14,38 @@ const PLACEHOLDERS: [&str; 4] = [
     "{resource.type}",
     "{action}",
 ];
+
+/// Annotations jitgate reads; `@id` is read by the loader.
+const KNOWN: [&str; 7] = [
+    "id",
+    "scope",
+    "ttl",
+    "audience",
+    "approval",
+    "break_glass",
+    "advice",
+];
+
+/// Annotations starting with this are the authors' own (`@x_owner("team-data")`) and never read.
+pub const USER_ANNOTATION_PREFIX: &str = "x_";
+
+/// What a policy is for, which decides the annotations it must or must not carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// A permit for a requestable action: it issues tokens, so it names its scopes.
+    Grants,
+    /// A permit only for the reserved `approve` or `administer` actions: it issues no token.
+    Reserved,
+    /// Forbid policies grant nothing; they may advise.
+    Forbid,
+}
+
+/// One problem with a policy's annotations; `annotation` names the one it is about, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnotationError {
+    pub annotation: Option<String>,
+    pub message: String,
+}
 
 /// The grant annotations of one policy, checked at load time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -44,27 +78,39 @@ pub struct InvalidExpansion {
 }
 
 impl Grant {
-    /// Reads the grant annotations; `is_forbid` rejects grants on forbid policies, which grant nothing.
+    /// Reads the grant annotations of a policy of `kind`, refusing unknown ones and a granting
+    /// permit without `@scope` (`@scope("")` says "no scopes" explicitly).
     pub fn from_annotations<'a>(
         annotations: impl Iterator<Item = (&'a str, &'a str)>,
-        is_forbid: bool,
-    ) -> Result<Self, Vec<String>> {
+        kind: PolicyKind,
+    ) -> Result<Self, Vec<AnnotationError>> {
         let mut grant = Grant::default();
         let mut errors = Vec::new();
         let mut break_glass_seen = false;
+        let mut scope_seen = false;
+        let mut fail = |key: &str, message: String| {
+            errors.push(AnnotationError {
+                annotation: Some(key.to_owned()),
+                message,
+            });
+        };
         for (key, value) in annotations {
             let granting = matches!(
                 key,
                 "scope" | "ttl" | "audience" | "approval" | "break_glass"
             );
-            if granting && is_forbid {
-                errors.push(format!(
-                    "@{key} on a forbid policy: forbid policies grant nothing"
-                ));
+            if granting && kind == PolicyKind::Forbid {
+                fail(
+                    key,
+                    format!("@{key} on a forbid policy: forbid policies grant nothing"),
+                );
                 continue;
             }
             let result = match key {
-                "scope" => parse_scope(value).map(|s| grant.scopes = s),
+                "scope" => {
+                    scope_seen = true;
+                    parse_scope(value).map(|s| grant.scopes = s)
+                }
                 "ttl" => parse_ttl(value).map(|t| grant.ttl = Some(t)),
                 "audience" => parse_audience(value).map(|a| grant.audience = Some(a)),
                 "approval" => parse_approval(value).map(|n| grant.approvals = Some(n)),
@@ -73,16 +119,33 @@ impl Grant {
                     parse_bool(value).map(|b| grant.break_glass = b)
                 }
                 "advice" => parse_advice(value).map(|a| grant.advice = Some(a)),
-                _ => Ok(()),
+                "id" => Ok(()),
+                _ if key.starts_with(USER_ANNOTATION_PREFIX) => Ok(()),
+                _ => {
+                    fail(key, unknown_annotation(key));
+                    continue;
+                }
             };
             if let Err(message) = result {
-                errors.push(format!("@{key}(\"{}\"): {message}", value.escape_debug()));
+                fail(
+                    key,
+                    format!("@{key}(\"{}\"): {message}", value.escape_debug()),
+                );
             }
         }
         if break_glass_seen && grant.break_glass && grant.approvals.is_none() {
-            errors.push(
+            fail(
+                "break_glass",
                 "@break_glass(\"true\") needs @approval: break-glass bypasses an approval".into(),
             );
+        }
+        if kind == PolicyKind::Grants && !scope_seen {
+            errors.push(AnnotationError {
+                annotation: None,
+                message: "a permit that issues tokens needs @scope(\"…\"); write @scope(\"\") \
+                          if it grants no scopes"
+                    .into(),
+            });
         }
         if errors.is_empty() {
             Ok(grant)
@@ -157,11 +220,47 @@ pub fn is_scope_token(s: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
+/// Why `@key` is refused, with the known annotation it was probably meant to be.
+fn unknown_annotation(key: &str) -> String {
+    let lower = key.to_ascii_lowercase();
+    let closest = KNOWN
+        .iter()
+        .map(|known| (edit_distance(&lower, known), *known))
+        .min();
+    match closest {
+        Some((distance, known)) if distance <= 1 + known.len() / 4 => {
+            format!("unknown annotation @{key}: did you mean `@{known}`?")
+        }
+        _ => format!(
+            "unknown annotation @{key}: jitgate reads @{}; put your own metadata under \
+             `@{USER_ANNOTATION_PREFIX}…` (e.g. `@{USER_ANNOTATION_PREFIX}{key}`)",
+            KNOWN.join(", @")
+        ),
+    }
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let cost = |d: Option<&usize>, add: usize| d.map_or(usize::MAX, |d| d + add);
+            let substitute = cost(previous.get(j), usize::from(ca != *cb));
+            let delete = cost(previous.get(j + 1), 1);
+            let insert = cost(current.last(), 1);
+            current.push(substitute.min(delete).min(insert));
+        }
+        previous = current;
+    }
+    previous.last().copied().unwrap_or_default()
+}
+
+/// `@scope("")` (or only spaces) is the explicit "no scopes".
 fn parse_scope(value: &str) -> Result<Vec<String>, String> {
     let words: Vec<String> = value.split_whitespace().map(str::to_owned).collect();
-    if words.is_empty() {
-        return Err("no scope given".into());
-    }
     for word in &words {
         let mut rest = word.as_str();
         while let Some(start) = rest.find('{') {
@@ -233,7 +332,18 @@ mod tests {
     use super::*;
 
     fn grant(annotations: &[(&str, &str)]) -> Result<Grant, Vec<String>> {
-        Grant::from_annotations(annotations.iter().copied(), false)
+        let with_scope = [("scope", "x")];
+        let scope = if annotations.iter().any(|(k, _)| *k == "scope") {
+            &[][..]
+        } else {
+            &with_scope[..]
+        };
+        Grant::from_annotations(annotations.iter().chain(scope).copied(), PolicyKind::Grants)
+            .map_err(messages)
+    }
+
+    fn messages(errors: Vec<AnnotationError>) -> Vec<String> {
+        errors.into_iter().map(|e| e.message).collect()
     }
 
     const VARS: ScopeVars<'static> = ScopeVars {
@@ -244,7 +354,7 @@ mod tests {
     };
 
     #[test]
-    fn reads_every_annotation_and_ignores_unknown_ones() {
+    fn reads_every_annotation_and_ignores_the_authors_own() {
         let g = grant(&[
             ("id", "p"),
             ("scope", "db:{action}:{resource.id}  audit:read"),
@@ -253,7 +363,7 @@ mod tests {
             ("approval", "2"),
             ("break_glass", "true"),
             ("advice", "Ask the DBA on call."),
-            ("owner", "team-data"),
+            ("x_owner", "team-data"),
         ])
         .unwrap();
         assert_eq!(g.scopes, ["db:{action}:{resource.id}", "audit:read"]);
@@ -274,7 +384,6 @@ mod tests {
             ("approval", "-1", "from 1 to 100"),
             ("approval", "two", "from 1 to 100"),
             ("break_glass", "yes", "\"true\" or \"false\""),
-            ("scope", "", "no scope"),
             (
                 "scope",
                 "db:{resource.name}",
@@ -303,10 +412,56 @@ mod tests {
 
     #[test]
     fn forbid_policies_may_advise_but_not_grant() {
-        let ok = Grant::from_annotations([("advice", "use MFA")].into_iter(), true).unwrap();
+        let ok = Grant::from_annotations([("advice", "use MFA")].into_iter(), PolicyKind::Forbid)
+            .unwrap();
         assert_eq!(ok.advice.as_deref(), Some("use MFA"));
-        let errors = Grant::from_annotations([("scope", "x")].into_iter(), true).unwrap_err();
-        assert!(errors[0].contains("forbid policies grant nothing"));
+        let errors =
+            Grant::from_annotations([("scope", "x")].into_iter(), PolicyKind::Forbid).unwrap_err();
+        assert_eq!(errors[0].annotation.as_deref(), Some("scope"));
+        assert!(errors[0].message.contains("forbid policies grant nothing"));
+    }
+
+    #[test]
+    fn a_typo_is_refused_with_the_annotation_it_was_meant_to_be() {
+        for (typo, meant) in [
+            ("aproval", "approval"),
+            ("scopes", "scope"),
+            ("audiance", "audience"),
+            ("Approval", "approval"),
+            ("breakglass", "break_glass"),
+            ("tl", "ttl"),
+        ] {
+            let errors = grant(&[(typo, "1")]).unwrap_err();
+            assert_eq!(
+                errors,
+                [format!(
+                    "unknown annotation @{typo}: did you mean `@{meant}`?"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn other_unknown_annotations_are_refused_unless_prefixed() {
+        let errors = grant(&[("owner", "team-data")]).unwrap_err();
+        assert!(
+            errors[0].starts_with("unknown annotation @owner: jitgate reads @id, @scope")
+                && errors[0].contains("`@x_owner`"),
+            "{errors:?}"
+        );
+        assert!(grant(&[("x_owner", "team-data"), ("x_ticket", "")]).is_ok());
+    }
+
+    #[test]
+    fn a_granting_permit_names_its_scopes_even_when_none() {
+        let errors =
+            Grant::from_annotations([("ttl", "1h")].into_iter(), PolicyKind::Grants).unwrap_err();
+        assert_eq!(errors[0].annotation, None);
+        assert!(errors[0].message.contains("needs @scope"), "{errors:?}");
+        let none =
+            Grant::from_annotations([("scope", "")].into_iter(), PolicyKind::Grants).unwrap();
+        assert!(none.scopes.is_empty());
+        assert!(Grant::from_annotations(std::iter::empty(), PolicyKind::Reserved).is_ok());
     }
 
     #[test]

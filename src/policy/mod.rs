@@ -16,8 +16,8 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use cedar_policy::{
-    Effect, Entities, EntityUid, PolicyId, PolicySet, Schema, SchemaFragment, ValidationMode,
-    Validator,
+    ActionConstraint, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet, Schema,
+    SchemaFragment, ValidationMode, Validator,
 };
 use miette::Diagnostic;
 use serde::Serialize;
@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::decision::DecisionCache;
 
 pub use error::{LoadError, LoadErrors};
-pub use grant::{Grant, InvalidExpansion, ScopeVars, is_scope_token};
+pub use grant::{AnnotationError, Grant, InvalidExpansion, PolicyKind, ScopeVars, is_scope_token};
 pub use live::{
     LivePolicies, PolicyWatcher, ReloadFailure, ReloadListener, ReloadOutcome, ReloadStatus,
 };
@@ -391,12 +391,17 @@ impl Loader {
                 }
                 seen.insert(id.to_owned(), location.clone());
                 let is_forbid = policy.effect() == Effect::Forbid;
-                let grant = match Grant::from_annotations(policy.annotations(), is_forbid) {
+                let grant = match Grant::from_annotations(policy.annotations(), kind_of(policy)) {
                     Ok(grant) => grant,
-                    Err(messages) => {
-                        for message in messages {
-                            self.errors
-                                .push(file.error_at(offset, format!("policy `{id}`: {message}")));
+                    Err(errors) => {
+                        for error in errors {
+                            let at = error
+                                .annotation
+                                .and_then(|name| annotation_offset(&text, &name))
+                                .map_or(offset, |at| offset + at);
+                            self.errors.push(
+                                file.error_at(at, format!("policy `{id}`: {}", error.message)),
+                            );
                         }
                         continue;
                     }
@@ -503,6 +508,31 @@ impl Loader {
         }
         actions
     }
+}
+
+/// A permit issues tokens unless every action it names is `approve` or `administer`.
+fn kind_of(policy: &Policy) -> PolicyKind {
+    let reserved = |uid: &EntityUid| RESERVED_ACTIONS.contains(&uid.id().unescaped());
+    if policy.effect() == Effect::Forbid {
+        return PolicyKind::Forbid;
+    }
+    match policy.action_constraint() {
+        ActionConstraint::Eq(uid) if reserved(&uid) => PolicyKind::Reserved,
+        ActionConstraint::In(uids) if !uids.is_empty() && uids.iter().all(reserved) => {
+            PolicyKind::Reserved
+        }
+        _ => PolicyKind::Grants,
+    }
+}
+
+/// Byte offset of `@name` in a policy's text, to point an error at the annotation's line.
+fn annotation_offset(policy_text: &str, name: &str) -> Option<usize> {
+    let needle = format!("@{name}");
+    policy_text.match_indices(&needle).find_map(|(at, _)| {
+        let next = policy_text.get(at + needle.len()..)?.chars().next();
+        let ends_name = !next.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        ends_name.then_some(at)
+    })
 }
 
 /// `… for Action::"read" not found` → `… for  not found`, to see one mistake reported per action.

@@ -99,10 +99,10 @@ fn check_reports_every_problem_with_file_and_line() {
             "{p}/more/dup.cedar:2:1: duplicate @id(\"sre-host-ssh\"): also at {p}/hosts.cedar:4"
         ),
         format!(
-            "{p}/databases.cedar:15:1: policy `oncall-db-read`: @ttl(\"15 fortnights\"): not a duration"
+            "{p}/databases.cedar:17:1: policy `oncall-db-read`: @ttl(\"15 fortnights\"): not a duration"
         ),
         format!(
-            "{p}/databases.cedar:48:1: policy `dba-db-admin-approval`: @approval(\"0\"): must be a whole number"
+            "{p}/databases.cedar:52:1: policy `dba-db-admin-approval`: @approval(\"0\"): must be a whole number"
         ),
         format!("{p}/anonymous.cedar:3:1: policy has no @id"),
         format!("{p}/entities.json: entity does not conform to the schema"),
@@ -112,6 +112,68 @@ fn check_reports_every_problem_with_file_and_line() {
     }
     assert!(
         out.contains("error: the pack is invalid (7 problems)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_refuses_annotation_typos_and_grants_without_scope() {
+    let pack = TempPack::shipped();
+    // Each would load silently before: a self-service production change, tokens without
+    // their scope, tokens for the default audience.
+    pack.edit(
+        "policies/databases.cedar",
+        "@approval(\"2\")",
+        "@aproval(\"2\")",
+    );
+    pack.edit(
+        "policies/databases.cedar",
+        "@scope(\"db:read:{resource.id}\")",
+        "@scopes(\"db:read:{resource.id}\")",
+    );
+    pack.edit("policies/databases.cedar", "@audience", "@audiance");
+    pack.edit(
+        "policies/hosts.cedar",
+        "@ttl(\"10m\")",
+        "@ttl(\"10m\")\n@owner(\"team-deploy\")\n@x_ticket(\"OPS-1\")",
+    );
+    // A granting permit must name its scopes; one for a reserved action need not.
+    pack.write(
+        "policies/extra.cedar",
+        "@id(\"sre-ssh-no-scope\")\n@ttl(\"5m\")\npermit (principal in Group::\"sre\", action == Action::\"ssh\", resource);\n\
+         @id(\"sre-ssh-explicitly-none\")\n@scope(\"\")\npermit (principal in Group::\"sre\", action == Action::\"ssh\", resource);\n\
+         @id(\"sre-approve-more\")\npermit (principal in Group::\"sre\", action in [Action::\"approve\"], resource);\n",
+    );
+
+    let (code, out) = check(&pack);
+    assert_eq!(code, 1, "{out}");
+    let p = pack.policies();
+    let p = p.display();
+    for expected in [
+        format!(
+            "{p}/databases.cedar:52:1: policy `dba-db-admin-approval`: unknown annotation @aproval: did you mean `@approval`?"
+        ),
+        format!(
+            "{p}/databases.cedar:16:1: policy `oncall-db-read`: unknown annotation @scopes: did you mean `@scope`?"
+        ),
+        format!(
+            "{p}/databases.cedar:15:1: policy `oncall-db-read`: a permit that issues tokens needs @scope"
+        ),
+        format!(
+            "{p}/databases.cedar:8:1: policy `staging-db-access`: unknown annotation @audiance: did you mean `@audience`?"
+        ),
+        format!(
+            "{p}/hosts.cedar:40:1: policy `deployer-deploy`: unknown annotation @owner: jitgate reads @id, @scope"
+        ),
+        "put your own metadata under `@x_…` (e.g. `@x_owner`)".to_owned(),
+        format!(
+            "{p}/extra.cedar:1:1: policy `sre-ssh-no-scope`: a permit that issues tokens needs @scope(\"…\"); write @scope(\"\") if it grants no scopes"
+        ),
+    ] {
+        assert!(out.contains(&expected), "missing `{expected}` in:\n{out}");
+    }
+    assert!(
+        out.contains("error: the pack is invalid (6 problems)"),
         "{out}"
     );
 }

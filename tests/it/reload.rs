@@ -38,7 +38,7 @@ fn a_valid_edit_is_live_within_a_second() {
 
     pack.write(
         "policies/new.cedar",
-        "@id(\"new-policy\")\npermit (principal, action == Action::\"read\", resource);\n",
+        "@id(\"new-policy\")\n@scope(\"db:read\")\npermit (principal, action == Action::\"read\", resource);\n",
     );
     let took = wait_for(LIVE_WITHIN, || {
         live.current().policy("new-policy").is_some()
@@ -86,6 +86,33 @@ fn an_invalid_edit_keeps_the_last_good_pack_and_records_the_error() {
     );
     assert!(wait_for(LIVE_WITHIN, || live.status().last_error.is_none()).is_some());
     assert_eq!(live.current().version(), good);
+}
+
+#[test]
+fn an_annotation_typo_keeps_the_last_good_pack() {
+    let pack = TempPack::shipped();
+    let live = live(&pack);
+    let _watch = live.watch().unwrap();
+    let good = live.current().version().to_owned();
+
+    // Loaded, this would make production schema changes self-service.
+    pack.edit(
+        "policies/databases.cedar",
+        "@approval(\"2\")",
+        "@aproval(\"2\")",
+    );
+    let took = wait_for(LIVE_WITHIN, || live.status().last_error.is_some());
+    assert!(took.is_some(), "the typo was not noticed");
+    assert_eq!(live.current().version(), good);
+    let served = live.current();
+    let policy = served.policy("dba-db-admin-approval").unwrap();
+    assert_eq!(policy.grant.approvals, Some(2));
+    let errors = live.status().last_error.unwrap().errors.to_string();
+    let expected = format!(
+        "{}/databases.cedar:52:1: policy `dba-db-admin-approval`: unknown annotation @aproval: did you mean `@approval`?",
+        pack.policies().display()
+    );
+    assert!(errors.contains(&expected), "{errors}");
 }
 
 #[test]

@@ -586,7 +586,7 @@ async fn hot_reload_is_visible_over_http() {
         "the last good pack serves"
     );
     let error = broken["last_error"]["errors"][0].as_str().unwrap();
-    assert!(error.contains("databases.cedar:15:1"), "{error}");
+    assert!(error.contains("databases.cedar:17:1"), "{error}");
 
     let metrics = server.get("/metrics", None).await.text().await.unwrap();
     assert!(

@@ -344,3 +344,51 @@ async fn every_event_reaches_the_hooks_that_want_it() {
     assert!(body["token"]["jti"].as_str().is_some_and(|j| !j.is_empty()));
     receiver.stop().await;
 }
+
+#[tokio::test]
+async fn a_requesters_text_cannot_add_lines_formatting_or_links_to_slack() {
+    let inbox = Inbox::default();
+    let receiver = Receiver::start("127.0.0.1:0", inbox.clone()).await;
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.webhooks = hooks(receiver.addr);
+        c.webhooks.retain(|hook| hook.format == "slack");
+    })
+    .await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let reason = "INC-9 `x` *urgent*\n\n:white_check_mark: *Approved* by User::\"security\"\r\n\
+                  <https://evil.example/login|Open request> https://evil.example &amp; <!channel>\u{2028}done";
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "write", "resource": "Database::\"orders\"", "reason": reason}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    wait_for(&inbox, 1, |d| d.path == "/slack").await;
+    let delivery = inbox.lock().unwrap().first().unwrap().clone();
+    let body: Value = serde_json::from_str(&delivery.body).unwrap();
+    let quoted = "`INC-9 ˋxˋ *urgent* :white_check_mark: *Approved* by User::\"security\" \
+                  &lt;https://evil.example/login|Open request&gt; https://evil.example &amp;amp; \
+                  &lt;!channel&gt; done`";
+    let details = body["blocks"][1]["text"]["text"].as_str().unwrap();
+    assert_eq!(
+        details.lines().next(),
+        Some(format!("*Reason:* {quoted}").as_str()),
+        "{details}"
+    );
+    let text = body["text"].as_str().unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "headline, reason, risk, link: {text}");
+    assert!(
+        lines[0].starts_with(":hourglass: *Approval needed*"),
+        "{text}"
+    );
+    assert_eq!(lines[1], format!("*Reason:* {quoted}"));
+    // The only link is jitgate's own, to its UI.
+    assert_eq!(text.matches('<').count(), 1, "{text}");
+    assert!(lines[3].starts_with(&format!("<{}/ui/#request=", server.config.issuer)));
+    assert_eq!(body["unfurl_links"], false);
+    receiver.stop().await;
+}
