@@ -96,6 +96,9 @@ async fn connection(
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let mut ending = false;
+    // Once ending, the connection gets this long to finish what is in flight; a client that
+    // does not read its answers would otherwise hold the connection (and delay shutdown) forever.
+    let mut cut_off = Instant::now();
     loop {
         let recheck = activity.idle_deadline(limits.idle_timeout);
         tokio::select! {
@@ -110,11 +113,17 @@ async fn connection(
                     // Closes at once when idle; a request that just arrived is answered first.
                     conn.as_mut().graceful_shutdown();
                     ending = true;
+                    cut_off = Instant::now() + limits.idle_timeout;
                 }
             }
             _ = closing.wait_for(|closing| *closing), if !ending => {
                 conn.as_mut().graceful_shutdown();
                 ending = true;
+                cut_off = Instant::now() + limits.idle_timeout;
+            }
+            () = tokio::time::sleep_until(cut_off), if ending => {
+                tracing::debug!(%peer, "connection cut off: it did not end in time");
+                return;
             }
         }
     }
