@@ -61,8 +61,8 @@ pub fn within_approval(
         });
     }
     let scopes = intersection(&fresh.scopes, approved.scopes);
-    // A grant of no scopes (a policy without `@scope`) adds nothing to narrow.
-    if scopes.is_empty() && !fresh.scopes.is_empty() {
+    // Nothing in common is refused; only an approval of no scopes (`@scope("")`) mints none.
+    if scopes.is_empty() && !approved.scopes.is_empty() {
         return Err(BeyondApproval::NoApprovedScope {
             granted: fresh.scopes.clone(),
             approved: approved.scopes.to_vec(),
@@ -198,5 +198,31 @@ mod tests {
             ),
             Err(BeyondApproval::NoApprovedAudience { .. })
         ));
+    }
+
+    #[test]
+    fn a_fresh_grant_of_no_scopes_under_an_approval_of_some_is_refused() {
+        let approved = strings(&["db:write:orders"]);
+        let aud = strings(&["db-proxy"]);
+        let grant = ApprovedGrant {
+            scopes: &approved,
+            audience: &aud,
+            approvals: 1,
+        };
+        let refused = within_approval(&fresh(Outcome::Escalate, 1, &[], &["db-proxy"]), grant);
+        assert!(matches!(
+            refused,
+            Err(BeyondApproval::NoApprovedScope { .. })
+        ));
+        let none: Vec<String> = Vec::new();
+        let approved_none = ApprovedGrant {
+            scopes: &none,
+            ..grant
+        };
+        let minted = within_approval(
+            &fresh(Outcome::Escalate, 1, &[], &["db-proxy"]),
+            approved_none,
+        );
+        assert_eq!(minted.map(|g| g.scopes), Ok(Vec::new()));
     }
 }

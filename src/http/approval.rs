@@ -8,9 +8,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::access::{
-    admit, admit_operation, refuse_revoked_subject, rfc3339, risk_for, token_writes,
-};
+use super::access::{admit, refuse_revoked_subject, rfc3339, risk_for, token_writes};
 use super::error::ApiError;
 use super::extract::{Authenticated, ClientIp, OptionalJsonBody};
 use super::guard::{Admitted, Privileged, Unrevoked, forbidden};
@@ -169,7 +167,6 @@ pub async fn list(
     Unrevoked(caller): Unrevoked,
     axum::extract::Query(query): axum::extract::Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    admit_operation(&state, &caller.principal.to_string())?;
     if query.status != "pending" {
         return Err(ApiError::InvalidRequest(
             "only status=pending can be listed".into(),
@@ -283,6 +280,11 @@ async fn answer(
     let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
     let approver = caller.principal.to_string();
     let mut writes = vec![
+        // A block that lands while this approval is on its way refuses it too.
+        Write::RequireNotRevoked {
+            subject: approver.clone(),
+            request_id: id.clone(),
+        },
         Write::RequireStatus {
             id: id.clone(),
             status: "pending".into(),
@@ -402,9 +404,12 @@ pub async fn mint(
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let principal = caller.principal.to_string();
+    // Before anything is read or audited: refusals cost a write each.
+    let requests_last_minute = admit(&state, &principal)?;
     let stored = load(&state, &id).await?;
     let r = &stored.record;
-    if caller.principal.to_string() != r.principal {
+    if principal != r.principal {
         return Err(ApiError::Forbidden(
             "only the requester mints the token".into(),
         ));
@@ -427,8 +432,6 @@ pub async fn mint(
     }
     let resource: EntityRef = r.resource.parse().map_err(ApiError::Internal)?;
     let time = state.request_time(now);
-    let principal = caller.principal.to_string();
-    let requests_last_minute = admit(&state, &principal)?;
     // The block, if any, was refused above.
     let (risk, _) = risk_for(
         &state,

@@ -37,7 +37,7 @@ impl FromRequestParts<AppState> for Unrevoked {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Authenticated(caller) = Authenticated::from_request_parts(parts, state).await?;
+        let Admitted(caller) = Admitted::from_request_parts(parts, state).await?;
         refuse_if_revoked(parts, state, &caller).await?;
         Ok(Unrevoked(caller))
     }
@@ -64,6 +64,20 @@ async fn refuse_if_revoked(
     state: &AppState,
     caller: &Caller,
 ) -> Result<(), ApiError> {
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or_else(|| parts.uri.path(), MatchedPath::as_str);
+    refuse_blocked(state, caller, &format!("{} {route}", parts.method)).await
+}
+
+/// 403 `revoked` for `caller`'s `attempt`, audited, while a subject block names `caller`:
+/// for handlers whose privilege depends on what the request concerns (revoking another's token).
+pub async fn refuse_blocked(
+    state: &AppState,
+    caller: &Caller,
+    attempt: &str,
+) -> Result<(), ApiError> {
     let Some(block) = state
         .store
         .subject_block(&caller.principal.to_string())
@@ -71,13 +85,8 @@ async fn refuse_if_revoked(
     else {
         return Ok(());
     };
-    let route = parts
-        .extensions
-        .get::<MatchedPath>()
-        .map_or_else(|| parts.uri.path(), MatchedPath::as_str);
-    let attempt = format!("{} {route}", parts.method);
     let why = format!("subject revoked ({})", block.id);
-    record_refusal(state, caller, &attempt, None, "revoked", &why).await?;
+    record_refusal(state, caller, attempt, None, "revoked", &why).await?;
     Err(ApiError::Revoked(block.reason))
 }
 

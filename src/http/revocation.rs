@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::extract::{Authenticated, FormOrJson, JsonBody};
-use super::guard::{Admitted, Privileged, forbidden};
+use super::guard::{Admitted, Privileged, forbidden, refuse_blocked};
 use super::state::AppState;
 use crate::identity::Caller;
 use crate::identity::jwt::LEEWAY_SECS;
@@ -123,6 +123,10 @@ pub async fn revoke_token(
     };
     // The full principal: `User::"deployer"` does not hold `Service::"deployer"`'s tokens.
     let holder = claims.jit.principal == caller.principal.to_string();
+    if !holder {
+        // Revoking another's token is administration: a blocked administrator has none.
+        refuse_blocked(&state, &caller, &format!("revoke token {}", claims.jti)).await?;
+    }
     if !holder && !state.may_administer(&caller) {
         let attempt = format!("revoke token {}", claims.jti);
         let why = "only the token's subject or an administrator revokes it";

@@ -142,7 +142,12 @@ fn code_span(line: &str) -> String {
     if line.is_empty() {
         return "(none)".into();
     }
-    format!("`{}`", slack_text(line))
+    // A word joiner (U+2060) inside `://` and `www.` keeps clients that link bare URLs, even in
+    // code or in the notification's plain-text fallback, from making one clickable.
+    let unlinked = line
+        .replace("://", ":/\u{2060}/")
+        .replace("www.", "www\u{2060}.");
+    format!("`{}`", slack_text(&unlinked))
 }
 
 /// The `slack` format: an incoming-webhook message with the summary and a link to the UI.

@@ -240,6 +240,24 @@ async fn a_revoked_subject_loses_every_privilege() {
     revoked(get(&server, &dave, &format!("/v1/access-requests/{id}")).await);
     revoked(audit(&server, &mia, "type=decision").await);
     revoked(revoke_subject(&server, &mia, "User::\"sam\"").await);
+    // Revoking another's token is administration too.
+    let (status, issued) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "read", "resource": "Database::\"orders\"", "reason": "INC-9"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    revoked(
+        server
+            .post(
+                "/v1/tokens/revoke",
+                Some(&mia),
+                json!({"token": issued["access_token"]}),
+            )
+            .await,
+    );
     let lift = |caller: String, revocation: String| {
         let url = format!("{}/v1/revocations/{revocation}", server.base);
         let http = server.http.clone();
@@ -272,10 +290,13 @@ async fn a_revoked_subject_loses_every_privilege() {
         "User::\"dave\" POST /v1/access-requests/{id}/deny",
         "User::\"mia\" GET /v1/audit",
         "User::\"mia\" POST /v1/revocations",
+        "User::\"mia\" revoke token ",
         "User::\"mia\" DELETE /v1/revocations/{id}",
     ] {
         assert!(
-            attempts.iter().any(|a| a == expected),
+            attempts
+                .iter()
+                .any(|a| a == expected || (expected.ends_with(' ') && a.starts_with(expected))),
             "{expected}: {attempts:?}"
         );
     }

@@ -370,8 +370,8 @@ async fn a_requesters_text_cannot_add_lines_formatting_or_links_to_slack() {
     let delivery = inbox.lock().unwrap().first().unwrap().clone();
     let body: Value = serde_json::from_str(&delivery.body).unwrap();
     let quoted = "`INC-9 ˋxˋ *urgent* :white_check_mark: *Approved* by User::\"security\" \
-                  &lt;https://evil.example/login|Open request&gt; https://evil.example &amp;amp; \
-                  &lt;!channel&gt; done`";
+                  &lt;https:/\u{2060}/evil.example/login|Open request&gt; https:/\u{2060}/evil.example \
+                  &amp;amp; &lt;!channel&gt; done`";
     let details = body["blocks"][1]["text"]["text"].as_str().unwrap();
     assert_eq!(
         details.lines().next(),
@@ -388,6 +388,11 @@ async fn a_requesters_text_cannot_add_lines_formatting_or_links_to_slack() {
     assert_eq!(lines[1], format!("*Reason:* {quoted}"));
     // The only link is jitgate's own, to its UI.
     assert_eq!(text.matches('<').count(), 1, "{text}");
+    assert_eq!(
+        text.matches("://").count(),
+        1,
+        "no bare URL but jitgate's own: {text}"
+    );
     assert!(lines[3].starts_with(&format!("<{}/ui/#request=", server.config.issuer)));
     assert_eq!(body["unfurl_links"], false);
     receiver.stop().await;
