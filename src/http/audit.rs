@@ -100,6 +100,27 @@ pub async fn sign_head(state: &App) -> Result<(), String> {
     if kind == HEAD_EVENT {
         return Ok(());
     }
+    let last_signed = state
+        .last_signed_head
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if let Some((signed_seq, signed_hash)) = last_signed {
+        let now_at = state
+            .store
+            .audit_hash_at(signed_seq)
+            .await
+            .map_err(|e| e.to_string())?;
+        if now_at.as_deref() != Some(signed_hash.as_str()) {
+            tracing::error!(
+                audit.seq = signed_seq,
+                "the audit chain no longer holds the head this server signed: it was changed under the server; no head is signed over it"
+            );
+            return Err(format!(
+                "the chain no longer holds the head signed at seq {signed_seq}"
+            ));
+        }
+    }
     let now = state.now();
     let claims = HeadClaims {
         iss: state.config.issuer.clone(),
@@ -121,7 +142,12 @@ pub async fn sign_head(state: &App) -> Result<(), String> {
             data: json!({"seq": seq, "hash": hash, "jws": jws}),
         })])
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    *state
+        .last_signed_head
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((seq, hash));
+    Ok(())
 }
 
 /// Signs the head every `audit_head_every` (the first at once) until aborted.

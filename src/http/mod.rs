@@ -386,6 +386,7 @@ pub async fn build(config: Config) -> Result<AppState, ServeError> {
         notifier,
         rates: RequestRates::default(),
         operation_rates: RequestRates::default(),
+        last_signed_head: std::sync::Mutex::default(),
         time_zone,
     }))
 }

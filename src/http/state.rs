@@ -30,6 +30,9 @@ pub struct App {
     /// Every other operation per principal.
     pub operation_rates: RequestRates,
     pub time_zone: jiff::tz::TimeZone,
+    /// The (seq, hash) this process signed last: a chain that no longer holds it was rewritten
+    /// under the server, and the server does not sign over the rewrite.
+    pub last_signed_head: std::sync::Mutex<Option<(i64, String)>>,
 }
 
 pub type AppState = Arc<App>;

@@ -483,3 +483,43 @@ async fn a_head_kept_outside_shows_events_cut_off_the_end() {
     assert!(stderr.contains("has no such event"), "{stderr}");
     drop(pack);
 }
+
+/// The server does not sign over a chain rewritten under it: deleting events (and the heads
+/// that cover them) and rebuilding the chain while it runs leaves no head vouching for the
+/// rewrite, not even the one it signs on shutdown.
+#[tokio::test]
+async fn the_server_does_not_sign_over_a_chain_rewritten_under_it() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    // The first head is signed at start.
+    for _ in 0..200 {
+        if server
+            .count("SELECT COUNT(*) FROM audit_events WHERE type = 'audit.head'")
+            .await
+            > 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    busy(&server).await;
+    let data_dir = server.config.data_dir.clone();
+    delete_and_rechain(
+        &data_dir.join("jitgate.db"),
+        "DELETE FROM audit_events WHERE type = 'audit.head' OR seq = 1",
+    )
+    .await;
+    // Stopping would sign the head once more.
+    let (pack, _) = server.stop().await;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data_dir.join("jitgate.db"))
+        .connect()
+        .await
+        .unwrap();
+    let heads: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE type = 'audit.head'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(heads, 0, "a head was signed over the rewritten chain");
+    drop(pack);
+}
