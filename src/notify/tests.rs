@@ -136,7 +136,7 @@ fn slack_messages_link_to_the_ui_and_show_requester_text_literally() {
         "{text}"
     );
     assert!(
-        text.contains("INC-1 &lt;https://evil.example|click&gt; &amp; &lt;!channel&gt;"),
+        text.contains("INC-1 &lt;https:/\u{2060}/evil.example|click&gt; &amp; &lt;!channel&gt;"),
         "{text}"
     );
     assert_eq!(body["blocks"].as_array().map(Vec::len), Some(3));
