@@ -99,11 +99,7 @@ pub fn verify(config: &Config, external: Option<&str>) -> ExitCode {
 
 /// The public keys in the keys dir: what signed heads are checked against.
 fn public_keys(config: &Config) -> Result<JwkSet, String> {
-    let dir = config.data_dir.join("keys");
-    if !dir.exists() {
-        return Ok(JwkSet { keys: Vec::new() });
-    }
-    let ring = KeyRing::open(&dir, config.signing_alg, super::now()).map_err(|e| e.to_string())?;
+    let ring = KeyRing::read(&config.data_dir.join("keys")).map_err(|e| e.to_string())?;
     Ok(JwkSet {
         keys: ring.keys().iter().map(|k| k.public.clone()).collect(),
     })

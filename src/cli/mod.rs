@@ -457,11 +457,24 @@ fn keys(args: &ConfigArgs, command: &KeysCommand) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    let dir = config.data_dir.join("keys");
+    if let KeysCommand::List = command {
+        // Listing only looks: it never creates the dir or generates a key.
+        return match KeyRing::read(&dir) {
+            Ok(ring) => {
+                list_keys(&ring, &config);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(e) = config.ensure_data_dir() {
         eprintln!("error: {}: {e}", config.data_dir.display());
         return ExitCode::FAILURE;
     }
-    let dir = config.data_dir.join("keys");
     let mut ring = match KeyRing::open(&dir, config.signing_alg, now()) {
         Ok(ring) => ring,
         Err(e) => {
@@ -486,31 +499,37 @@ fn keys(args: &ConfigArgs, command: &KeysCommand) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        KeysCommand::List => {
-            let keys = ring.keys();
-            let verifying: Vec<&str> = ring
-                .verifying_keys(now(), config.max_ttl, &std::collections::HashMap::new())
-                .iter()
-                .map(|k| k.kid.as_str())
-                .collect();
-            for (i, key) in keys.iter().enumerate() {
-                let state = if i + 1 == keys.len() {
-                    "active"
-                } else if verifying.contains(&key.kid.as_str()) {
-                    "retired, in JWKS"
-                } else {
-                    "retired; dropped at the next start unless a token it signed is still live"
-                };
-                println!(
-                    "{} {} created {} {state}",
-                    key.kid,
-                    key.alg.as_str(),
-                    crate::http::rfc3339(key.created)
-                );
-            }
-        }
+        KeysCommand::List => list_keys(&ring, &config),
     }
     ExitCode::SUCCESS
+}
+
+fn list_keys(ring: &KeyRing, config: &Config) {
+    let keys = ring.keys();
+    if keys.is_empty() {
+        println!("no signing keys yet: the server generates one at its first start");
+        return;
+    }
+    let verifying: Vec<&str> = ring
+        .verifying_keys(now(), config.max_ttl, &std::collections::HashMap::new())
+        .iter()
+        .map(|k| k.kid.as_str())
+        .collect();
+    for (i, key) in keys.iter().enumerate() {
+        let state = if i + 1 == keys.len() {
+            "active"
+        } else if verifying.contains(&key.kid.as_str()) {
+            "retired, in JWKS"
+        } else {
+            "retired; dropped at the next start unless a token it signed is still live"
+        };
+        println!(
+            "{} {} created {} {state}",
+            key.kid,
+            key.alg.as_str(),
+            crate::http::rfc3339(key.created)
+        );
+    }
 }
 
 fn verify_token(

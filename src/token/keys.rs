@@ -127,27 +127,39 @@ impl KeyRing {
     /// one when the newest key is of another algorithm. Refuses group- or world-readable keys,
     /// and a dir that group or others can write (they could plant a key that signs).
     pub fn open(dir: &Path, alg: SigningAlg, now: u64) -> Result<Self, KeyError> {
-        if dir.exists() {
-            let mode = fs::metadata(dir)
-                .map_err(|e| file_error(dir, e))?
-                .permissions()
-                .mode()
-                & 0o777;
-            if mode & 0o022 != 0 {
-                return Err(KeyError::WritableDir {
-                    path: dir.to_path_buf(),
-                    mode,
-                });
-            }
-        } else {
+        if !dir.exists() {
             fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
                 .map_err(|e| file_error(dir, e))?;
         }
+        let mut ring = Self::read(dir)?;
+        if ring.active().is_none_or(|key| key.alg != alg) {
+            ring.generate(alg, now)?;
+        }
+        Ok(ring)
+    }
+
+    /// The keys in `dir` as they are, for commands that only look: nothing is created or
+    /// generated (an absent dir holds no keys). Refuses what [`KeyRing::open`] refuses.
+    pub fn read(dir: &Path) -> Result<Self, KeyError> {
         let mut ring = Self {
             dir: dir.to_path_buf(),
             keys: Vec::new(),
         };
+        if !dir.exists() {
+            return Ok(ring);
+        }
+        let mode = fs::metadata(dir)
+            .map_err(|e| file_error(dir, e))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(KeyError::WritableDir {
+                path: dir.to_path_buf(),
+                mode,
+            });
+        }
         let mut paths: Vec<PathBuf> = fs::read_dir(dir)
             .map_err(|e| file_error(dir, e))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -156,9 +168,6 @@ impl KeyRing {
         paths.sort();
         for path in paths {
             ring.keys.push(load(&path)?);
-        }
-        if ring.active().is_none_or(|key| key.alg != alg) {
-            ring.generate(alg, now)?;
         }
         Ok(ring)
     }

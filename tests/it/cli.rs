@@ -276,3 +276,36 @@ fn a_dangling_link_is_an_error_not_a_missing_file() {
     let expected = format!("{}/gone.cedar: cannot read", pack.policies().display());
     assert!(out.contains(&expected), "{out}");
 }
+
+/// `jitgate keys list` only looks: on a fresh data dir it creates nothing, and with a key of
+/// another algorithm than the configured one it does not generate a new one.
+#[test]
+fn keys_list_never_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str], alg: &str| {
+        Command::new(env!("CARGO_BIN_EXE_jitgate"))
+            .args(args)
+            .env("JITGATE_DATA_DIR", &data)
+            .env("JITGATE_SIGNING_ALG", alg)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["keys", "list"], "ES256");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no signing keys yet"));
+    assert!(!data.exists(), "listing created the data dir");
+
+    assert!(run(&["keys", "generate"], "ES256").status.success());
+    let pems = || std::fs::read_dir(data.join("keys")).unwrap().count();
+    assert_eq!(pems(), 1);
+    let out = run(&["keys", "list"], "EdDSA");
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        listed.contains("ES256") && listed.contains("active"),
+        "{listed}"
+    );
+    assert_eq!(pems(), 1, "listing generated a key: {listed}");
+}
