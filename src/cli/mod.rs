@@ -85,6 +85,10 @@ enum Command {
     Test {
         #[command(flatten)]
         pack: PackArgs,
+        /// Decide as this configuration does: its pack (`[policy]`), `default_ttl`, `max_ttl` and
+        /// `default_audience` [default: DESIGN's defaults]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Case files or directories [default: <policies>/tests]
         paths: Vec<PathBuf>,
     },
@@ -256,7 +260,22 @@ pub fn run(cli: Cli) -> ExitCode {
             Some(path) => check_config(&path),
             None => check(&pack.paths()),
         },
-        Command::Test { pack, paths } => test(&pack.paths(), paths),
+        Command::Test {
+            pack,
+            config: None,
+            paths,
+        } => test(&pack.paths(), &GrantDefaults::default(), paths),
+        Command::Test {
+            config: Some(path),
+            paths,
+            ..
+        } => match Config::load(Some(&path), std::env::vars()) {
+            Ok(config) => test(&config.pack_paths(), &config.grant_defaults(), paths),
+            Err(e) => {
+                eprintln!("error: configuration: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -312,7 +331,7 @@ fn check_config(path: &Path) -> ExitCode {
     check(&config.pack_paths())
 }
 
-fn test(paths: &PackPaths, case_paths: Vec<PathBuf>) -> ExitCode {
+fn test(paths: &PackPaths, defaults: &GrantDefaults, case_paths: Vec<PathBuf>) -> ExitCode {
     let Some(pack) = load(paths) else {
         return ExitCode::FAILURE;
     };
@@ -329,7 +348,7 @@ fn test(paths: &PackPaths, case_paths: Vec<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = policytest::run(&pack, &files, &GrantDefaults::default());
+    let report = policytest::run(&pack, &files, defaults);
     for (file, message) in &report.file_errors {
         println!("ERROR {}: {message}", file.display());
     }

@@ -309,3 +309,37 @@ fn keys_list_never_writes() {
     );
     assert_eq!(pems(), 1, "listing generated a key: {listed}");
 }
+
+/// `jitgate test --config FILE` decides with the configuration's grant defaults: the shipped
+/// case that expects `default_ttl` (5m) fails under a configuration whose `default_ttl` is 2m.
+#[test]
+fn test_with_a_config_uses_its_grant_defaults() {
+    let pack = TempPack::shipped();
+    let config = pack.dir.path().join("jitgate.toml");
+    let write = |default_ttl: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "default_ttl = \"{default_ttl}\"\n[policy]\ndir = {:?}\nschemas = {:?}\n",
+                pack.policies(),
+                pack.schemas()
+            ),
+        )
+        .unwrap();
+    };
+    write("5m");
+    let out = jitgate(&["test", "--config", config.to_str().unwrap()], repo());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    write("2m");
+    let out = jitgate(&["test", "--config", config.to_str().unwrap()], repo());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("oncall reads prod orders"), "{stdout}");
+    assert!(stdout.contains("2m"), "{stdout}");
+}
