@@ -13,7 +13,7 @@ use crate::store::Store;
 use crate::token::KeyRing;
 
 async fn open(config: &Config) -> Result<Store, ExitCode> {
-    Store::open(&config.database_url, &config.data_dir)
+    Store::open_existing(&config.database_url, &config.data_dir)
         .await
         .map_err(|e| {
             eprintln!("error: store: {e}");

@@ -80,6 +80,9 @@ pub enum StoreError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// A command that reads an existing store found none.
+    #[error("no database at {0}: nothing to read (is the configuration the server's?)")]
+    Missing(std::path::PathBuf),
     /// The last probe for `/readyz` could not start a write transaction.
     #[error("{0}")]
     NotWritable(String),
@@ -363,26 +366,46 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// The SQLite file `database_url` names ("" = `jitgate.db` in `data_dir`).
+fn sqlite_options(database_url: &str, data_dir: &Path) -> Result<SqliteConnectOptions, StoreError> {
+    let options = if database_url.is_empty() {
+        SqliteConnectOptions::new().filename(data_dir.join("jitgate.db"))
+    } else if database_url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(database_url)?
+    } else {
+        return Err(StoreError::Unsupported(
+            "database_url: only SQLite is supported so far; PostgreSQL comes with multi-replica support".into(),
+        ));
+    };
+    if options.get_filename() == Path::new(":memory:") {
+        return Err(StoreError::Unsupported(
+            "database_url: an in-memory database would lose the audit trail; name a file".into(),
+        ));
+    }
+    Ok(options)
+}
+
 impl Store {
     /// Opens the database `database_url` names ("" = `jitgate.db` in `data_dir`), creating
     /// and migrating it as needed, and starts the writer task.
     pub async fn open(database_url: &str, data_dir: &Path) -> Result<Self, StoreError> {
-        let options = if database_url.is_empty() {
-            SqliteConnectOptions::new().filename(data_dir.join("jitgate.db"))
-        } else if database_url.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(database_url)?
-        } else {
-            return Err(StoreError::Unsupported(
-                "database_url: only SQLite is supported so far; PostgreSQL comes with multi-replica support".into(),
-            ));
-        };
-        if options.get_filename() == Path::new(":memory:") {
-            return Err(StoreError::Unsupported(
-                "database_url: an in-memory database would lose the audit trail; name a file"
-                    .into(),
-            ));
-        }
+        let options = sqlite_options(database_url, data_dir)?;
         create_private(options.get_filename())?;
+        Self::open_with(options).await
+    }
+
+    /// Opens the store of a deployment that exists, for commands that read it (`audit verify`,
+    /// `audit export`): a missing database is an error, never a new empty one that reads as a
+    /// whole trail.
+    pub async fn open_existing(database_url: &str, data_dir: &Path) -> Result<Self, StoreError> {
+        let options = sqlite_options(database_url, data_dir)?;
+        if !options.get_filename().exists() {
+            return Err(StoreError::Missing(options.get_filename().to_path_buf()));
+        }
+        Self::open_with(options).await
+    }
+
+    async fn open_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)

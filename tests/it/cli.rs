@@ -343,3 +343,26 @@ fn test_with_a_config_uses_its_grant_defaults() {
     assert!(stdout.contains("oncall reads prod orders"), "{stdout}");
     assert!(stdout.contains("2m"), "{stdout}");
 }
+
+/// `jitgate audit verify` and `export` on a data dir without a database say so (exit 1) rather
+/// than creating an empty database and calling its trail whole.
+#[test]
+fn audit_commands_refuse_a_missing_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for command in ["verify", "export"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_jitgate"))
+            .args(["audit", command])
+            .env("JITGATE_DATA_DIR", &data)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(stderr.contains("no database at"), "{command}: {stderr}");
+        assert!(
+            !data.join("jitgate.db").exists(),
+            "{command} created a database"
+        );
+    }
+}
