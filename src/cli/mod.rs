@@ -376,9 +376,7 @@ fn test(paths: &PackPaths, defaults: &GrantDefaults, case_paths: Vec<PathBuf>) -
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::clock::unix_now()
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
@@ -546,7 +544,7 @@ fn list_keys(ring: &KeyRing, config: &Config) {
             "{} {} created {} {state}",
             key.kid,
             key.alg.as_str(),
-            crate::http::rfc3339(key.created)
+            crate::clock::rfc3339(key.created)
         );
     }
 }

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use super::error::ApiError;
 use super::extract::{Authenticated, ClientIp, JsonBody};
 use super::state::AppState;
+use crate::clock::rfc3339;
 use crate::decision::{
     Decision, DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext, RequestError,
 };
@@ -651,12 +652,4 @@ fn decision_event(
 fn deny_message(decision: &Decision) -> String {
     let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code()).collect();
     format!("access denied ({})", codes.join(", "))
-}
-
-/// Unix seconds as RFC 3339 UTC.
-pub fn rfc3339(unix: u64) -> String {
-    i64::try_from(unix)
-        .ok()
-        .and_then(|s| jiff::Timestamp::from_second(s).ok())
-        .map_or_else(String::new, |ts| ts.to_string())
 }

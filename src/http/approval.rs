@@ -8,11 +8,12 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::access::{admit, refuse_revoked_subject, rfc3339, risk_for, token_writes};
+use super::access::{admit, refuse_revoked_subject, risk_for, token_writes};
 use super::error::ApiError;
 use super::extract::{Authenticated, ClientIp, OptionalJsonBody};
 use super::guard::{Admitted, Privileged, Unrevoked, forbidden};
 use super::state::AppState;
+use crate::clock::rfc3339;
 use crate::decision::{
     ApprovedGrant, DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext,
     within_approval,

@@ -7,10 +7,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::access::rfc3339;
 use super::error::ApiError;
 use super::extract::Authenticated;
 use super::state::AppState;
+use crate::clock::rfc3339;
 
 /// `GET /.well-known/jwks.json`: the keys whose tokens may still be live.
 pub async fn jwks(State(state): State<AppState>) -> Response {
@@ -39,13 +39,10 @@ pub async fn policies(
 ) -> Json<Value> {
     let pack = state.policies.current();
     let status = state.policies.status();
-    let loaded_at = status
-        .loaded_at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let loaded_at = crate::clock::unix_secs(status.loaded_at);
     let last_error = status.last_error.map(|failure| {
         json!({
-            "at": rfc3339(failure.at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())),
+            "at": rfc3339(crate::clock::unix_secs(failure.at)),
             "errors": failure.errors.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })
     });

@@ -29,7 +29,6 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-pub use access::rfc3339;
 pub use error::ApiError;
 pub use state::{App, AppState};
 
@@ -284,9 +283,7 @@ async fn housekeeping(state: AppState) {
 
 /// The shared state of a server for `config`.
 pub async fn build(config: Config) -> Result<AppState, ServeError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::unix_now();
     let time_zone = jiff::tz::TimeZone::get(&config.time_zone)
         .map_err(|e| ServeError::TimeZone(e.to_string()))?;
     let policies = Arc::new(LivePolicies::load(config.pack_paths())?);
@@ -358,12 +355,7 @@ pub async fn build(config: Config) -> Result<AppState, ServeError> {
             i64::try_from(added.len()).unwrap_or(0) - i64::try_from(removed.len()).unwrap_or(0),
         );
         let event = AuditRecord {
-            at: i64::try_from(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-            )
-            .unwrap_or(i64::MAX),
+            at: i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX),
             kind: "policy.loaded".into(),
             request_id: None,
             subject: None,

@@ -1,9 +1,9 @@
 //! What every handler shares.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::error::ApiError;
+use crate::clock;
 use crate::config::Config;
 use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome, RequestTime};
 use crate::identity::Authenticator;
@@ -66,16 +66,12 @@ impl App {
 
     /// Unix milliseconds now.
     pub fn now_ms(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        clock::unix_now_ms()
     }
 
     /// Unix seconds now.
     pub fn now(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        clock::unix_now()
     }
 
     /// `context.time` for a request at `unix`, in the configured zone.

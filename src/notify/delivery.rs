@@ -2,13 +2,14 @@
 //! gives up after a day, and forgets finished ones after a week.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rand::Rng;
 use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::{Format, Notifier, signature, target};
+use crate::clock::unix_now_ms;
 use crate::metrics::Metrics;
 use crate::store::{AuditRecord, PendingDelivery, Store, Write};
 
@@ -22,12 +23,6 @@ const PRUNE_EVERY_MS: i64 = 3_600 * 1_000;
 /// Longest sleep between looks at the outbox when nothing wakes the task.
 const IDLE_MS: i64 = 5_000;
 const BATCH: i64 = 32;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// The wait before attempt `attempts + 1` after `attempts` failures: doubling from a second,
 /// capped at ten minutes, with up to a fifth more at random so receivers coming back are not
@@ -45,7 +40,7 @@ impl Notifier {
     pub async fn deliver(self: Arc<Self>, store: Store, metrics: Metrics) {
         let mut last_prune = 0;
         loop {
-            let now = now_ms();
+            let now = unix_now_ms();
             if now - last_prune >= PRUNE_EVERY_MS {
                 last_prune = now;
                 let prune = Write::PruneDeliveries {
@@ -79,7 +74,7 @@ impl Notifier {
                 Err(e) => tracing::warn!(error = %e, "cannot read the webhook outbox"),
             }
             let wait = match store.next_delivery_ms().await {
-                Ok(Some(at)) => (at - now_ms()).clamp(0, IDLE_MS),
+                Ok(Some(at)) => (at - unix_now_ms()).clamp(0, IDLE_MS),
                 _ => IDLE_MS,
             };
             tokio::select! {
@@ -100,7 +95,7 @@ impl Notifier {
             .header("content-type", "application/json")
             .body(delivery.body.clone());
         if hook.format == Format::Json {
-            let timestamp = (now_ms() / 1000).to_string();
+            let timestamp = (unix_now_ms() / 1000).to_string();
             post = post
                 .header("x-jitgate-event", &delivery.event)
                 .header("x-jitgate-delivery", &delivery.delivery_id)
@@ -130,7 +125,7 @@ impl Notifier {
         delivery: &PendingDelivery,
         result: Result<(), String>,
     ) -> bool {
-        let now = now_ms();
+        let now = unix_now_ms();
         let hook_gone = !self.hooks.iter().any(|h| h.key == delivery.hook);
         let (outcome, writes) = match result {
             Ok(()) => (

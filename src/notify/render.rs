@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::http::rfc3339;
+use crate::clock::rfc3339;
 use crate::store::RequestRecord;
 
 /// What happened to a request, as a webhook announces it.
