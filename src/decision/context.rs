@@ -7,7 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use cedar_policy::{Context, EntityUid, RestrictedExpression, Schema};
 use serde::{Deserialize, Serialize};
 
-use super::{DecisionCache, RequestError};
+use super::RequestError;
+use crate::policy::DecisionCache;
 
 /// Context keys only the server sets; a client's `context` may not use them.
 pub const SERVER_CONTEXT_KEYS: [&str; 6] = [

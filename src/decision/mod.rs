@@ -3,10 +3,8 @@
 //! benchmarks all call [`PolicyPack::decide`].
 
 mod approved;
-mod cache;
 mod context;
 mod entity;
-mod slice;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -20,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use crate::policy::{PolicyEffect, PolicyInfo, PolicyPack, ScopeVars};
 
 pub use approved::{ApprovedGrant, BeyondApproval, MintGrant, within_approval};
-pub(crate) use cache::DecisionCache;
 pub use context::{DecisionContext, RequestContext, RequestTime, SERVER_CONTEXT_KEYS, Weekday};
 pub use entity::EntityRef;
 
@@ -486,5 +483,7 @@ fn advice_of(policies: &[&PolicyInfo]) -> Vec<String> {
     advice
 }
 
+#[cfg(test)]
+mod slice_tests;
 #[cfg(test)]
 mod tests;

@@ -5,9 +5,11 @@
 //! finds as `file:line:col: message` (never only the first), and yields a pack only when nothing is
 //! wrong. [`LivePolicies`] serves the current pack and swaps in a new one when the files change.
 
+mod cache;
 mod error;
 mod grant;
 mod live;
+mod slice;
 mod source;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -23,8 +25,7 @@ use miette::Diagnostic;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::decision::DecisionCache;
-
+pub(crate) use cache::DecisionCache;
 pub use error::{LoadError, LoadErrors};
 pub use grant::{AnnotationError, Grant, InvalidExpansion, PolicyKind, ScopeVars, is_scope_token};
 pub use live::{
