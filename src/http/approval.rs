@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::access::{admit, refuse_revoked_subject, risk_for, token_writes};
 use super::error::ApiError;
 use super::extract::{Authenticated, ClientIp, OptionalJsonBody};
-use super::guard::{Admitted, Privileged, Unrevoked, forbidden};
+use super::guard::{Admitted, Privileged, forbidden};
 use super::state::AppState;
 use crate::clock::rfc3339;
 use crate::decision::{
@@ -165,7 +165,7 @@ const SCAN_BATCH: i64 = 200;
 /// `rate_limit.pending_list_scan` rows, so a page may be short (even empty) with a `next`.
 pub async fn list(
     State(state): State<AppState>,
-    Unrevoked(caller): Unrevoked,
+    Privileged(caller): Privileged,
     axum::extract::Query(query): axum::extract::Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     if query.status != "pending" {
@@ -217,7 +217,7 @@ pub async fn list(
 /// `GET /v1/access-requests/{id}`: for the requester, its approvers and administrators.
 pub async fn get(
     State(state): State<AppState>,
-    Unrevoked(caller): Unrevoked,
+    Privileged(caller): Privileged,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let request = load(&state, &id).await?;

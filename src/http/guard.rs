@@ -28,23 +28,9 @@ impl FromRequestParts<AppState> for Admitted {
     }
 }
 
-/// An authenticated caller whom no subject block names: a revoked subject does not even read
-/// what the approver UI shows (pending requests, a request), 403 `revoked`.
-#[derive(Debug)]
-pub struct Unrevoked(pub Caller);
-
-impl FromRequestParts<AppState> for Unrevoked {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Admitted(caller) = Admitted::from_request_parts(parts, state).await?;
-        refuse_if_revoked(parts, state, &caller).await?;
-        Ok(Unrevoked(caller))
-    }
-}
-
 /// An [`Admitted`] caller whom no subject block names: a revoked approver or administrator
-/// keeps no privilege (approve, deny, review, audit, revocations), 403 `revoked`.
+/// keeps no privilege (approve, deny, review, audit, revocations) and does not even read what
+/// the approver UI shows (pending requests, a request), 403 `revoked`.
 #[derive(Debug)]
 pub struct Privileged(pub Caller);
 
