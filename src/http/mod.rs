@@ -32,6 +32,7 @@ use tracing::Instrument;
 pub use error::ApiError;
 pub use state::{App, AppState};
 
+use crate::clock::{Clock, SharedClock, SystemClock, stored_secs};
 use crate::config::Config;
 use crate::identity::{Authenticator, IdentityError};
 use crate::metrics::Metrics;
@@ -173,7 +174,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let state = build(config).await?;
+    run_with_clock(config, SystemClock::shared(), listener, shutdown).await
+}
+
+/// [`run`], reading the time from `clock` (tests move a manual clock instead of sleeping).
+pub async fn run_with_clock(
+    config: Config,
+    clock: SharedClock,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let state = build(config, clock).await?;
     let _watch = state.policies.watch()?;
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
     let delivery = tokio::spawn(
@@ -281,9 +292,9 @@ async fn housekeeping(state: AppState) {
     }
 }
 
-/// The shared state of a server for `config`.
-pub async fn build(config: Config) -> Result<AppState, ServeError> {
-    let now = crate::clock::unix_now();
+/// The shared state of a server for `config`, on `clock`.
+pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, ServeError> {
+    let now = clock.now();
     let time_zone = jiff::tz::TimeZone::get(&config.time_zone)
         .map_err(|e| ServeError::TimeZone(e.to_string()))?;
     let policies = Arc::new(LivePolicies::load(config.pack_paths())?);
@@ -330,6 +341,7 @@ pub async fn build(config: Config) -> Result<AppState, ServeError> {
         .await?;
     let listener_metrics = metrics.clone();
     let listener_store = store.clone();
+    let reload_clock = Arc::clone(&clock);
     let runtime = tokio::runtime::Handle::current();
     policies.on_reload(Box::new(move |outcome| {
         let result = match outcome {
@@ -355,7 +367,7 @@ pub async fn build(config: Config) -> Result<AppState, ServeError> {
             i64::try_from(added.len()).unwrap_or(0) - i64::try_from(removed.len()).unwrap_or(0),
         );
         let event = AuditRecord {
-            at: i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX),
+            at: stored_secs(reload_clock.now()),
             kind: "policy.loaded".into(),
             request_id: None,
             subject: None,
@@ -380,5 +392,6 @@ pub async fn build(config: Config) -> Result<AppState, ServeError> {
         operation_rates: RequestRates::default(),
         last_signed_head: std::sync::Mutex::default(),
         time_zone,
+        clock,
     }))
 }

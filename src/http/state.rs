@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::error::ApiError;
-use crate::clock;
+use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome, RequestTime};
 use crate::identity::Authenticator;
@@ -33,6 +33,7 @@ pub struct App {
     /// The (seq, hash) this process signed last: a chain that no longer holds it was rewritten
     /// under the server, and the server does not sign over the rewrite.
     pub last_signed_head: std::sync::Mutex<Option<(i64, String)>>,
+    pub clock: SharedClock,
 }
 
 pub type AppState = Arc<App>;
@@ -66,12 +67,12 @@ impl App {
 
     /// Unix milliseconds now.
     pub fn now_ms(&self) -> i64 {
-        clock::unix_now_ms()
+        self.clock.now_ms()
     }
 
     /// Unix seconds now.
     pub fn now(&self) -> u64 {
-        clock::unix_now()
+        self.clock.now()
     }
 
     /// `context.time` for a request at `unix`, in the configured zone.
