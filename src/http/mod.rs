@@ -32,7 +32,7 @@ use tracing::Instrument;
 pub use error::ApiError;
 pub use state::{App, AppState};
 
-use crate::clock::{Clock, SharedClock, SystemClock, stored_secs};
+use crate::clock::{SharedClock, SystemClock, stored_secs};
 use crate::config::Config;
 use crate::identity::{Authenticator, IdentityError};
 use crate::metrics::Metrics;
