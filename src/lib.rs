@@ -9,6 +9,7 @@
 //! [`verify`] checks issued tokens, and [`http`] serves it all ([`http::run`]); [`config`], [`metrics`] and [`telemetry`] support it, and
 //! [`cli`] is the command line.
 
+pub mod access;
 pub mod audit;
 pub mod cli;
 pub mod clock;

@@ -12,10 +12,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::access::grant_of;
 use super::error::ApiError;
 use super::extract::{ClientIp, JsonBody};
-use super::state::AppState;
+use crate::access::AppState;
+use crate::access::issue::grant_of;
 use crate::decision::{
     DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext, RequestError,
 };
@@ -109,7 +109,14 @@ async fn stripped(
         mfa: body.mfa,
         client_id: "bench".into(),
     };
-    let grant = grant_of(&caller, &request_id, &request, &decision);
+    let resource = request.resource.to_string();
+    let grant = grant_of(
+        &caller,
+        &request_id,
+        (&request.action, &resource),
+        &decision,
+        Vec::new(),
+    );
     let issued = state
         .tokens
         .mint(&grant, now)

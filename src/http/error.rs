@@ -4,63 +4,17 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
-use crate::decision::RequestError;
-use crate::store::StoreError;
+pub use crate::access::ApiError;
+use crate::access::answer::ErrorBody;
 
-#[derive(Debug)]
-pub enum ApiError {
-    InvalidRequest(String),
-    UnknownAction(String),
-    UnknownEntityType(String),
-    /// No credentials; `WWW-Authenticate: Bearer` without an error code (RFC 6750 §3.1).
-    Unauthenticated,
-    /// Bad credentials; the reason is never told.
-    InvalidToken,
-    NotFound(String),
-    /// The caller may not do this (e.g. approve their own request).
-    Forbidden(String),
-    /// The request is not in a state that allows this; `status` is the state it is in.
-    Conflict {
-        status: String,
-    },
-    PayloadTooLarge,
-    /// The body did not arrive within `http.body_read_timeout`.
-    BodyTimeout,
-    UnsupportedMediaType,
-    RateLimited {
-        retry_after_secs: u64,
-    },
-    /// A revocation refuses the caller tokens (its reason).
-    Revoked(String),
-    /// The store could not record the decision: no token leaves the server.
-    Unavailable(String),
-    Internal(String),
-}
-
-impl From<RequestError> for ApiError {
-    fn from(error: RequestError) -> Self {
-        let message = error.to_string();
-        match error {
-            RequestError::UnknownAction { .. } => ApiError::UnknownAction(message),
-            RequestError::UnknownEntityType { .. } => ApiError::UnknownEntityType(message),
-            RequestError::UnknownResource(_) => ApiError::NotFound(message),
-            RequestError::ReservedContextKey(_)
-            | RequestError::ZeroDuration
-            | RequestError::Invalid(_) => ApiError::InvalidRequest(message),
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Conflict(status) => ApiError::Conflict { status },
-            StoreError::Revoked(reason) => ApiError::Revoked(reason),
-            other => ApiError::Unavailable(other.to_string()),
-        }
-    }
+/// Every error answer: the error, and for a conflict the status the request is in.
+#[derive(Debug, Serialize)]
+struct ErrorAnswer {
+    error: ErrorBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -145,11 +99,9 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        let body = match current_status {
-            Some(current) => {
-                json!({"error": {"code": code, "message": message}, "status": current})
-            }
-            None => json!({"error": {"code": code, "message": message}}),
+        let body = ErrorAnswer {
+            error: ErrorBody { code, message },
+            status: current_status,
         };
         let mut response = (status, Json(body)).into_response();
         if let Some((name, value)) = extra {

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::state::AppState;
+use crate::access::AppState;
 use crate::identity::{AuthError, Caller};
 
 /// Largest accepted request body.

@@ -5,12 +5,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::error::ApiError;
 use super::extract::Authenticated;
-use super::state::AppState;
-use crate::clock::rfc3339;
+use crate::access::AppState;
+use crate::access::answer::PolicyStatus;
 
 /// `GET /.well-known/jwks.json`: the keys whose tokens may still be live.
 pub async fn jwks(State(state): State<AppState>) -> Response {
@@ -19,66 +19,72 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
-pub async fn metadata(State(state): State<AppState>) -> Json<Value> {
+pub async fn metadata(State(state): State<AppState>) -> Json<ServerMetadata> {
     let issuer = state.tokens.issuer().trim_end_matches('/');
-    Json(json!({
-        "issuer": state.tokens.issuer(),
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "response_types_supported": [],
-        "grant_types_supported": [],
-        "token_endpoint_auth_methods_supported": [],
-        "jitgate_access_request_endpoint": format!("{issuer}/v1/access-requests"),
-        "jitgate_decision_endpoint": format!("{issuer}/v1/decisions"),
-    }))
+    Json(ServerMetadata {
+        issuer: state.tokens.issuer().to_owned(),
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        response_types_supported: Vec::new(),
+        grant_types_supported: Vec::new(),
+        token_endpoint_auth_methods_supported: Vec::new(),
+        jitgate_access_request_endpoint: format!("{issuer}/v1/access-requests"),
+        jitgate_decision_endpoint: format!("{issuer}/v1/decisions"),
+    })
+}
+
+/// RFC 8414 metadata, with jitgate's own endpoints.
+#[derive(Debug, Serialize)]
+pub struct ServerMetadata {
+    issuer: String,
+    jwks_uri: String,
+    response_types_supported: Vec<String>,
+    grant_types_supported: Vec<String>,
+    token_endpoint_auth_methods_supported: Vec<String>,
+    jitgate_access_request_endpoint: String,
+    jitgate_decision_endpoint: String,
 }
 
 /// `GET /v1/policies`: what is serving, and why the last reload failed if it did.
 pub async fn policies(
     State(state): State<AppState>,
     Authenticated(_caller): Authenticated,
-) -> Json<Value> {
-    let pack = state.policies.current();
-    let status = state.policies.status();
-    let loaded_at = crate::clock::unix_secs(status.loaded_at);
-    let last_error = status.last_error.map(|failure| {
-        json!({
-            "at": rfc3339(crate::clock::unix_secs(failure.at)),
-            "errors": failure.errors.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        })
-    });
-    Json(json!({
-        "version": pack.version(),
-        "loaded_at": rfc3339(loaded_at),
-        "files": pack.files(),
-        "policies": pack.policies().collect::<Vec<_>>(),
-        "warnings": pack.warnings().iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "last_error": last_error,
-    }))
+) -> Json<PolicyStatus> {
+    Json(PolicyStatus::of(&state))
 }
 
 /// `GET /healthz`: the process answers.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        policy_version: None,
+    })
 }
 
 /// `GET /readyz`: policies loaded and the store writable.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state
         .store
         .check_writable()
         .await
         .map_err(|e| ApiError::Unavailable(format!("store not writable: {e}")))?;
-    Ok(Json(json!({
-        "status": "ready",
-        "policy_version": state.policies.current().version(),
-    })))
+    Ok(Json(Health {
+        status: "ready",
+        policy_version: Some(state.policies.current().version().to_owned()),
+    }))
+}
+
+/// The answer of `/healthz` and `/readyz`.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy_version: Option<String>,
 }
 
 /// `GET /metrics`: Prometheus text. The pending gauge and the writer's queue are counted
 /// from the store at scrape time, so expiry needs no bookkeeping.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
-    match state.store.pending_requests(now).await {
+    match state.store.pending_requests(state.now_stored()).await {
         Ok(pending) => state.metrics.approvals_pending.set(pending),
         Err(e) => tracing::warn!(error = %e, "cannot count pending requests for /metrics"),
     }

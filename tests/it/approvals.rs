@@ -234,7 +234,7 @@ async fn an_expired_request_cannot_be_approved() {
     .await;
     let (id, alice) = escalated_write(&server).await;
     // Wait out the one-second pending window; nothing has marked the request expired yet.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    server.clock.advance(Duration::from_millis(2100));
     let dave = server.dev_token("dave", &["dba"], true);
     let (status, body) = server
         .post(

@@ -1,7 +1,10 @@
 //! The real server on 127.0.0.1:0 with a temp data dir and a copy of a pack, for the tests
 //! that talk HTTP to it.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use jitgate::clock::{ManualClock, SharedClock};
 
 use jitgate::config::{ApiKeyConfig, Config};
 use jitgate::identity::DevIssuer;
@@ -23,6 +26,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub stop: Option<oneshot::Sender<()>>,
     pub task: Option<tokio::task::JoinHandle<()>>,
+    /// The server's clock: it stands still until a test moves it.
+    pub clock: Arc<ManualClock>,
 }
 
 pub fn unix_now() -> u64 {
@@ -67,8 +72,10 @@ impl TestServer {
         }
         let (stop, stopped) = oneshot::channel::<()>();
         let run_config = config.clone();
+        let clock = ManualClock::now();
+        let server_clock: SharedClock = clock.clone();
         let task = tokio::spawn(async move {
-            jitgate::http::run(run_config, listener, async {
+            jitgate::http::run_with_clock(run_config, server_clock, listener, async {
                 let _ = stopped.await;
             })
             .await
@@ -93,6 +100,7 @@ impl TestServer {
             http,
             stop: Some(stop),
             task: Some(task),
+            clock,
         }
     }
 

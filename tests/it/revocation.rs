@@ -111,7 +111,7 @@ async fn introspection_and_rfc_7009_revocation() {
     // Expired: inactive, and nothing more said.
     let short = read_token(&server, "alice", Some(1)).await;
     assert_eq!(introspect(&server, &bob, &short).await["active"], true);
-    tokio::time::sleep(Duration::from_millis(7_100)).await;
+    server.clock.advance(Duration::from_millis(7_100));
     assert_eq!(introspect(&server, &bob, &short).await, inactive());
 
     let audit = server.store_events().await;
@@ -274,7 +274,7 @@ async fn administrators_revoke_by_jti_request_and_subject() {
     assert!(lifted.json::<Value>().await.unwrap()["lifted_at"].is_i64());
     assert_eq!(delete(admin.clone()).await.status(), StatusCode::CONFLICT);
     // A token issued in the second of the revocation would still be covered by it.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    server.clock.advance(Duration::from_millis(1_100));
     let after = read_token(&server, "alice", None).await;
     assert_eq!(introspect(&server, &admin, &after).await["active"], true);
     assert_eq!(introspect(&server, &admin, &before).await, inactive());
@@ -369,12 +369,12 @@ async fn the_feed_pages_with_a_cursor_and_drops_what_has_expired() {
     };
     // Verifiers accept a token until exp plus their 5 s leeway: its revocation stays that long
     // (issue 11 finding 5), and jitgate's own introspection says inactive from exp on.
-    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    server.clock.advance(Duration::from_millis(3_100));
     assert_eq!(kinds(feed("0", 100).await), ["jti", "jti", "subject"]);
     assert_eq!(introspect(&server, &reader, &tokens[0]).await, inactive());
     assert_eq!(introspect(&server, &reader, &unrevoked).await, inactive());
     // Once past that, their entries leave the feed (and the store).
-    tokio::time::sleep(Duration::from_millis(5_000)).await;
+    server.clock.advance(Duration::from_millis(5_000));
     assert_eq!(kinds(feed("0", 100).await), ["subject"]);
     let mut remaining = i64::MAX;
     for _ in 0..100 {

@@ -225,8 +225,17 @@ async fn notifications_survive_an_outage_and_a_restart_and_arrive_once() {
     let approved =
         |d: &Received| d.event().contains("request.approved") || d.event().contains("Approved");
     wait_for(&inbox, 2, approved).await;
-    // Long enough for a duplicate to show: past the next retry a lost record would cause.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // No duplicate can come: once both are recorded as delivered, nothing is left to send.
+    let store = server.store().await;
+    let mut waiting = Some(0);
+    for _ in 0..200 {
+        waiting = store.next_delivery_ms().await.unwrap();
+        if waiting.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(waiting, None, "every notification is recorded as delivered");
     let received = inbox.lock().unwrap().clone();
     assert_eq!(received.len(), 4, "{received:#?}");
     for path in ["/json", "/slack"] {

@@ -162,7 +162,7 @@ async fn server() -> Server {
     config.policy.schemas = repo().join("schemas");
     config.data_dir = dir.path().join("data");
     config.rate_limit.per_principal_per_minute = u32::MAX;
-    let state = jitgate::http::build(config, jitgate::clock::SystemClock::shared())
+    let state = jitgate::access::build(config, jitgate::clock::SystemClock::shared())
         .await
         .unwrap();
     let now = SystemTime::now()

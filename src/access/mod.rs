@@ -1,9 +1,40 @@
-//! What every handler shares.
+//! The application core: what jitgate does for a caller, whatever carried the call there (HTTP
+//! today; the OAuth token endpoint and the approvers' SSO pages next). Each service takes an
+//! authenticated [`Caller`] and a typed command and returns a typed outcome or an [`ApiError`];
+//! the rules that are not HTTP's (rate limits, who may do what, what is recorded before a
+//! token leaves) live here, and the HTTP handlers only extract, call and answer.
+//!
+//! - [`ask`]: an access request decided, recorded and (when allowed) issued; the dry run.
+//! - [`approval`]: reading, approving, denying, cancelling and reviewing escalated requests;
+//!   [`mint`]: the token of an approved request.
+//! - [`revocation`]: revoking, lifting, the feed and introspection.
+//! - [`trail`]: the audit trail for administrators and its signed heads.
+//! - [`answer`]: the shapes every outcome is answered in; [`refusal`]: refusals that leave a
+//!   trace.
+
+pub mod answer;
+pub mod approval;
+pub mod ask;
+mod assemble;
+mod error;
+mod evaluate;
+pub mod housekeeping;
+pub(crate) mod issue;
+pub mod mint;
+pub mod refusal;
+pub mod revocation;
+mod status;
+pub mod trail;
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use super::error::ApiError;
+pub use assemble::{StartError, build};
+pub use error::ApiError;
+pub use status::{Answer, AuditKind, RequestStatus};
+
 use crate::clock::SharedClock;
+use crate::clock::stored_secs;
 use crate::config::Config;
 use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome, RequestTime};
 use crate::identity::Authenticator;
@@ -75,6 +106,24 @@ impl App {
         self.clock.now()
     }
 
+    /// Unix seconds now, as the store keeps them.
+    pub fn now_stored(&self) -> i64 {
+        stored_secs(self.clock.now())
+    }
+
+    /// Counts an access request (or dry run, or mint) of `principal` against its rate limit;
+    /// the count in the last minute is also a risk signal.
+    pub fn admit(&self, principal: &str) -> Result<usize, ApiError> {
+        let limit = self.config.rate_limit.per_principal_per_minute as usize;
+        within_limit(&self.rates, principal, limit)
+    }
+
+    /// Counts any other operation of `principal` against its own limit.
+    pub fn admit_operation(&self, principal: &str) -> Result<(), ApiError> {
+        let limit = self.config.rate_limit.operations_per_principal_per_minute as usize;
+        within_limit(&self.operation_rates, principal, limit).map(|_| ())
+    }
+
     /// `context.time` for a request at `unix`, in the configured zone.
     pub fn request_time(&self, unix: u64) -> RequestTime {
         let unix = i64::try_from(unix).unwrap_or(i64::MAX);
@@ -83,4 +132,12 @@ impl App {
             .unwrap_or(0);
         RequestTime::from_unix(unix, offset)
     }
+}
+
+fn within_limit(rates: &RequestRates, principal: &str, limit: usize) -> Result<usize, ApiError> {
+    rates
+        .admit(principal, limit, Instant::now())
+        .map_err(|wait| ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        })
 }

@@ -1,0 +1,321 @@
+//! Escalated requests (DESIGN §4): reading one, listing those a caller may approve, approving,
+//! denying, cancelling, and an administrator's review of break-glass access. Who may approve is
+//! Cedar's `approve` action; nobody approves, denies or reviews their own request.
+
+use serde_json::{Map, Value, json};
+
+use super::answer::{PendingPage, RequestView};
+use super::refusal::forbidden;
+use super::{Answer, ApiError, App, AuditKind, RequestStatus};
+use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome};
+use crate::identity::Caller;
+use crate::notify::Event;
+use crate::policy::PolicyPack;
+use crate::store::{ApprovalRecord, AuditRecord, StoredRequest, Write};
+
+const MAX_COMMENT_CHARS: usize = 1_000;
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 200;
+/// Pending rows read from the store at a time.
+const SCAN_BATCH: i64 = 200;
+
+/// The stored request `id`; 404 when there is none.
+pub(super) async fn load(app: &App, id: &str) -> Result<StoredRequest, ApiError> {
+    app.store
+        .request(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no access request `{id}`")))
+}
+
+/// `request` with its answers, as it stands now.
+async fn view(app: &App, request: &StoredRequest) -> Result<RequestView, ApiError> {
+    let approvals = app.store.approvals(&request.record.id).await?;
+    Ok(RequestView::new(request, approvals, app.now_stored()))
+}
+
+/// Whether Cedar lets `caller` approve `request` (never their own).
+fn may_approve(pack: &PolicyPack, app: &App, caller: &Caller, request: &StoredRequest) -> bool {
+    let r = &request.record;
+    if caller.principal.to_string() == r.principal {
+        return false;
+    }
+    let Ok(resource) = r.resource.parse::<EntityRef>() else {
+        return false;
+    };
+    let mut context = Map::new();
+    context.insert("request_id".into(), json!(r.id));
+    context.insert("requester".into(), json!(r.principal));
+    context.insert("requested_action".into(), json!(r.action));
+    context.insert("risk_score".into(), json!(r.risk_score));
+    context.insert("reason".into(), json!(r.reason));
+    let question = DecisionRequest {
+        principal: caller.principal.clone(),
+        groups: caller.groups.clone(),
+        action: "approve".into(),
+        resource,
+        context: DecisionContext::Other(context),
+        scopes: Vec::new(),
+        duration: None,
+    };
+    pack.decide(&question, &app.config.grant_defaults())
+        .is_ok_and(|d| d.outcome == Outcome::Allow)
+}
+
+/// Request `id` for its requester, its approvers and administrators; 404 for anyone else
+/// (whether a request exists is not for others to learn).
+pub async fn get(app: &App, caller: &Caller, id: &str) -> Result<RequestView, ApiError> {
+    let request = load(app, id).await?;
+    let pack = app.policies.current();
+    let visible = caller.principal.to_string() == request.record.principal
+        || may_approve(&pack, app, caller, &request)
+        || app.may_administer(caller);
+    if !visible {
+        return Err(ApiError::NotFound(format!("no access request `{id}`")));
+    }
+    view(app, &request).await
+}
+
+/// Which page of pending requests to list.
+#[derive(Debug, Clone, Default)]
+pub struct PendingQuery {
+    pub limit: Option<usize>,
+    /// `next` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The pending requests `caller` may approve, oldest first, a page at a time. Which rows the
+/// caller may approve is Cedar's to say, row by row; one call checks at most
+/// `rate_limit.pending_list_scan` rows, so a page may be short (even empty) with a `next`.
+pub async fn pending(
+    app: &App,
+    caller: &Caller,
+    query: PendingQuery,
+) -> Result<PendingPage, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let mut after: i64 = match &query.cursor {
+        None => 0,
+        Some(cursor) => cursor
+            .parse()
+            .map_err(|_| ApiError::InvalidRequest("malformed cursor".into()))?,
+    };
+    let now = app.now_stored();
+    let pack = app.policies.current();
+    let mut unscanned = i64::from(app.config.rate_limit.pending_list_scan);
+    let mut page = Vec::new();
+    let mut last_included = after;
+    let mut next = None;
+    'scan: loop {
+        let batch_size = unscanned.min(SCAN_BATCH);
+        let batch = app.store.pending_page(now, after, batch_size).await?;
+        let exhausted = i64::try_from(batch.len()).map_or(true, |n| n < batch_size);
+        for (position, request) in batch {
+            if may_approve(&pack, app, caller, &request) {
+                if page.len() == limit {
+                    next = Some(last_included.to_string());
+                    break 'scan;
+                }
+                last_included = position;
+                page.push(RequestView::new(&request, Vec::new(), now));
+            }
+            after = position;
+            unscanned -= 1;
+        }
+        if exhausted {
+            break;
+        }
+        if unscanned == 0 {
+            next = Some(after.to_string());
+            break;
+        }
+    }
+    Ok(PendingPage {
+        requests: page,
+        next,
+    })
+}
+
+/// An approver's answer to request `id`. The writes check that the request is still pending
+/// and commit after every earlier answer, so of two approvals racing for a quorum of one, one
+/// moves the request and the other gets 409.
+pub async fn answer(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    answer: Answer,
+    comment: String,
+) -> Result<RequestView, ApiError> {
+    if comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(ApiError::InvalidRequest(format!(
+            "comment is longer than {MAX_COMMENT_CHARS} characters"
+        )));
+    }
+    let request = load(app, id).await?;
+    let attempt = format!("{} {id}", answer.as_str());
+    if caller.principal.to_string() == request.record.principal {
+        let why = "nobody approves or denies their own request";
+        return Err(forbidden(app, caller, &attempt, Some(id), why).await);
+    }
+    if !may_approve(&app.policies.current(), app, caller, &request) {
+        let why = "the policies do not let you approve this request";
+        return Err(forbidden(app, caller, &attempt, Some(id), why).await);
+    }
+    let now = app.now_stored();
+    let writes = answer_writes(app, caller, &request, answer, comment, now);
+    app.store.write(writes).await?;
+    app.notifier.wake();
+    let decided = load(app, id).await?;
+    if decided.record.status != RequestStatus::Pending.as_str() {
+        let waited = (now - decided.record.created_at).max(0);
+        app.metrics.approval_wait.observe(waited as f64);
+    }
+    view(app, &decided).await
+}
+
+/// The writes of `caller`'s `answer` to `request` at `now`, with the notifications they send.
+fn answer_writes(
+    app: &App,
+    caller: &Caller,
+    request: &StoredRequest,
+    answer: Answer,
+    comment: String,
+    now: i64,
+) -> Vec<Write> {
+    let id = request.record.id.clone();
+    let approver = caller.principal.to_string();
+    let mut writes = vec![
+        // A block that lands while this approval is on its way refuses it too.
+        Write::RequireNotRevoked {
+            subject: approver.clone(),
+            request_id: id.clone(),
+        },
+        Write::RequireStatus {
+            id: id.clone(),
+            status: RequestStatus::Pending.into(),
+            at: now,
+        },
+        Write::Approval(ApprovalRecord {
+            request_id: id.clone(),
+            approver: approver.clone(),
+            decision: answer.as_str().into(),
+            comment: comment.clone(),
+            at: now,
+        }),
+    ];
+    let now_ms = app.now_ms();
+    let by = approver.clone();
+    match answer {
+        Answer::Approve => {
+            let approved = Event::Approved {
+                by,
+                comment: comment.clone(),
+            };
+            writes.push(Write::ApproveAtQuorum {
+                id: id.clone(),
+                at: now,
+                announce: app.notifier.outbox(&approved, &request.record, now_ms),
+            });
+        }
+        Answer::Deny => {
+            writes.push(Write::SetStatus {
+                id: id.clone(),
+                status: RequestStatus::Denied.into(),
+                at: now,
+            });
+            let denied = Event::Denied {
+                by,
+                comment: comment.clone(),
+            };
+            let queued = app.notifier.outbox(&denied, &request.record, now_ms);
+            writes.extend(queued.into_iter().map(Write::Outbox));
+        }
+    }
+    writes.push(Write::Audit(AuditRecord {
+        at: now,
+        kind: AuditKind::Answered(answer).into(),
+        request_id: Some(id),
+        subject: Some(approver.clone()),
+        data: json!({"approver": approver, "comment": comment}),
+    }));
+    writes
+}
+
+/// An administrator closes break-glass request `id` with a comment; never their own, as
+/// nobody approves their own request.
+pub async fn review(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    comment: String,
+) -> Result<RequestView, ApiError> {
+    if comment.trim().is_empty() || comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(ApiError::InvalidRequest(format!(
+            "a review needs a comment of 1 to {MAX_COMMENT_CHARS} characters"
+        )));
+    }
+    let request = load(app, id).await?;
+    let attempt = format!("review {id}");
+    if !app.may_administer(caller) {
+        let why = "only administrators review break-glass access";
+        return Err(forbidden(app, caller, &attempt, Some(id), why).await);
+    }
+    if caller.principal.to_string() == request.record.principal {
+        let why = "nobody reviews their own break-glass access";
+        return Err(forbidden(app, caller, &attempt, Some(id), why).await);
+    }
+    let data = json!({"reviewer": caller.principal.to_string(), "comment": comment});
+    let to = (RequestStatus::Reviewed, AuditKind::RequestReviewed);
+    transition(app, caller, id, RequestStatus::NeedsReview, to, data).await
+}
+
+/// The requester withdraws pending request `id`.
+pub async fn cancel(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    comment: String,
+) -> Result<RequestView, ApiError> {
+    let request = load(app, id).await?;
+    if caller.principal.to_string() != request.record.principal {
+        return Err(ApiError::Forbidden(
+            "only the requester cancels a request".into(),
+        ));
+    }
+    let to = (RequestStatus::Cancelled, AuditKind::RequestCancelled);
+    let data = json!({ "comment": comment });
+    transition(app, caller, id, RequestStatus::Pending, to, data).await
+}
+
+/// Moves request `id` from `from` to `to` (409 with the current status unless it is `from`),
+/// with its audit event, and shows the result.
+async fn transition(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    from: RequestStatus,
+    (to, kind): (RequestStatus, AuditKind),
+    data: Value,
+) -> Result<RequestView, ApiError> {
+    let now = app.now_stored();
+    app.store
+        .write(vec![
+            Write::RequireStatus {
+                id: id.to_owned(),
+                status: from.into(),
+                at: now,
+            },
+            Write::SetStatus {
+                id: id.to_owned(),
+                status: to.into(),
+                at: now,
+            },
+            Write::Audit(AuditRecord {
+                at: now,
+                kind: kind.into(),
+                request_id: Some(id.to_owned()),
+                subject: Some(caller.principal.to_string()),
+                data,
+            }),
+        ])
+        .await?;
+    view(app, &load(app, id).await?).await
+}

@@ -1,0 +1,248 @@
+//! Asking for access (DESIGN §3, §4): decided, recorded, and issued at once when allowed (or
+//! by break-glass), left for approvers when escalated; and the dry run, the same decision with
+//! nothing issued or created.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::answer::{DeniedAnswer, DryRunAnswer, IssuedAnswer, PendingAnswer};
+use super::evaluate::{
+    Evaluated, WhenRevoked, client_context, decision_event, evaluate, reason_of,
+};
+use super::issue::{count_issued, grant_of, issued_answer, sign, token_writes};
+use super::{ApiError, App, AuditKind, RequestStatus};
+use crate::clock::{rfc3339, stored_secs};
+use crate::decision::{EntityRef, Outcome};
+use crate::notify::Event;
+use crate::store::{AuditRecord, RequestRecord, Write};
+
+/// What a caller asks for (DESIGN §3), checked for form by whoever received it.
+#[derive(Debug, Clone)]
+pub struct AccessRequest {
+    pub action: String,
+    pub resource: EntityRef,
+    /// Empty asks for everything the policies grant.
+    pub scopes: Vec<String>,
+    /// `None` asks for the default lifetime.
+    pub duration: Option<Duration>,
+    pub reason: String,
+    /// The client's context keys.
+    pub context: Map<String, Value>,
+    /// Declares an emergency: an escalation every deciding policy allows it for is issued at
+    /// once and left for review.
+    pub break_glass: bool,
+}
+
+/// What became of an access request.
+#[derive(Debug, Clone)]
+pub enum Asked {
+    Issued(IssuedAnswer),
+    Pending(PendingAnswer),
+    Denied(DeniedAnswer),
+}
+
+/// Decides `command` for `caller`, records it and, when allowed, issues the token. Nothing is
+/// answered, and no token leaves, before its records are durable.
+pub async fn ask(
+    app: &App,
+    caller: crate::identity::Caller,
+    source_ip: IpAddr,
+    command: AccessRequest,
+) -> Result<Asked, ApiError> {
+    let break_glass_asked = command.break_glass;
+    let evaluated = evaluate(app, caller, source_ip, command, WhenRevoked::Refuse).await?;
+    let decision = &evaluated.decision;
+    // Asked for anywhere but an escalation every deciding policy allows it for, break-glass
+    // changes nothing.
+    let break_glass =
+        break_glass_asked && decision.outcome == Outcome::Escalate && decision.break_glass_allowed;
+    let status = match decision.outcome {
+        Outcome::Allow => RequestStatus::Issued,
+        Outcome::Deny => RequestStatus::Denied,
+        Outcome::Escalate if break_glass => RequestStatus::NeedsReview,
+        Outcome::Escalate => RequestStatus::Pending,
+    };
+    let pending_until = evaluated.now + app.config.pending_ttl.as_secs();
+    let record = request_record(&evaluated, status, pending_until);
+    let principal = record.principal.clone();
+    let mut writes = vec![
+        Write::Request(Box::new(record.clone())),
+        Write::Audit(decision_event(AuditKind::Decision, &evaluated)),
+        Write::SourceSeen {
+            principal,
+            source_ip: evaluated.source_ip.to_string(),
+            at: record.created_at,
+        },
+    ];
+    let (asked, issued) = match status {
+        RequestStatus::Issued | RequestStatus::NeedsReview => {
+            let (answer, issued) = issue_now(app, &evaluated, &record, break_glass, &mut writes)?;
+            (Asked::Issued(answer), Some(issued))
+        }
+        RequestStatus::Pending => {
+            let queued = app.notifier.outbox(&Event::Pending, &record, app.now_ms());
+            writes.extend(queued.into_iter().map(Write::Outbox));
+            let answer = PendingAnswer {
+                request_id: evaluated.request_id.clone(),
+                decision: Outcome::Escalate,
+                status,
+                approvals_required: decision.approvals_required,
+                expires_at: rfc3339(pending_until),
+                policies: decision.policies.clone(),
+                risk: evaluated.risk.clone(),
+                advice: decision.advice.clone(),
+            };
+            (Asked::Pending(answer), None)
+        }
+        _ => {
+            let Evaluated {
+                request_id,
+                decision,
+                risk,
+                ..
+            } = &evaluated;
+            let answer = DeniedAnswer::new(request_id, status, decision.clone(), risk.clone());
+            (Asked::Denied(answer), None)
+        }
+    };
+    // INVARIANT: nothing is answered, and no token leaves, before its records are durable.
+    app.store.write(writes).await?;
+    app.notifier.wake();
+    if let Some(issued) = &issued {
+        count_issued(app, issued);
+    }
+    Ok(asked)
+}
+
+/// The token of an allowed (or break-glass) request, with its writes added to `writes`.
+fn issue_now(
+    app: &App,
+    evaluated: &Evaluated,
+    record: &RequestRecord,
+    break_glass: bool,
+    writes: &mut Vec<Write>,
+) -> Result<(IssuedAnswer, crate::token::IssuedToken), ApiError> {
+    let Evaluated {
+        request_id,
+        now,
+        caller,
+        request,
+        decision,
+        risk,
+        ..
+    } = evaluated;
+    let at = stored_secs(*now);
+    if break_glass {
+        writes.push(Write::Audit(AuditRecord {
+            at,
+            kind: AuditKind::BreakGlass.into(),
+            request_id: Some(request_id.clone()),
+            subject: Some(record.principal.clone()),
+            data: json!({
+                "principal": record.principal, "action": request.action,
+                "resource": record.resource, "reason": record.reason,
+                "policies": decision.policies, "approvals_skipped": decision.approvals_required,
+            }),
+        }));
+        tracing::warn!(request.id = %request_id, principal.id = %record.principal, "BREAK-GLASS: token issued without approval; needs review");
+    }
+    let resource = request.resource.to_string();
+    let grant = grant_of(
+        caller,
+        request_id,
+        (&request.action, &resource),
+        decision,
+        Vec::new(),
+    );
+    let issued = sign(app, &grant, *now)?;
+    writes.extend(token_writes(&issued, &grant, at, json!({})));
+    if break_glass {
+        let alert = Event::BreakGlass {
+            jti: issued.jti.clone(),
+            expires_at: issued.expires_at,
+        };
+        let queued = app.notifier.outbox(&alert, record, app.now_ms());
+        writes.extend(queued.into_iter().map(Write::Outbox));
+    }
+    let mut answer = issued_answer(
+        issued.clone(),
+        &grant,
+        decision,
+        decision.outcome,
+        risk.clone(),
+    );
+    answer.status = RequestStatus::parse(&record.status).unwrap_or(RequestStatus::Issued);
+    answer.break_glass = Some(break_glass);
+    Ok((answer, issued))
+}
+
+/// What the store keeps of a decided request.
+fn request_record(
+    evaluated: &Evaluated,
+    status: RequestStatus,
+    pending_until: u64,
+) -> RequestRecord {
+    let Evaluated {
+        request_id,
+        now,
+        caller,
+        request,
+        decision,
+        risk,
+        source_ip,
+    } = evaluated;
+    let secs = |d: Duration| stored_secs(d.as_secs());
+    RequestRecord {
+        id: request_id.clone(),
+        created_at: stored_secs(*now),
+        principal: caller.principal.to_string(),
+        action: request.action.clone(),
+        resource: request.resource.to_string(),
+        scopes: request.scopes.clone(),
+        duration_secs: request.duration.map_or(0, secs),
+        reason: reason_of(request),
+        source_ip: source_ip.to_string(),
+        decision: decision.outcome.as_str().into(),
+        status: status.into(),
+        policies: decision.policies.clone(),
+        policy_version: decision.policy_version.clone(),
+        risk_score: risk.score,
+        risk_signals: json!(risk.signals),
+        approvals_required: i64::from(decision.approvals_required),
+        expires_at: (status == RequestStatus::Pending).then(|| stored_secs(pending_until)),
+        context: client_context(request),
+        lifetime_secs: secs(decision.lifetime),
+        granted_scopes: Some(decision.scopes.clone()),
+        audience: Some(decision.audience.clone()),
+    }
+}
+
+/// The same decision as [`ask`], audited as a dry run: nothing issued or created.
+pub async fn dry_run(
+    app: &App,
+    caller: crate::identity::Caller,
+    source_ip: IpAddr,
+    command: AccessRequest,
+) -> Result<DryRunAnswer, ApiError> {
+    let evaluated = evaluate(app, caller, source_ip, command, WhenRevoked::Decide).await?;
+    let mut writes = vec![Write::Audit(decision_event(AuditKind::DryRun, &evaluated))];
+    if evaluated.decision.outcome == Outcome::Deny {
+        writes.push(Write::DryRunDenied {
+            principal: evaluated.caller.principal.to_string(),
+            at: stored_secs(evaluated.now),
+        });
+    }
+    app.store
+        .write(writes)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let Evaluated {
+        request_id,
+        decision,
+        risk,
+        ..
+    } = evaluated;
+    Ok(DryRunAnswer::new(request_id, decision, risk))
+}

@@ -1,0 +1,149 @@
+//! Assembling the application from its configuration: policies, store, keys, identity,
+//! notifications and metrics, on one clock.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{App, AppState, AuditKind};
+use crate::clock::{SharedClock, stored_secs};
+use crate::config::Config;
+use crate::identity::{Authenticator, IdentityError};
+use crate::metrics::Metrics;
+use crate::notify::{Notifier, NotifyError};
+use crate::policy::{LivePolicies, LoadErrors, ReloadOutcome};
+use crate::risk::RequestRates;
+use crate::store::{AuditRecord, Store, StoreError, Write};
+use crate::token::{KeyError, KeyRing, TokenIssuer};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("policies:\n{0}")]
+    Policies(#[from] LoadErrors),
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("identity: {0}")]
+    Identity(#[from] IdentityError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("{0}")]
+    Notify(#[from] NotifyError),
+    #[error("watching policies: {0}")]
+    Watch(#[from] notify::Error),
+    #[error("time zone: {0}")]
+    TimeZone(String),
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The shared state of a server for `config`, on `clock`.
+pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, StartError> {
+    let now = clock.now();
+    let time_zone = jiff::tz::TimeZone::get(&config.time_zone)
+        .map_err(|e| StartError::TimeZone(e.to_string()))?;
+    let policies = Arc::new(LivePolicies::load(config.pack_paths())?);
+    config
+        .ensure_data_dir()
+        .map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    let store = Store::open(&config.database_url, &config.data_dir).await?;
+    #[cfg(feature = "bench")]
+    let store = if config.bench.discard_writes {
+        store.discarding_writes()
+    } else {
+        store
+    };
+    let mut ring = KeyRing::open(&config.data_dir.join("keys"), config.signing_alg, now)?;
+    let issued_until = store.latest_expiry_by_kid().await?;
+    for kid in ring.prune(now, config.max_ttl, &issued_until)? {
+        tracing::info!(key.kid = %kid, "dropped a retired signing key: every token it signed has expired");
+    }
+    let tokens = TokenIssuer::new(config.issuer.clone(), ring, config.max_ttl, issued_until);
+    let auth = Authenticator::from_config(&config, now).await?;
+    let notifier = Notifier::from_config(&config)?;
+    let metrics = Metrics::new()?;
+    metrics.register(Box::new(store.commit_counter()))?;
+    let pack = policies.current();
+    metrics
+        .policies_loaded
+        .set(i64::try_from(pack.policy_count()).unwrap_or(i64::MAX));
+    store
+        .write(vec![Write::Audit(AuditRecord {
+            at: i64::try_from(now).unwrap_or(i64::MAX),
+            kind: AuditKind::PolicyLoaded.into(),
+            request_id: None,
+            subject: None,
+            data: json!({
+                "version": pack.version(),
+                "files": pack.files(),
+                "policies": pack.policies().map(|p| p.id.clone()).collect::<Vec<_>>(),
+                "reason": "start",
+            }),
+        })])
+        .await?;
+    let listener_metrics = metrics.clone();
+    let listener_store = store.clone();
+    let reload_clock = Arc::clone(&clock);
+    let runtime = tokio::runtime::Handle::current();
+    policies.on_reload(Box::new(move |outcome| {
+        let result = match outcome {
+            ReloadOutcome::Reloaded { .. } => "success",
+            ReloadOutcome::Unchanged => "unchanged",
+            ReloadOutcome::Rejected(_) => "error",
+        };
+        listener_metrics
+            .policy_reloads
+            .with_label_values(&[result])
+            .inc();
+        let ReloadOutcome::Reloaded {
+            from,
+            to,
+            files,
+            added,
+            removed,
+        } = outcome
+        else {
+            return;
+        };
+        listener_metrics.policies_loaded.add(
+            i64::try_from(added.len()).unwrap_or(0) - i64::try_from(removed.len()).unwrap_or(0),
+        );
+        let event = AuditRecord {
+            at: stored_secs(reload_clock.now()),
+            kind: AuditKind::PolicyLoaded.into(),
+            request_id: None,
+            subject: None,
+            data: json!({"version": to, "previous_version": from, "files": files, "added": added, "removed": removed, "reason": "reload"}),
+        };
+        let store = listener_store.clone();
+        runtime.spawn(async move {
+            if let Err(e) = store.write(vec![Write::Audit(event)]).await {
+                tracing::error!(error = %e, "could not record a policy reload in the audit trail");
+            }
+        });
+    }));
+    Ok(Arc::new(App {
+        config,
+        policies,
+        auth,
+        tokens,
+        store,
+        metrics,
+        notifier,
+        rates: RequestRates::default(),
+        operation_rates: RequestRates::default(),
+        last_signed_head: std::sync::Mutex::default(),
+        time_zone,
+        clock,
+    }))
+}
