@@ -346,6 +346,7 @@ async fn expired_requests_are_written_down_and_audited() {
     })
     .await;
     let (id, _) = escalated_write(&server).await;
+    server.clock.advance(Duration::from_secs(2));
     let database = server.config.data_dir.join("jitgate.db");
     let mut status = String::new();
     for _ in 0..100 {
