@@ -5,35 +5,19 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use super::answer::{DeniedAnswer, DryRunAnswer, IssuedAnswer, PendingAnswer};
+pub use super::evaluate::AccessRequest;
 use super::evaluate::{
     Evaluated, WhenRevoked, client_context, decision_event, evaluate, reason_of,
 };
 use super::issue::{count_issued, grant_of, issued_answer, sign, token_writes};
 use super::{ApiError, App, AuditKind, RequestStatus};
 use crate::clock::{rfc3339, stored_secs};
-use crate::decision::{EntityRef, Outcome};
+use crate::decision::Outcome;
 use crate::notify::Event;
 use crate::store::{AuditRecord, RequestRecord, Write};
-
-/// What a caller asks for (DESIGN §3), checked for form by whoever received it.
-#[derive(Debug, Clone)]
-pub struct AccessRequest {
-    pub action: String,
-    pub resource: EntityRef,
-    /// Empty asks for everything the policies grant.
-    pub scopes: Vec<String>,
-    /// `None` asks for the default lifetime.
-    pub duration: Option<Duration>,
-    pub reason: String,
-    /// The client's context keys.
-    pub context: Map<String, Value>,
-    /// Declares an emergency: an escalation every deciding policy allows it for is issued at
-    /// once and left for review.
-    pub break_glass: bool,
-}
 
 /// What became of an access request.
 #[derive(Debug, Clone)]

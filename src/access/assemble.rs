@@ -79,7 +79,7 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Start
         .set(i64::try_from(pack.policy_count()).unwrap_or(i64::MAX));
     store
         .write(vec![Write::Audit(AuditRecord {
-            at: i64::try_from(now).unwrap_or(i64::MAX),
+            at: stored_secs(now),
             kind: AuditKind::PolicyLoaded.into(),
             request_id: None,
             subject: None,

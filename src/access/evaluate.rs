@@ -3,17 +3,35 @@
 //! and log line, and the audit record of it.
 
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::ask::AccessRequest;
 use super::{ApiError, App, AuditKind};
-use crate::decision::{Decision, DecisionContext, DecisionRequest, RequestContext, RequestError};
+use crate::decision::{
+    Decision, DecisionContext, DecisionRequest, EntityRef, RequestContext, RequestError,
+};
 use crate::identity::Caller;
 use crate::risk::{self, Observations, Risk};
 use crate::store::{AuditRecord, Write};
 use crate::token::new_jti;
+
+/// What a caller asks for (DESIGN §3), checked for form by whoever received it.
+#[derive(Debug, Clone)]
+pub struct AccessRequest {
+    pub action: String,
+    pub resource: EntityRef,
+    /// Empty asks for everything the policies grant.
+    pub scopes: Vec<String>,
+    /// `None` asks for the default lifetime.
+    pub duration: Option<Duration>,
+    pub reason: String,
+    /// The client's context keys.
+    pub context: Map<String, Value>,
+    /// Declares an emergency: an escalation every deciding policy allows it for is issued at
+    /// once and left for review.
+    pub break_glass: bool,
+}
 
 /// A decided request, before it is recorded.
 pub(super) struct Evaluated {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{AppState, AuditKind};
+use crate::clock::stored_secs;
 use crate::notify::Event;
 use crate::store::{AuditRecord, StoreError, Write};
 
@@ -18,15 +19,13 @@ pub async fn run(state: AppState) {
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
-        let now = i64::try_from(state.now()).unwrap_or(i64::MAX);
+        let now = state.now_stored();
         let denials_window = state
             .config
             .risk
             .recent_denials
             .as_ref()
-            .map_or(0, |config| {
-                i64::try_from(config.window.as_secs()).unwrap_or(i64::MAX)
-            });
+            .map_or(0, |config| stored_secs(config.window.as_secs()));
         let prune = vec![
             Write::PruneRevocations { now },
             Write::PruneDryRunDenials {

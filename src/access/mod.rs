@@ -126,7 +126,7 @@ impl App {
 
     /// `context.time` for a request at `unix`, in the configured zone.
     pub fn request_time(&self, unix: u64) -> RequestTime {
-        let unix = i64::try_from(unix).unwrap_or(i64::MAX);
+        let unix = stored_secs(unix);
         let offset = jiff::Timestamp::from_second(unix)
             .map(|ts| i64::from(self.time_zone.to_offset(ts).seconds()))
             .unwrap_or(0);

@@ -31,7 +31,7 @@ fn own_token(app: &App, token: &str) -> Option<AccessClaims> {
 /// When a revocation of tokens expiring at `exp` may be forgotten: verifiers accept a token
 /// until `exp` plus their leeway, so the store and the feed keep it that long.
 fn kept_until(exp: i64) -> i64 {
-    exp.saturating_add(i64::try_from(LEEWAY_SECS).unwrap_or(i64::MAX))
+    exp.saturating_add(stored_secs(LEEWAY_SECS))
 }
 
 /// Records `revocation` with its audit event and counts it, unless one of the same kind and
