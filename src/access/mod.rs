@@ -141,3 +141,6 @@ fn within_limit(rates: &RequestRates, principal: &str, limit: usize) -> Result<u
             retry_after_secs: wait.as_secs().max(1),
         })
 }
+
+#[cfg(test)]
+mod tests;
