@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::identity::{Authenticator, IdentityError};
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, NotifyError};
-use crate::policy::{LivePolicies, LoadErrors, ReloadOutcome};
+use crate::policy::{LivePolicies, LoadErrors, ReloadListener, ReloadOutcome};
 use crate::risk::RequestRates;
 use crate::store::{AuditRecord, Store, StoreError, Write};
 use crate::token::{KeyError, KeyRing, TokenIssuer};
@@ -91,11 +91,30 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Start
             }),
         })])
         .await?;
+    policies.on_reload(reload_listener(&metrics, &store, &clock));
+    Ok(Arc::new(App {
+        config,
+        policies,
+        auth,
+        tokens,
+        store,
+        metrics,
+        notifier,
+        rates: RequestRates::default(),
+        operation_rates: RequestRates::default(),
+        last_signed_head: std::sync::Mutex::default(),
+        time_zone,
+        clock,
+    }))
+}
+
+/// Counts every reload and records each that changed the pack in the audit trail.
+fn reload_listener(metrics: &Metrics, store: &Store, clock: &SharedClock) -> ReloadListener {
     let listener_metrics = metrics.clone();
     let listener_store = store.clone();
-    let reload_clock = Arc::clone(&clock);
+    let reload_clock = Arc::clone(clock);
     let runtime = tokio::runtime::Handle::current();
-    policies.on_reload(Box::new(move |outcome| {
+    Box::new(move |outcome| {
         let result = match outcome {
             ReloadOutcome::Reloaded { .. } => "success",
             ReloadOutcome::Unchanged => "unchanged",
@@ -131,19 +150,5 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Start
                 tracing::error!(error = %e, "could not record a policy reload in the audit trail");
             }
         });
-    }));
-    Ok(Arc::new(App {
-        config,
-        policies,
-        auth,
-        tokens,
-        store,
-        metrics,
-        notifier,
-        rates: RequestRates::default(),
-        operation_rates: RequestRates::default(),
-        last_signed_head: std::sync::Mutex::default(),
-        time_zone,
-        clock,
-    }))
+    })
 }
