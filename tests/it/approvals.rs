@@ -347,20 +347,10 @@ async fn expired_requests_are_written_down_and_audited() {
     .await;
     let (id, _) = escalated_write(&server).await;
     server.clock.advance(Duration::from_secs(2));
-    let database = server.config.data_dir.join("jitgate.db");
+    let store = server.store().await;
     let mut status = String::new();
     for _ in 0..100 {
-        use sqlx::ConnectOptions;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&database)
-            .connect()
-            .await
-            .unwrap();
-        status = sqlx::query_scalar("SELECT status FROM access_requests WHERE id = ?")
-            .bind(&id)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+        status = store.request(&id).await.unwrap().unwrap().record.status;
         if status == "expired" {
             break;
         }
@@ -609,11 +599,13 @@ async fn a_grant_with_nothing_approved_in_it_is_refused() {
 async fn a_request_approved_before_grants_were_recorded_is_not_minted() {
     let server = TestServer::start(TempPack::shipped(), |_| {}).await;
     let id = approved_write(&server).await;
-    // As a row written before migration 0007 reads.
-    sqlx::query("UPDATE access_requests SET granted_scopes = NULL, audience = NULL WHERE id = ?")
-        .bind(&id)
-        .execute(server.store().await.pool())
-        .await
+    // As a row written before migration 0007 reads (the file edited directly).
+    rusqlite::Connection::open(server.config.data_dir.join("jitgate.db"))
+        .unwrap()
+        .execute(
+            "UPDATE access_requests SET granted_scopes = NULL, audience = NULL WHERE id = ?",
+            [&id],
+        )
         .unwrap();
     let (status, body) = mint(&server, &id, &["oncall"]).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");

@@ -10,7 +10,6 @@ use std::time::Duration;
 use jitgate::audit::{AuditEvent, AuditFilter, HeadClaims, chain_hash};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::ConnectOptions;
 
 use super::TempPack;
 use super::harness::TestServer;
@@ -98,13 +97,12 @@ async fn busy(server: &TestServer) {
     assert_eq!(status, StatusCode::CREATED);
 }
 
+/// Runs `sql` on the database file directly, as someone with write access to it can.
 async fn execute(database: &Path, sql: &str) {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(database)
-        .connect()
-        .await
+    rusqlite::Connection::open(database)
+        .unwrap()
+        .execute_batch(sql)
         .unwrap();
-    sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
 }
 
 #[tokio::test]
@@ -318,18 +316,24 @@ async fn delete_and_rechain(database: &Path, delete: &str) {
         ),
     )
     .await;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(database)
-        .connect()
-        .await
-        .unwrap();
+    let conn = rusqlite::Connection::open(database).unwrap();
     type Row = (i64, i64, String, Option<String>, Option<String>, String);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT seq, at, type, request_id, subject, data FROM audit_events ORDER BY seq",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
+    let rows: Vec<Row> = conn
+        .prepare("SELECT seq, at, type, request_id, subject, data FROM audit_events ORDER BY seq")
+        .unwrap()
+        .query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     let mut prev = jitgate::audit::GENESIS.to_owned();
     for (new_seq, (seq, at, kind, request_id, subject, data)) in (1..).zip(rows) {
         let data: Value = serde_json::from_str(&data).unwrap();
@@ -342,14 +346,11 @@ async fn delete_and_rechain(database: &Path, delete: &str) {
             subject.as_deref(),
             &data,
         );
-        sqlx::query("UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE seq = ?")
-            .bind(new_seq)
-            .bind(&prev)
-            .bind(&hash)
-            .bind(seq)
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        conn.execute(
+            "UPDATE audit_events SET seq = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+            rusqlite::params![new_seq, prev, hash, seq],
+        )
+        .unwrap();
         prev = hash;
     }
 }
@@ -492,11 +493,7 @@ async fn the_server_does_not_sign_over_a_chain_rewritten_under_it() {
     let server = TestServer::start(TempPack::shipped(), |_| {}).await;
     // The first head is signed at start.
     for _ in 0..200 {
-        if server
-            .count("SELECT COUNT(*) FROM audit_events WHERE type = 'audit.head'")
-            .await
-            > 0
-        {
+        if server.count_events("audit.head").await > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -510,16 +507,15 @@ async fn the_server_does_not_sign_over_a_chain_rewritten_under_it() {
     .await;
     // Stopping would sign the head once more.
     let (pack, _) = server.stop().await;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(data_dir.join("jitgate.db"))
-        .connect()
+    let heads = jitgate::store::Store::open_existing("", &data_dir)
         .await
-        .unwrap();
-    let heads: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE type = 'audit.head'")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+        .unwrap()
+        .audit_events()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|event| event.kind == "audit.head")
+        .count();
     assert_eq!(heads, 0, "a head was signed over the rewritten chain");
     drop(pack);
 }

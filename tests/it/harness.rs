@@ -128,12 +128,20 @@ impl TestServer {
         self.store().await.audit_events().await.unwrap()
     }
 
-    /// The number a `SELECT COUNT(*) …` finds in the store.
-    pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(self.store().await.pool())
+    /// How many events of `kind` the audit trail holds.
+    pub async fn count_events(&self, kind: &str) -> usize {
+        self.store_events()
             .await
-            .unwrap()
+            .iter()
+            .filter(|event| event.kind == kind)
+            .count()
+    }
+
+    /// Every revocation stored, expired or not.
+    pub async fn stored_revocations(&self) -> Vec<jitgate::store::RevocationRecord> {
+        let store = self.store().await;
+        let all = store.revocations_after(0, i64::MIN, 10_000).await.unwrap();
+        all.into_iter().map(|(_, revocation)| revocation).collect()
     }
 
     pub async fn policies(&self, token: &str) -> Value {

@@ -126,9 +126,10 @@ async fn escalate_deny_and_dry_run_have_their_shapes() {
         .filter(|kind| kind != "audit.head")
         .collect();
     assert_eq!(kinds, ["policy.loaded", "decision", "decision", "dry_run"]);
-    let requests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_requests")
-        .fetch_one(store.pool())
-        .await
+    // Read from the file directly: no store method counts every request.
+    let requests: i64 = rusqlite::Connection::open(config.data_dir.join("jitgate.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM access_requests", [], |row| row.get(0))
         .unwrap();
     assert_eq!(requests, 2, "the dry run creates no request");
     drop(pack);
@@ -665,20 +666,15 @@ fn forge(header: &Value, claims: &Value, key: &jsonwebtoken::EncodingKey) -> Str
     format!("{message}.{signature}")
 }
 
-/// Makes every insert into the audit trail fail, as a full or failing disk would.
+/// Makes every insert into the audit trail fail, as a full or failing disk would (a trigger
+/// added to the database file directly).
 async fn fail_audit_writes(database: &Path) {
-    use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(database)
-        .connect()
-        .await
+    rusqlite::Connection::open(database)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER fail BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END",
+        )
         .unwrap();
-    sqlx::query(
-        "CREATE TRIGGER fail BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
 }
 
 #[tokio::test]

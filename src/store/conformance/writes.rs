@@ -1,0 +1,235 @@
+//! Writes: groups, preconditions, races, the audit chain.
+
+use serde_json::json;
+
+use super::*;
+
+pub(crate) async fn write_groups_commit_together_or_not_at_all(store: &Store) {
+    store
+        .write(vec![
+            Write::Request(Box::new(request("r1"))),
+            Write::Audit(audit("r1")),
+        ])
+        .await
+        .unwrap();
+    // Writes, then a precondition that fails: nothing of the group stays.
+    let failed = store
+        .write(vec![
+            Write::Request(Box::new(request("r2"))),
+            Write::Audit(audit("r2")),
+            require("r1", "pending", 1000),
+        ])
+        .await;
+    assert_eq!(conflict(failed), "denied");
+    assert!(store.request("r2").await.unwrap().is_none());
+    let events = store.audit_events().await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data["decision"], "deny");
+    let stored = store.request("r1").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.record.status.as_str(), stored.decided_at),
+        ("denied", None)
+    );
+}
+
+pub(crate) async fn concurrent_jobs_commit_and_a_bad_one_fails_alone(store: &Store) {
+    store
+        .write(vec![Write::Request(Box::new(request("taken")))])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        let id = if i == 25 {
+            "taken".to_owned()
+        } else {
+            format!("r{i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            let writes = vec![
+                Write::Request(Box::new(request(&id))),
+                Write::Audit(audit(&id)),
+            ];
+            store.write(writes).await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        assert_eq!(result.is_err(), i == 25, "job {i}: {result:?}");
+    }
+    // The failed job's audit record was rolled back with its request.
+    assert_eq!(store.audit_events().await.unwrap().len(), 49);
+    assert!(store.verify_audit().await.unwrap().is_ok());
+}
+
+pub(crate) async fn require_status_checks_the_effective_status(store: &Store) {
+    store.write(vec![pending("p", 1, 2000)]).await.unwrap();
+    store
+        .write(vec![require("p", "pending", 1999)])
+        .await
+        .unwrap();
+    let past_expiry = store.write(vec![require("p", "pending", 2000)]).await;
+    assert_eq!(conflict(past_expiry), "expired");
+    store
+        .write(vec![require("p", "expired", 2000)])
+        .await
+        .unwrap();
+    let missing = store.write(vec![require("nope", "pending", 0)]).await;
+    assert_eq!(conflict(missing), "no such request");
+    store
+        .write(vec![Write::SetStatus {
+            id: "p".into(),
+            status: "cancelled".into(),
+            at: 1500,
+        }])
+        .await
+        .unwrap();
+    let cancelled = store.write(vec![require("p", "pending", 1600)]).await;
+    assert_eq!(conflict(cancelled), "cancelled");
+    assert_eq!(
+        store.request("p").await.unwrap().unwrap().decided_at,
+        Some(1500)
+    );
+}
+
+pub(crate) async fn an_approver_answers_once(store: &Store) {
+    store.write(vec![pending("p", 2, 5000)]).await.unwrap();
+    store.write(vec![approval("p", "bob")]).await.unwrap();
+    let again = store.write(vec![approval("p", "bob")]).await;
+    assert_eq!(conflict(again), "already answered by this approver");
+    store.write(vec![approval("p", "carol")]).await.unwrap();
+    let approvers: Vec<String> = store
+        .approvals("p")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.approver)
+        .collect();
+    assert_eq!(approvers, ["User::\"bob\"", "User::\"carol\""]);
+}
+
+/// [`Write::ApproveAtQuorum`] approves only at the quorum, and queues its announcement then.
+pub(crate) async fn approval_at_quorum_approves_and_announces_once(store: &Store) {
+    store.write(vec![pending("p", 2, 5000)]).await.unwrap();
+    let approve = |approver: &str| {
+        vec![
+            require("p", "pending", 1100),
+            approval("p", approver),
+            Write::ApproveAtQuorum {
+                id: "p".into(),
+                at: 1100,
+                announce: vec![outbox(&format!("d-{approver}"), 10)],
+            },
+        ]
+    };
+    store.write(approve("bob")).await.unwrap();
+    let stored = store.request("p").await.unwrap().unwrap();
+    assert_eq!(stored.record.status, "pending");
+    assert!(store.due_deliveries(i64::MAX, 10).await.unwrap().is_empty());
+    store.write(approve("carol")).await.unwrap();
+    let stored = store.request("p").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.record.status.as_str(), stored.decided_at),
+        ("approved", Some(1100))
+    );
+    let due = store.due_deliveries(i64::MAX, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].delivery_id, "d-carol");
+}
+
+pub(crate) async fn two_approvers_racing_for_the_last_approval_one_wins(store: &Store) {
+    for round in 0..10 {
+        let id = format!("p{round}");
+        store.write(vec![pending(&id, 1, 5000)]).await.unwrap();
+        let racers = ["bob", "carol"].map(|approver| {
+            let store = store.clone();
+            let writes = vec![
+                require(&id, "pending", 1100),
+                approval(&id, approver),
+                Write::ApproveAtQuorum {
+                    id: id.clone(),
+                    at: 1100,
+                    announce: vec![outbox(&format!("{id}-{approver}"), 10)],
+                },
+            ];
+            tokio::spawn(async move { store.write(writes).await })
+        });
+        let mut won = 0;
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(()) => won += 1,
+                lost => assert_eq!(conflict(lost), "approved"),
+            }
+        }
+        assert_eq!(won, 1, "round {round}");
+        assert_eq!(store.approvals(&id).await.unwrap().len(), 1);
+    }
+    assert_eq!(store.due_deliveries(i64::MAX, 100).await.unwrap().len(), 10);
+}
+
+pub(crate) async fn expire_marks_only_pending_requests_past_expiry(store: &Store) {
+    store.write(vec![pending("p", 1, 2000)]).await.unwrap();
+    let early = store
+        .write(vec![Write::Expire {
+            id: "p".into(),
+            at: 1999,
+        }])
+        .await;
+    assert_eq!(conflict(early), "not pending");
+    store
+        .write(vec![Write::Expire {
+            id: "p".into(),
+            at: 2500,
+        }])
+        .await
+        .unwrap();
+    let stored = store.request("p").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.record.status.as_str(), stored.decided_at),
+        ("expired", Some(2000))
+    );
+    let again = store
+        .write(vec![Write::Expire {
+            id: "p".into(),
+            at: 2500,
+        }])
+        .await;
+    assert_eq!(conflict(again), "not pending");
+}
+
+pub(crate) async fn the_chain_holds_after_many_concurrent_writes(store: &Store) {
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("r{i}");
+            let mut writes = vec![Write::Audit(audit(&id)), Write::Audit(audit(&id))];
+            if i % 5 == 0 {
+                // Audits, then fails: its events must leave the chain with it.
+                writes.push(require("missing", "pending", 1000));
+            }
+            store.write(writes).await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        assert_eq!(task.await.unwrap().is_err(), i % 5 == 0);
+    }
+    let report = store.verify_audit().await.unwrap().unwrap();
+    assert_eq!((report.events, report.unchained), (160, 0));
+    let (seq, hash, kind) = store.audit_head().await.unwrap().unwrap();
+    assert_eq!((seq, kind.as_str()), (160, "decision"));
+    assert_eq!(report.head, Some((seq, hash.clone())));
+    assert_eq!(store.audit_hash_at(seq).await.unwrap(), Some(hash));
+    assert_eq!(store.audit_hash_at(seq + 1).await.unwrap(), None);
+    assert_eq!(store.latest_signed_head().await.unwrap(), None);
+    let head = AuditRecord {
+        kind: crate::audit::HEAD_EVENT.into(),
+        data: json!({"jws": "a.b.c"}),
+        ..audit("head")
+    };
+    store.write(vec![Write::Audit(head)]).await.unwrap();
+    assert_eq!(
+        store.latest_signed_head().await.unwrap().as_deref(),
+        Some("a.b.c")
+    );
+}

@@ -1,0 +1,232 @@
+//! What the store keeps and the unit of work that changes it: the records every backend reads
+//! and writes, and [`Write`], whose preconditions each backend checks inside the transaction
+//! that applies it.
+
+use serde::Serialize;
+
+/// A decided access request.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    pub id: String,
+    pub created_at: i64,
+    /// Cedar form, e.g. `User::"alice"`.
+    pub principal: String,
+    pub action: String,
+    pub resource: String,
+    pub scopes: Vec<String>,
+    pub duration_secs: i64,
+    pub reason: String,
+    pub source_ip: String,
+    pub decision: String,
+    pub status: String,
+    pub policies: Vec<String>,
+    pub policy_version: String,
+    pub risk_score: i64,
+    pub risk_signals: serde_json::Value,
+    pub approvals_required: i64,
+    pub expires_at: Option<i64>,
+    /// Client context keys, kept to re-evaluate an escalated request.
+    pub context: serde_json::Value,
+    /// The lifetime the decision granted (for an approval: the approved window).
+    pub lifetime_secs: i64,
+    /// The scopes the decision granted (for an approval: what was approved); `None` for
+    /// requests decided before jitgate recorded it.
+    pub granted_scopes: Option<Vec<String>>,
+    /// The audiences the decision granted, likewise.
+    pub audience: Option<Vec<String>>,
+}
+
+/// A request as stored, with what happened to it since.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredRequest {
+    #[serde(flatten)]
+    pub record: RequestRecord,
+    pub decided_at: Option<i64>,
+}
+
+/// One approver's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalRecord {
+    pub request_id: String,
+    /// Cedar form of the approver.
+    pub approver: String,
+    /// `approve` or `deny`.
+    pub decision: String,
+    pub comment: String,
+    pub at: i64,
+}
+
+/// An issued token, by its `jti`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenRecord {
+    pub jti: String,
+    pub request_id: String,
+    /// The principal, Cedar form.
+    pub subject: String,
+    pub kid: String,
+    pub scope: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+/// One entry of the audit trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub at: i64,
+    /// `decision`, `dry_run`, `token.issued`, `policy.loaded`, …
+    pub kind: String,
+    pub request_id: Option<String>,
+    pub subject: Option<String>,
+    pub data: serde_json::Value,
+}
+
+/// A revocation (see `migrations/sqlite/0005_revocations.sql` for what each kind covers).
+#[derive(Debug, Clone, Serialize)]
+pub struct RevocationRecord {
+    pub id: String,
+    /// `jti`, `request_id` or `subject`.
+    pub kind: String,
+    pub value: String,
+    pub reason: String,
+    /// Cedar form of who revoked.
+    pub revoked_by: String,
+    pub revoked_at: i64,
+    /// When the last token it covers has expired.
+    pub expires_at: i64,
+    pub lifted_at: Option<i64>,
+}
+
+/// A webhook notification to deliver (see [`crate::notify`]).
+#[derive(Debug, Clone)]
+pub struct OutboxRecord {
+    pub delivery_id: String,
+    /// Which configured webhook, by [`crate::notify`]'s key for it.
+    pub hook: String,
+    pub event: String,
+    pub request_id: Option<String>,
+    /// The exact body to POST.
+    pub body: String,
+    pub created_ms: i64,
+}
+
+/// A notification waiting for delivery.
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    pub id: i64,
+    pub delivery_id: String,
+    pub hook: String,
+    pub event: String,
+    pub request_id: Option<String>,
+    pub body: String,
+    pub created_ms: i64,
+    pub attempts: i64,
+}
+
+/// See [`super::Store::standing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    /// (revocation id, reason) of the subject's active block.
+    pub block: Option<(String, String)>,
+    pub recent_denials: i64,
+    pub seen_from: bool,
+}
+
+/// One write; a call's writes commit together or not at all.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Request(Box<RequestRecord>),
+    Token(TokenRecord),
+    Audit(AuditRecord),
+    /// The principal was seen from this source IP (kept the first time).
+    SourceSeen {
+        principal: String,
+        source_ip: String,
+        at: i64,
+    },
+    /// A dry run of `principal` would have been denied (it counts as a recent denial).
+    DryRunDenied {
+        principal: String,
+        at: i64,
+    },
+    /// Forgets dry-run denials older than `before` (out of every recent-denials window).
+    PruneDryRunDenials {
+        before: i64,
+    },
+    /// Fails the whole job with a conflict unless the request has this status (and, for
+    /// `pending`, has not expired at `at`). Jobs run one after another, so what follows in the
+    /// job sees the status checked here.
+    RequireStatus {
+        id: String,
+        status: String,
+        at: i64,
+    },
+    /// Records an approver's answer; a second answer by the same approver is a conflict.
+    Approval(ApprovalRecord),
+    /// Moves the request to `status`, noting when it was decided.
+    SetStatus {
+        id: String,
+        status: String,
+        at: i64,
+    },
+    /// Moves a pending request to `approved` once its approvals reach the quorum, and only
+    /// then queues `announce`.
+    ApproveAtQuorum {
+        id: String,
+        at: i64,
+        announce: Vec<OutboxRecord>,
+    },
+    /// Marks a pending request past its expiry `expired`; a conflict if it is not (any more).
+    Expire {
+        id: String,
+        at: i64,
+    },
+    /// Queues a webhook notification.
+    Outbox(OutboxRecord),
+    /// Records a revocation; a conflict if one of the same kind and value is in force.
+    Revocation(RevocationRecord),
+    /// Fails the whole job with [`super::StoreError::Revoked`] if `subject` (a principal, Cedar
+    /// form) is blocked or `request_id` revoked: checked in the transaction that records a token, so a token
+    /// cannot slip past a revocation committed a moment before it.
+    RequireNotRevoked {
+        subject: String,
+        request_id: String,
+    },
+    /// Lets new tokens be issued again for a revoked subject; a conflict unless `id` is a
+    /// subject revocation not yet lifted.
+    LiftRevocation {
+        id: String,
+        at: i64,
+    },
+    /// Forgets revocations whose tokens have all expired (a request or subject block stays:
+    /// it lives in the request's status, or ends when lifted).
+    PruneRevocations {
+        now: i64,
+    },
+    /// A notification was delivered (`failed` false) or given up on (`failed` true).
+    DeliveryFinished {
+        id: i64,
+        failed: bool,
+        at_ms: i64,
+        error: Option<String>,
+    },
+    /// A delivery attempt failed; try again at `next_attempt_ms`.
+    DeliveryRetry {
+        id: i64,
+        next_attempt_ms: i64,
+        error: String,
+    },
+    /// Forgets finished notifications older than `before_ms`.
+    PruneDeliveries {
+        before_ms: i64,
+    },
+}
+
+/// The status a request has at `now`: a pending request past its expiry is expired, even
+/// before anything has written that down.
+pub fn effective_status(status: &str, expires_at: Option<i64>, now: i64) -> String {
+    if status == "pending" && expires_at.is_some_and(|at| at <= now) {
+        "expired".to_owned()
+    } else {
+        status.to_owned()
+    }
+}
