@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::{Verifier, VerifyError, client, get_json};
-use crate::identity::jwt::LEEWAY_SECS;
-use crate::token::AccessClaims;
+use crate::claims::AccessClaims;
+use crate::jwt::LEEWAY_SECS;
+use crate::{Verifier, VerifyError, client, get_json};
 
 /// Where a [`ResourceVerifier`] reads the time: the system clock, or one a test moves.
 #[derive(Clone)]
@@ -417,7 +417,7 @@ impl ResourceVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::{Audience, JitClaims};
+    use crate::claims::{Audience, JitClaims};
 
     fn claims(jti: &str, request_id: &str, sub: &str, iat: u64) -> AccessClaims {
         AccessClaims {
@@ -500,8 +500,8 @@ mod tests {
     #[test]
     fn scopes_are_required_one_by_one() {
         let token = claims("j", "r", "alice", 0);
-        assert!(super::super::require_scopes(&token, &["db:read:orders"]).is_ok());
-        let missing = super::super::require_scopes(&token, &["db:read:orders", "db:write:orders"]);
+        assert!(crate::require_scopes(&token, &["db:read:orders"]).is_ok());
+        let missing = crate::require_scopes(&token, &["db:read:orders", "db:write:orders"]);
         assert!(
             matches!(missing, Err(VerifyError::InsufficientScope(m)) if m == ["db:write:orders"])
         );

@@ -5,18 +5,25 @@
 //! introspection). [`ResourceVerifier`] is what a Rust service embeds: it keeps the JWKS,
 //! replaces it every few minutes (so a key withdrawn from the JWKS stops verifying) and for an
 //! unknown `kid` (rate-limited), refuses every token once it could not for too long, checks
-//! scopes, and keeps a deny-list from the server's revocation feed. `examples/protect_route.rs` guards an axum route with it.
+//! scopes, and keeps a deny-list from the server's revocation feed. `examples/protect_route.rs`
+//! guards an axum route with it.
+//!
+//! A crate of its own so that a resource server compiles this and not the jitgate server;
+//! [`claims`] and [`jwt`] (the strict JWT checks) are shared with the server, which re-exports
+//! this crate as `jitgate::verify`.
 
+pub mod claims;
+pub mod jwt;
 mod resource;
 
+pub use claims::{AccessClaims, Audience, JitClaims};
 pub use resource::{Clock, ResourceConfig, ResourceVerifier};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::identity::jwt::{self, Expectations, LEEWAY_SECS};
-use crate::token::AccessClaims;
+use crate::jwt::{Expectations, LEEWAY_SECS};
 
 const ALGORITHMS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
 
@@ -111,8 +118,8 @@ impl Verifier {
             algorithms: &ALGORITHMS,
             typ: Some("at+jwt"),
         };
-        let header =
-            jwt::check_header(token, &expected).map_err(|r| VerifyError::Invalid(r.as_str()))?;
+        let header = crate::jwt::check_header(token, &expected)
+            .map_err(|r| VerifyError::Invalid(r.as_str()))?;
         let jwk = self.jwks.find(&header.kid).ok_or(VerifyError::UnknownKey)?;
         let key = DecodingKey::from_jwk(jwk).map_err(|_| VerifyError::Invalid("unusable_key"))?;
         let mut validation = Validation::new(header.alg);
@@ -144,8 +151,8 @@ impl Verifier {
     }
 }
 
-pub(crate) fn client() -> Result<reqwest::Client, VerifyError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+/// The HTTP client the verifiers fetch with (TLS by AWS-LC, a 10 s timeout).
+pub fn client() -> Result<reqwest::Client, VerifyError> {
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()
@@ -155,7 +162,7 @@ pub(crate) fn client() -> Result<reqwest::Client, VerifyError> {
         })
 }
 
-pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+async fn get_json<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
     url: &str,
 ) -> Result<T, VerifyError> {
