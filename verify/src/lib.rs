@@ -13,6 +13,7 @@
 //! this crate as `jitgate::verify`.
 
 pub mod claims;
+mod fetch;
 pub mod jwt;
 mod resource;
 
@@ -22,6 +23,8 @@ pub use resource::{Clock, ResourceConfig, ResourceVerifier};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
+
+use crate::fetch::Http;
 
 use crate::jwt::{Expectations, LEEWAY_SECS};
 
@@ -75,18 +78,19 @@ pub struct Verifier {
 impl Verifier {
     /// Reads the issuer and JWKS a jitgate server publishes (RFC 8414 metadata).
     pub async fn from_server(base: &str) -> Result<Self, VerifyError> {
-        let (verifier, _) = Self::discover(&client()?, base).await?;
+        let (verifier, _) = Self::discover(&Http::new()?, base).await?;
         Ok(verifier)
     }
 
     /// The verifier for the server at `base`, and where its JWKS is.
-    async fn discover(client: &reqwest::Client, base: &str) -> Result<(Self, String), VerifyError> {
+    async fn discover(http: &Http, base: &str) -> Result<(Self, String), VerifyError> {
         let base = base.trim_end_matches('/');
-        let metadata: Value = get_json(
-            client,
-            &format!("{base}/.well-known/oauth-authorization-server"),
-        )
-        .await?;
+        let metadata: Value = http
+            .get_json(
+                &format!("{base}/.well-known/oauth-authorization-server"),
+                None,
+            )
+            .await?;
         let issuer = metadata
             .get("issuer")
             .and_then(Value::as_str)
@@ -95,13 +99,13 @@ impl Verifier {
             .get("jwks_uri")
             .and_then(Value::as_str)
             .map_or_else(|| format!("{base}/.well-known/jwks.json"), str::to_owned);
-        let jwks = get_json(client, &jwks_uri).await?;
+        let jwks = http.get_json(&jwks_uri, None).await?;
         Ok((Self { issuer, jwks }, jwks_uri))
     }
 
     /// Reads a JWKS from `url`; the issuer is not checked unless set afterwards.
     pub async fn from_jwks_url(url: &str) -> Result<Self, VerifyError> {
-        let jwks = get_json(&client()?, url).await?;
+        let jwks = Http::new()?.get_json(url, None).await?;
         Ok(Self { issuer: None, jwks })
     }
 
@@ -149,34 +153,4 @@ impl Verifier {
         }
         Ok(claims)
     }
-}
-
-/// The HTTP client the verifiers fetch with (TLS by AWS-LC, a 10 s timeout).
-pub fn client() -> Result<reqwest::Client, VerifyError> {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| VerifyError::Fetch {
-            url: String::new(),
-            message: e.to_string(),
-        })
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(
-    client: &reqwest::Client,
-    url: &str,
-) -> Result<T, VerifyError> {
-    let fail = |message: String| VerifyError::Fetch {
-        url: url.to_owned(),
-        message,
-    };
-    client
-        .get(url)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| fail(e.to_string()))?
-        .json()
-        .await
-        .map_err(|e| fail(e.to_string()))
 }
