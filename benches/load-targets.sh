@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cedar_agent=${1:?usage: benches/load-targets.sh <cedar-agent binary>}
-cargo build --release --features bench --bins
+cargo build --release --workspace --features bench --bins
 load=./target/release/jitgate-load
 run() {
     echo "== jitgate-load $*"

@@ -6,7 +6,7 @@
 //! [`decision::Decision`], [`policytest`] runs policy test cases, [`identity`] says who is
 //! calling, [`risk`] scores the request, [`token`] signs access tokens and publishes their keys,
 //! [`store`] keeps requests and the audit trail (a hash chain, [`audit`]), [`notify`] tells webhooks what happened,
-//! [`verify`] checks issued tokens, and [`http`] serves it all ([`http::run`]); [`config`], [`metrics`] and [`telemetry`] support it, and
+//! [`verify`] (the `jitgate-verify` crate) checks issued tokens, and [`http`] serves it all ([`http::run`]); [`config`], [`metrics`] and [`telemetry`] support it, and
 //! [`cli`] is the command line.
 
 pub mod access;
@@ -25,4 +25,4 @@ pub mod risk;
 pub mod store;
 pub mod telemetry;
 pub mod token;
-pub mod verify;
+pub use jitgate_verify as verify;

@@ -167,7 +167,10 @@ async fn check_heads(store: &Store, keys: &JwkSet) -> Result<HeadsChecked, Strin
 /// Checks a head kept outside the trail (a file, or a URL to fetch it from).
 async fn check_external(store: &Store, keys: &JwkSet, source: &str) -> Result<HeadClaims, String> {
     let jws = if source.starts_with("http://") || source.starts_with("https://") {
-        let client = crate::verify::client().map_err(|e| e.to_string())?;
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
         client
             .get(source)
             .send()

@@ -111,7 +111,6 @@ pub fn run(ask: &Ask) -> ExitCode {
 }
 
 async fn request(ask: &Ask) -> Result<u8, Failed> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

@@ -3,9 +3,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use proptest::test_runner::{RngAlgorithm, TestRng};
+use rand::RngExt as _;
+use rand::seq::IndexedRandom as _;
 
 use super::{
     DecisionContext, DecisionRequest, EntityRef, GrantDefaults, RequestContext, RequestTime,
@@ -26,32 +26,32 @@ const HOSTS: [&str; 2] = ["web-1", "web-staging-1"];
 const DATABASE_ACTIONS: [&str; 3] = ["read", "write", "admin"];
 const HOST_ACTIONS: [&str; 3] = ["ssh", "sudo", "deploy"];
 
-fn pick<'a>(rng: &mut StdRng, items: &[&'a str]) -> &'a str {
+fn pick<'a>(rng: &mut TestRng, items: &[&'a str]) -> &'a str {
     items.choose(rng).copied().unwrap_or_default()
 }
 
 /// A policy over the shipped schema whose scope mixes every kind of constraint, with a
 /// condition that sometimes fails to evaluate (an overflow).
-fn random_policy(rng: &mut StdRng, n: usize) -> String {
-    let database = rng.gen_bool(0.5);
+fn random_policy(rng: &mut TestRng, n: usize) -> String {
+    let database = rng.random_bool(0.5);
     let (kind, ids, actions) = if database {
         ("Database", &DATABASES[..], &DATABASE_ACTIONS[..])
     } else {
         ("Host", &HOSTS[..], &HOST_ACTIONS[..])
     };
-    let effect = if rng.gen_bool(0.1) {
+    let effect = if rng.random_bool(0.1) {
         "forbid"
     } else {
         "permit"
     };
-    let principal = match rng.gen_range(0..5) {
+    let principal = match rng.random_range(0..5) {
         0 => "principal".to_owned(),
         1 => format!("principal in Group::\"{}\"", pick(rng, &GROUPS)),
-        2 => format!("principal == User::\"u{}\"", rng.gen_range(0..4)),
+        2 => format!("principal == User::\"u{}\"", rng.random_range(0..4)),
         3 => "principal is User".to_owned(),
         _ => format!("principal is Service in Group::\"{}\"", pick(rng, &GROUPS)),
     };
-    let action = match rng.gen_range(0..4) {
+    let action = match rng.random_range(0..4) {
         0 => "action in Action::\"requestable\"".to_owned(),
         1 => format!("action == Action::\"{}\"", pick(rng, actions)),
         2 => format!(
@@ -61,7 +61,7 @@ fn random_policy(rng: &mut StdRng, n: usize) -> String {
         ),
         _ => format!("action in [Action::\"{}\"]", pick(rng, actions)),
     };
-    let resource = match rng.gen_range(0..5) {
+    let resource = match rng.random_range(0..5) {
         0 => format!("resource is {kind}"),
         1 => format!("resource == {kind}::\"{}\"", pick(rng, ids)),
         2 => format!(
@@ -71,12 +71,12 @@ fn random_policy(rng: &mut StdRng, n: usize) -> String {
         3 => format!("resource is {kind} in {kind}::\"{}\"", pick(rng, ids)),
         _ => format!("resource is {kind}"),
     };
-    let condition = match rng.gen_range(0..5) {
-        _ if effect == "forbid" && rng.gen_bool(0.5) => {
-            format!("context.risk_score > {}", rng.gen_range(60..100))
+    let condition = match rng.random_range(0..5) {
+        _ if effect == "forbid" && rng.random_bool(0.5) => {
+            format!("context.risk_score > {}", rng.random_range(60..100))
         }
         0 => "true".to_owned(),
-        1 => format!("context.risk_score < {}", rng.gen_range(0..100)),
+        1 => format!("context.risk_score < {}", rng.random_range(0..100)),
         2 => "context.mfa".to_owned(),
         3 => "resource.environment == \"prod\"".to_owned(),
         _ => "context.risk_score * 4611686018427387904 > 0".to_owned(),
@@ -84,8 +84,8 @@ fn random_policy(rng: &mut StdRng, n: usize) -> String {
     let mut text = format!("@id(\"p{n}\")\n");
     if effect == "permit" {
         let _ = writeln!(text, "@scope(\"x:{{action}}:{{resource.id}}\")");
-        if rng.gen_bool(0.6) {
-            let _ = writeln!(text, "@approval(\"{}\")", rng.gen_range(1..3));
+        if rng.random_bool(0.6) {
+            let _ = writeln!(text, "@approval(\"{}\")", rng.random_range(1..3));
         }
     }
     let _ = writeln!(
@@ -95,26 +95,26 @@ fn random_policy(rng: &mut StdRng, n: usize) -> String {
     text
 }
 
-fn random_request(rng: &mut StdRng) -> DecisionRequest {
-    let database = rng.gen_bool(0.5);
+fn random_request(rng: &mut TestRng) -> DecisionRequest {
+    let database = rng.random_bool(0.5);
     let (kind, ids, actions) = if database {
         ("Database", &DATABASES[..], &DATABASE_ACTIONS[..])
     } else {
         ("Host", &HOSTS[..], &HOST_ACTIONS[..])
     };
-    let principal = if rng.gen_bool(0.8) {
-        EntityRef::new("User", format!("u{}", rng.gen_range(0..5)))
+    let principal = if rng.random_bool(0.8) {
+        EntityRef::new("User", format!("u{}", rng.random_range(0..5)))
     } else {
         EntityRef::new("Service", "deployer")
     };
     let groups = GROUPS
         .iter()
-        .filter(|_| rng.gen_bool(0.3))
+        .filter(|_| rng.random_bool(0.3))
         .map(|g| EntityRef::new("Group", *g))
         .collect();
     let mut context = RequestContext::neutral(RequestTime::from_unix(1_795_466_920, 0));
-    context.risk_score = rng.gen_range(0..100);
-    context.mfa = rng.gen_bool(0.5);
+    context.risk_score = rng.random_range(0..100);
+    context.mfa = rng.random_bool(0.5);
     DecisionRequest {
         principal,
         groups,
@@ -128,7 +128,7 @@ fn random_request(rng: &mut StdRng) -> DecisionRequest {
 
 #[test]
 fn sliced_decisions_equal_whole_pack_decisions() {
-    let mut rng = StdRng::seed_from_u64(0x51_1ce);
+    let mut rng = TestRng::from_seed(RngAlgorithm::XorShift, &0x51_1ce_u128.to_le_bytes());
     let dir = tempfile::TempDir::new().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let paths = PackPaths::new(dir.path().join("policies"), repo.join("schemas"));

@@ -3,7 +3,7 @@
 //!
 //! Every failure is the same `invalid_token` to the caller; the precise reason is only logged.
 
-pub mod jwt;
+pub use jitgate_verify::jwt;
 pub mod subject;
 
 use std::path::Path;
@@ -131,8 +131,6 @@ impl Authenticator {
         } else {
             None
         };
-        // TLS for https:// JWKS uses ring; installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(JWKS_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -32,7 +31,17 @@ fn backoff_ms(attempts: i64) -> i64 {
     let base = FIRST_RETRY_MS
         .saturating_mul(2_i64.saturating_pow(exponent))
         .min(MAX_RETRY_MS);
-    base + rand::thread_rng().gen_range(0..=base / 5)
+    base + jitter_ms(base / 5)
+}
+
+/// A random wait from 0 to `max` ms; none when the system has no randomness to give.
+fn jitter_ms(max: i64) -> i64 {
+    let mut bytes = [0u8; 8];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        return 0;
+    }
+    let span = u64::try_from(max).unwrap_or(0).saturating_add(1);
+    i64::try_from(u64::from_le_bytes(bytes) % span).unwrap_or(0)
 }
 
 impl Notifier {

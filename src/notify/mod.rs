@@ -142,7 +142,6 @@ impl Notifier {
             .enumerate()
             .map(|(index, hook)| Hook::from_config(index, hook))
             .collect::<Result<Vec<_>, _>>()?;
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(delivery::ATTEMPT_TIMEOUT)
             // A receiver answers for itself; following it elsewhere would let it aim jitgate at

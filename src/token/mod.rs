@@ -8,58 +8,11 @@ use std::time::Duration;
 
 use jsonwebtoken::Header;
 use jsonwebtoken::jwk::JwkSet;
-use rand::RngCore;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::SigningAlg;
+pub use jitgate_verify::claims::{AccessClaims, Audience, JitClaims};
 pub use keys::{KeyError, KeyRing, SigningKey, thumbprint};
-
-/// The `aud` claim: a string for one audience, an array for several.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Audience {
-    pub fn from_list(mut list: Vec<String>) -> Self {
-        match list.len() {
-            1 => Audience::One(list.remove(0)),
-            _ => Audience::Many(list),
-        }
-    }
-}
-
-/// jitgate's own claims: which request and decision the token comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JitClaims {
-    /// The full principal, Cedar form (e.g. `Service::"deployer"`): `sub` alone does not say
-    /// whether a `User` or a `Service` holds the token.
-    pub principal: String,
-    pub request_id: String,
-    pub action: String,
-    /// Cedar form, e.g. `Database::"orders"`.
-    pub resource: String,
-    pub policies: Vec<String>,
-    pub policy_version: String,
-    pub approvers: Vec<String>,
-}
-
-/// Claims of an issued access token (DESIGN §5).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccessClaims {
-    pub iss: String,
-    pub sub: String,
-    pub aud: Audience,
-    pub exp: u64,
-    pub iat: u64,
-    pub nbf: u64,
-    pub jti: String,
-    pub scope: String,
-    pub client_id: String,
-    pub jit: JitClaims,
-}
 
 /// What a grant becomes a token with.
 #[derive(Debug, Clone)]
@@ -203,7 +156,11 @@ pub fn new_jti() -> String {
     let mut bytes = [0u8; 22];
     let (time, random) = bytes.split_at_mut(6);
     time.copy_from_slice(millis.to_be_bytes().get(10..).unwrap_or(&[0; 6]));
-    rand::rngs::OsRng.fill_bytes(random);
+    // AWS-LC's RAND_bytes aborts the process itself when it cannot get entropy, so this never
+    // fails; if it did, an id with predictable bits must not go out either.
+    if aws_lc_rs::rand::fill(random).is_err() {
+        std::process::abort();
+    }
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 

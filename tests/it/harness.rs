@@ -81,8 +81,6 @@ impl TestServer {
             .await
             .unwrap();
         });
-        // reqwest is built without a default TLS provider (jitgate installs ring).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::new();
         // Ready once /readyz answers.
         for _ in 0..200 {

@@ -1,75 +1,71 @@
-//! A short smoke run of the load harness (`jitgate-load`): it starts the real server, drives
-//! every kind of request and reports without errors. The real runs are in docs/BENCHMARKS.md.
+//! A short smoke run of the load harness (`jitgate-load`, a package of its own that jitgate's
+//! tests call as a library): it starts the real server, drives every kind of request and
+//! reports without errors. The real runs are in docs/BENCHMARKS.md; the harness's own command
+//! line is tested in its package.
 
-use std::process::Command;
-
+use clap::Parser as _;
 use serde_json::Value;
 
 use super::repo;
 
-#[test]
-fn the_load_harness_runs_a_short_mix_without_errors() {
-    let output = Command::new(env!("CARGO_BIN_EXE_jitgate-load"))
-        .args([
-            "--server-binary",
-            env!("CARGO_BIN_EXE_jitgate"),
-            "--connections",
-            "2",
-            "--duration",
-            "1s",
-            "--warmup",
-            "200ms",
-            "--mix",
-            "allow=1,allow-key=1,deny=1,escalate=1",
-            "--json",
-        ])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+/// Runs the harness with `args` against the `jitgate` binary of this build, from the
+/// repository root (the shipped pack); its report as JSON, or its error.
+async fn load(args: &[&str]) -> Result<Value, String> {
+    let server = env!("CARGO_BIN_EXE_jitgate");
+    let policies = repo().join("policies");
+    let schemas = repo().join("schemas");
+    let args = jitgate_load::Args::try_parse_from(
+        ["jitgate-load", "--server-binary", server]
+            .into_iter()
+            .chain(["--policies", policies.to_str().unwrap()])
+            .chain(["--schemas", schemas.to_str().unwrap()])
+            .chain(args.iter().copied()),
+    )
+    .unwrap();
+    let report = jitgate_load::run(args).await?;
+    Ok(serde_json::to_value(report).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_load_harness_runs_a_short_mix_without_errors() {
+    let report = load(&[
+        "--connections",
+        "2",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--mix",
+        "allow=1,allow-key=1,deny=1,escalate=1",
+    ])
+    .await
+    .unwrap();
     assert!(report["requests"].as_u64().unwrap() >= 4, "{report}");
     assert_eq!(report["errors"], 0, "{report}");
     assert!(report["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     assert!(report["server_rss_bytes"].as_u64().unwrap() > 0);
-
-    let refused = Command::new(env!("CARGO_BIN_EXE_jitgate-load"))
-        .args(["--mix", "allow=1,nonsense=2"])
-        .output()
-        .unwrap();
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown kind `nonsense`"));
 }
 
-#[test]
-fn the_load_harness_reloads_a_generated_pack_under_load_and_samples_memory() {
-    let output = Command::new(env!("CARGO_BIN_EXE_jitgate-load"))
-        .args([
-            "--server-binary",
-            env!("CARGO_BIN_EXE_jitgate"),
-            "--connections",
-            "2",
-            "--duration",
-            "3s",
-            "--warmup",
-            "200ms",
-            "--mix",
-            "allow=1",
-            "--extra-policies",
-            "100",
-            "--reload-every",
-            "300ms",
-            "--rss-after",
-            "5",
-            "--json",
-        ])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+#[tokio::test(flavor = "multi_thread")]
+async fn the_load_harness_reloads_a_generated_pack_under_load_and_samples_memory() {
+    let report = load(&[
+        "--connections",
+        "2",
+        "--duration",
+        "3s",
+        "--warmup",
+        "200ms",
+        "--mix",
+        "allow=1",
+        "--extra-policies",
+        "100",
+        "--reload-every",
+        "300ms",
+        "--rss-after",
+        "5",
+    ])
+    .await
+    .unwrap();
     assert_eq!(report["errors"], 0, "{report}");
     let reloads = &report["during_reloads"];
     assert!(reloads["pack_rewrites"].as_u64().unwrap() >= 2, "{report}");
@@ -92,42 +88,27 @@ fn the_load_harness_reloads_a_generated_pack_under_load_and_samples_memory() {
     );
     assert_eq!(count, 5, "{report}");
     assert!(rss.as_u64().unwrap() > 0, "{report}");
-
-    let refused = Command::new(env!("CARGO_BIN_EXE_jitgate-load"))
-        .args(["--reload-every", "1s"])
-        .output()
-        .unwrap();
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("give --extra-policies"));
 }
 
 /// The bench switches exist only in `bench` builds (`cargo test --features bench`, as
 /// `.ci/run` does for this module).
 #[cfg(feature = "bench")]
-#[test]
-fn the_stripped_endpoint_and_discarded_writes_serve_the_allow_request() {
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stripped_endpoint_and_discarded_writes_serve_the_allow_request() {
     for extra in [&["--target", "stripped"][..], &["--discard-writes"][..]] {
-        let output = Command::new(env!("CARGO_BIN_EXE_jitgate-load"))
-            .args([
-                "--server-binary",
-                env!("CARGO_BIN_EXE_jitgate"),
-                "--connections",
-                "2",
-                "--duration",
-                "1s",
-                "--warmup",
-                "200ms",
-                "--mix",
-                "allow=1",
-                "--json",
-            ])
-            .args(extra)
-            .current_dir(repo())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{extra:?}: {stderr}");
-        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let common = [
+            "--connections",
+            "2",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--mix",
+            "allow=1",
+        ];
+        let report = load(&[&common[..], extra].concat())
+            .await
+            .unwrap_or_else(|e| panic!("{extra:?}: {e}"));
         assert!(report["requests"].as_u64().unwrap() >= 4, "{report}");
         assert_eq!(report["errors"], 0, "{report}");
     }
@@ -135,19 +116,9 @@ fn the_stripped_endpoint_and_discarded_writes_serve_the_allow_request() {
 
 /// Without the `bench` feature the server refuses the switches, and the harness says so.
 #[cfg(not(feature = "bench"))]
-#[test]
-fn a_build_without_the_bench_feature_refuses_the_bench_switches() {
-    let output = Command::new(env!("CARGO_BIN_EXE_jitgate-load"))
-        .args([
-            "--server-binary",
-            env!("CARGO_BIN_EXE_jitgate"),
-            "--discard-writes",
-        ])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--bench-discard-writes"), "{stderr}");
-    assert!(stderr.contains("exited before it was ready"), "{stderr}");
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_without_the_bench_feature_refuses_the_bench_switches() {
+    let error = load(&["--discard-writes"]).await.unwrap_err();
+    assert!(error.contains("--bench-discard-writes"), "{error}");
+    assert!(error.contains("exited before it was ready"), "{error}");
 }

@@ -941,7 +941,6 @@ async fn environment_only_configuration_does_not_trust_dev_tokens() {
             unix_now(),
         )
         .unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/access-requests"))
         .bearer_auth(dev_token)

@@ -57,8 +57,6 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // reqwest is built without a default TLS provider (jitgate installs ring).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::new();
         let endpoint = format!("http://127.0.0.1:{port}");
         for _ in 0..200 {

@@ -5,18 +5,28 @@
 //! introspection). [`ResourceVerifier`] is what a Rust service embeds: it keeps the JWKS,
 //! replaces it every few minutes (so a key withdrawn from the JWKS stops verifying) and for an
 //! unknown `kid` (rate-limited), refuses every token once it could not for too long, checks
-//! scopes, and keeps a deny-list from the server's revocation feed. `examples/protect_route.rs` guards an axum route with it.
+//! scopes, and keeps a deny-list from the server's revocation feed. `examples/protect_route.rs`
+//! guards an axum route with it.
+//!
+//! A crate of its own so that a resource server compiles this and not the jitgate server;
+//! [`claims`] and [`jwt`] (the strict JWT checks) are shared with the server, which re-exports
+//! this crate as `jitgate::verify`.
 
+pub mod claims;
+mod fetch;
+pub mod jwt;
 mod resource;
 
+pub use claims::{AccessClaims, Audience, JitClaims};
 pub use resource::{Clock, ResourceConfig, ResourceVerifier};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::identity::jwt::{self, Expectations, LEEWAY_SECS};
-use crate::token::AccessClaims;
+use crate::fetch::Http;
+
+use crate::jwt::{Expectations, LEEWAY_SECS};
 
 const ALGORITHMS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
 
@@ -68,18 +78,19 @@ pub struct Verifier {
 impl Verifier {
     /// Reads the issuer and JWKS a jitgate server publishes (RFC 8414 metadata).
     pub async fn from_server(base: &str) -> Result<Self, VerifyError> {
-        let (verifier, _) = Self::discover(&client()?, base).await?;
+        let (verifier, _) = Self::discover(&Http::new()?, base).await?;
         Ok(verifier)
     }
 
     /// The verifier for the server at `base`, and where its JWKS is.
-    async fn discover(client: &reqwest::Client, base: &str) -> Result<(Self, String), VerifyError> {
+    async fn discover(http: &Http, base: &str) -> Result<(Self, String), VerifyError> {
         let base = base.trim_end_matches('/');
-        let metadata: Value = get_json(
-            client,
-            &format!("{base}/.well-known/oauth-authorization-server"),
-        )
-        .await?;
+        let metadata: Value = http
+            .get_json(
+                &format!("{base}/.well-known/oauth-authorization-server"),
+                None,
+            )
+            .await?;
         let issuer = metadata
             .get("issuer")
             .and_then(Value::as_str)
@@ -88,13 +99,13 @@ impl Verifier {
             .get("jwks_uri")
             .and_then(Value::as_str)
             .map_or_else(|| format!("{base}/.well-known/jwks.json"), str::to_owned);
-        let jwks = get_json(client, &jwks_uri).await?;
+        let jwks = http.get_json(&jwks_uri, None).await?;
         Ok((Self { issuer, jwks }, jwks_uri))
     }
 
     /// Reads a JWKS from `url`; the issuer is not checked unless set afterwards.
     pub async fn from_jwks_url(url: &str) -> Result<Self, VerifyError> {
-        let jwks = get_json(&client()?, url).await?;
+        let jwks = Http::new()?.get_json(url, None).await?;
         Ok(Self { issuer: None, jwks })
     }
 
@@ -111,8 +122,8 @@ impl Verifier {
             algorithms: &ALGORITHMS,
             typ: Some("at+jwt"),
         };
-        let header =
-            jwt::check_header(token, &expected).map_err(|r| VerifyError::Invalid(r.as_str()))?;
+        let header = crate::jwt::check_header(token, &expected)
+            .map_err(|r| VerifyError::Invalid(r.as_str()))?;
         let jwk = self.jwks.find(&header.kid).ok_or(VerifyError::UnknownKey)?;
         let key = DecodingKey::from_jwk(jwk).map_err(|_| VerifyError::Invalid("unusable_key"))?;
         let mut validation = Validation::new(header.alg);
@@ -142,34 +153,4 @@ impl Verifier {
         }
         Ok(claims)
     }
-}
-
-pub(crate) fn client() -> Result<reqwest::Client, VerifyError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| VerifyError::Fetch {
-            url: String::new(),
-            message: e.to_string(),
-        })
-}
-
-pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
-    client: &reqwest::Client,
-    url: &str,
-) -> Result<T, VerifyError> {
-    let fail = |message: String| VerifyError::Fetch {
-        url: url.to_owned(),
-        message,
-    };
-    client
-        .get(url)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| fail(e.to_string()))?
-        .json()
-        .await
-        .map_err(|e| fail(e.to_string()))
 }

@@ -6,9 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::{Verifier, VerifyError, client, get_json};
-use crate::identity::jwt::LEEWAY_SECS;
-use crate::token::AccessClaims;
+use crate::claims::AccessClaims;
+use crate::fetch::Http;
+use crate::jwt::LEEWAY_SECS;
+use crate::{Verifier, VerifyError};
 
 /// Where a [`ResourceVerifier`] reads the time: the system clock, or one a test moves.
 #[derive(Clone)]
@@ -220,7 +221,7 @@ struct HeldKeys {
 #[derive(Debug)]
 pub struct ResourceVerifier {
     config: ResourceConfig,
-    client: reqwest::Client,
+    http: Http,
     jwks_uri: String,
     keys: RwLock<HeldKeys>,
     /// When the JWKS was last fetched or tried.
@@ -237,13 +238,6 @@ fn age(now: SystemTime, then: SystemTime) -> Duration {
     now.duration_since(then).unwrap_or(Duration::ZERO)
 }
 
-fn fetch_error(url: &str, message: impl ToString) -> VerifyError {
-    VerifyError::Fetch {
-        url: url.to_owned(),
-        message: message.to_string(),
-    }
-}
-
 fn poisoned<T>(_: T) -> VerifyError {
     VerifyError::Invalid("verifier_poisoned")
 }
@@ -252,12 +246,12 @@ impl ResourceVerifier {
     /// Reads the server's metadata and keys, and the revocation feed when a credential is
     /// given.
     pub async fn connect(config: ResourceConfig) -> Result<Arc<Self>, VerifyError> {
-        let client = client()?;
-        let (verifier, jwks_uri) = Verifier::discover(&client, &config.server).await?;
+        let http = Http::new()?;
+        let (verifier, jwks_uri) = Verifier::discover(&http, &config.server).await?;
         let now = config.clock.now();
         let verifier = Arc::new(Self {
             config,
-            client,
+            http,
             jwks_uri,
             keys: RwLock::new(HeldKeys {
                 verifier,
@@ -328,7 +322,7 @@ impl ResourceVerifier {
     /// Reads the JWKS and replaces the keys held with it (never merged: a key the JWKS no
     /// longer lists is dropped).
     async fn fetch_keys(&self, now: SystemTime) -> Result<(), VerifyError> {
-        let jwks = get_json(&self.client, &self.jwks_uri).await?;
+        let jwks = self.http.get_json(&self.jwks_uri, None).await?;
         let mut held = self.keys.write().map_err(poisoned)?;
         held.verifier.jwks = jwks;
         held.fetched_at = now;
@@ -366,17 +360,7 @@ impl ResourceVerifier {
                 self.config.server,
                 if cursor.is_empty() { "0" } else { &cursor }
             );
-            let page: FeedPage = self
-                .client
-                .get(&url)
-                .bearer_auth(credential)
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| fetch_error(&url, e.without_url()))?
-                .json()
-                .await
-                .map_err(|e| fetch_error(&url, e))?;
+            let page: FeedPage = self.http.get_json(&url, Some(credential)).await?;
             let mut deny = self.deny.write().map_err(poisoned)?;
             let now = self.config.clock.now();
             let done = page.revocations.is_empty() || page.next == deny.cursor;
@@ -417,7 +401,7 @@ impl ResourceVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::{Audience, JitClaims};
+    use crate::claims::{Audience, JitClaims};
 
     fn claims(jti: &str, request_id: &str, sub: &str, iat: u64) -> AccessClaims {
         AccessClaims {
@@ -500,8 +484,8 @@ mod tests {
     #[test]
     fn scopes_are_required_one_by_one() {
         let token = claims("j", "r", "alice", 0);
-        assert!(super::super::require_scopes(&token, &["db:read:orders"]).is_ok());
-        let missing = super::super::require_scopes(&token, &["db:read:orders", "db:write:orders"]);
+        assert!(crate::require_scopes(&token, &["db:read:orders"]).is_ok());
+        let missing = crate::require_scopes(&token, &["db:read:orders", "db:write:orders"]);
         assert!(
             matches!(missing, Err(VerifyError::InsufficientScope(m)) if m == ["db:write:orders"])
         );

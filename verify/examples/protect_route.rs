@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! JITGATE_SERVER=http://127.0.0.1:8080 JITGATE_FEED_KEY=jg_… \
-//!   cargo run --example protect_route
+//!   cargo run -p jitgate-verify --example protect_route
 //! curl -H "Authorization: Bearer $ACCESS_TOKEN" http://127.0.0.1:3000/orders
 //! ```
 //!
@@ -19,8 +19,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use jitgate::token::AccessClaims;
-use jitgate::verify::{ResourceConfig, ResourceVerifier, VerifyError, require_scopes};
+use jitgate_verify::{AccessClaims, ResourceConfig, ResourceVerifier, VerifyError, require_scopes};
 
 /// What a route demands: jitgate's verifier and the scopes a token must carry.
 #[derive(Clone)]
