@@ -386,7 +386,7 @@ async fn evaluate(
         }
         .into());
     }
-    let decision = pack.decide(&request, &state.config.grant_defaults())?;
+    let decision = crate::decision::decide(&pack, &request, &state.config.grant_defaults())?;
     state
         .metrics
         .decision_duration

@@ -116,7 +116,7 @@ fn may_approve(
         scopes: Vec::new(),
         duration: None,
     };
-    pack.decide(&question, &state.config.grant_defaults())
+    crate::decision::decide(pack, &question, &state.config.grant_defaults())
         .is_ok_and(|d| d.outcome == Outcome::Allow)
 }
 
@@ -464,10 +464,11 @@ pub async fn mint(
         duration: (r.duration_secs > 0)
             .then(|| Duration::from_secs(u64::try_from(r.duration_secs).unwrap_or(0))),
     };
-    let decision = state
-        .policies
-        .current()
-        .decide(&request, &state.config.grant_defaults())?;
+    let decision = crate::decision::decide(
+        &state.policies.current(),
+        &request,
+        &state.config.grant_defaults(),
+    )?;
     if decision.outcome == Outcome::Deny {
         return Ok((
             axum::http::StatusCode::FORBIDDEN,

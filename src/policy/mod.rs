@@ -6,9 +6,11 @@
 //! wrong. [`LivePolicies`] serves the current pack and swaps in a new one when the files change.
 
 mod cache;
+mod engine;
 mod error;
 mod grant;
 mod live;
+mod request;
 mod slice;
 mod source;
 
@@ -18,20 +20,23 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use cedar_policy::{
-    ActionConstraint, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet, Schema,
-    SchemaFragment, ValidationMode, Validator,
+    ActionConstraint, Entities, EntityUid, Policy, PolicyId, PolicySet, Schema, SchemaFragment,
+    ValidationMode, Validator,
 };
 use miette::Diagnostic;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub(crate) use cache::DecisionCache;
+use cache::DecisionCache;
+pub use engine::Unsliced;
 pub use error::{LoadError, LoadErrors};
-pub use grant::{AnnotationError, Grant, InvalidExpansion, PolicyKind, ScopeVars, is_scope_token};
+pub use grant::{AnnotationError, PolicyKind};
 pub use live::{
     LivePolicies, PolicyWatcher, ReloadFailure, ReloadListener, ReloadOutcome, ReloadStatus,
 };
 use source::SourceFile;
+
+use crate::decision::{Effect, Grant, PolicyRef};
 
 /// Where a pack's files live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +70,7 @@ pub const RESERVED_ACTIONS: [&str; 2] = ["approve", "administer"];
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyInfo {
     pub id: String,
-    pub effect: PolicyEffect,
+    pub effect: Effect,
     /// Every annotation, including ones jitgate does not interpret.
     pub annotations: BTreeMap<String, String>,
     #[serde(skip)]
@@ -74,26 +79,30 @@ pub struct PolicyInfo {
     pub location: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyEffect {
-    Permit,
-    Forbid,
+impl PolicyInfo {
+    /// The policy as the decision rules read it.
+    pub fn policy_ref(&self) -> PolicyRef<'_> {
+        PolicyRef {
+            id: &self.id,
+            effect: self.effect,
+            grant: &self.grant,
+        }
+    }
 }
 
 /// A loaded, validated policy pack.
 #[derive(Debug)]
 pub struct PolicyPack {
-    pub(crate) policy_set: PolicySet,
-    pub(crate) schema: Schema,
-    pub(crate) entities: Entities,
+    policy_set: PolicySet,
+    schema: Schema,
+    entities: Entities,
     /// The schema's actions with their groups, for slicing; `None` turns slicing off.
-    pub(crate) action_entities: Option<Entities>,
-    pub(crate) policies: BTreeMap<String, PolicyInfo>,
+    action_entities: Option<Entities>,
+    policies: BTreeMap<String, PolicyInfo>,
     /// Action id (`read`) → its uid in the schema.
-    pub(crate) actions: HashMap<String, EntityUid>,
-    pub(crate) entity_types: BTreeSet<String>,
-    pub(crate) cache: DecisionCache,
+    actions: HashMap<String, EntityUid>,
+    entity_types: BTreeSet<String>,
+    cache: DecisionCache,
     version: String,
     files: Vec<String>,
     warnings: Vec<LoadError>,
@@ -391,8 +400,8 @@ impl Loader {
                     continue;
                 }
                 seen.insert(id.to_owned(), location.clone());
-                let is_forbid = policy.effect() == Effect::Forbid;
-                let grant = match Grant::from_annotations(policy.annotations(), kind_of(policy)) {
+                let is_forbid = policy.effect() == cedar_policy::Effect::Forbid;
+                let grant = match grant::from_annotations(policy.annotations(), kind_of(policy)) {
                     Ok(grant) => grant,
                     Err(errors) => {
                         for error in errors {
@@ -417,9 +426,9 @@ impl Loader {
                     PolicyInfo {
                         id: id.to_owned(),
                         effect: if is_forbid {
-                            PolicyEffect::Forbid
+                            Effect::Forbid
                         } else {
-                            PolicyEffect::Permit
+                            Effect::Permit
                         },
                         annotations: policy
                             .annotations()
@@ -514,7 +523,7 @@ impl Loader {
 /// A permit issues tokens unless every action it names is `approve` or `administer`.
 fn kind_of(policy: &Policy) -> PolicyKind {
     let reserved = |uid: &EntityUid| RESERVED_ACTIONS.contains(&uid.id().unescaped());
-    if policy.effect() == Effect::Forbid {
+    if policy.effect() == cedar_policy::Effect::Forbid {
         return PolicyKind::Forbid;
     }
     match policy.action_constraint() {
@@ -619,3 +628,8 @@ fn diagnostic_error(
         None => LoadError::at(fallback, None, message),
     }
 }
+
+#[cfg(test)]
+mod decide_tests;
+#[cfg(test)]
+mod slice_tests;
