@@ -272,8 +272,20 @@ struct Loader {
     errors: Vec<LoadError>,
     warnings: Vec<LoadError>,
     policies: BTreeMap<String, PolicyInfo>,
+    /// Policy id → `file:line` of the first policy with it, to report a duplicate.
+    ids: HashMap<String, String>,
     /// Policy id → (file index, byte offset of the policy's start), to locate validation errors.
     origins: HashMap<String, (usize, usize)>,
+}
+
+/// One policy statement of a file: the file's index among the policy files, where the
+/// statement starts and its text.
+#[derive(Clone, Copy)]
+struct Statement<'a> {
+    index: usize,
+    file: &'a SourceFile,
+    offset: usize,
+    text: &'a str,
 }
 
 impl Loader {
@@ -333,7 +345,6 @@ impl Loader {
 
     fn policies(&mut self, files: &[SourceFile]) -> PolicySet {
         let mut set = PolicySet::new();
-        let mut seen: HashMap<String, String> = HashMap::new();
         for (index, file) in files.iter().enumerate() {
             let parsed = match PolicySet::from_str(&file.text) {
                 Ok(parsed) => parsed,
@@ -372,75 +383,90 @@ impl Loader {
                     ));
                     continue;
                 };
-                let Some(id) = policy.annotation("id") else {
-                    self.errors.push(file.error_at(
-                        offset,
-                        "policy has no @id(\"…\"): every policy needs a stable id",
-                    ));
-                    continue;
+                let statement = Statement {
+                    index,
+                    file,
+                    offset,
+                    text: &text,
                 };
-                if !valid_policy_id(id) {
-                    self.errors.push(file.error_at(
-                        offset,
-                        format!(
-                            "@id(\"{}\"): use letters, digits, `.`, `_`, `-` or `:` (at most 128)",
-                            id.escape_debug()
-                        ),
-                    ));
-                    continue;
-                }
-                let (line, col) = file.line_col(offset);
-                let location = format!("{}:{line}", file.path.display());
-                if let Some(first) = seen.get(id) {
-                    self.errors.push(LoadError::at(
-                        &file.path,
-                        Some((line, col)),
-                        format!("duplicate @id(\"{id}\"): also at {first}"),
-                    ));
-                    continue;
-                }
-                seen.insert(id.to_owned(), location.clone());
-                let is_forbid = policy.effect() == cedar_policy::Effect::Forbid;
-                let grant = match grant::from_annotations(policy.annotations(), kind_of(policy)) {
-                    Ok(grant) => grant,
-                    Err(errors) => {
-                        for error in errors {
-                            let at = error
-                                .annotation
-                                .and_then(|name| annotation_offset(&text, &name))
-                                .map_or(offset, |at| offset + at);
-                            self.errors.push(
-                                file.error_at(at, format!("policy `{id}`: {}", error.message)),
-                            );
-                        }
-                        continue;
-                    }
-                };
-                if let Err(e) = set.add(policy.new_id(PolicyId::new(id))) {
-                    self.errors.push(file.error_at(offset, e.to_string()));
-                    continue;
-                }
-                self.origins.insert(id.to_owned(), (index, offset));
-                self.policies.insert(
-                    id.to_owned(),
-                    PolicyInfo {
-                        id: id.to_owned(),
-                        effect: if is_forbid {
-                            Effect::Forbid
-                        } else {
-                            Effect::Permit
-                        },
-                        annotations: policy
-                            .annotations()
-                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                            .collect(),
-                        grant,
-                        location,
-                    },
-                );
+                self.admit(&mut set, &statement, policy);
             }
         }
         set
+    }
+
+    /// Adds `policy` to `set` and to the pack's policies, or reports why it cannot be.
+    fn admit(&mut self, set: &mut PolicySet, statement: &Statement<'_>, policy: &Policy) {
+        let Statement {
+            index,
+            file,
+            offset,
+            text,
+        } = *statement;
+        let Some(id) = policy.annotation("id") else {
+            self.errors.push(file.error_at(
+                offset,
+                "policy has no @id(\"…\"): every policy needs a stable id",
+            ));
+            return;
+        };
+        if !valid_policy_id(id) {
+            self.errors.push(file.error_at(
+                offset,
+                format!(
+                    "@id(\"{}\"): use letters, digits, `.`, `_`, `-` or `:` (at most 128)",
+                    id.escape_debug()
+                ),
+            ));
+            return;
+        }
+        let (line, col) = file.line_col(offset);
+        let location = format!("{}:{line}", file.path.display());
+        if let Some(first) = self.ids.get(id) {
+            self.errors.push(LoadError::at(
+                &file.path,
+                Some((line, col)),
+                format!("duplicate @id(\"{id}\"): also at {first}"),
+            ));
+            return;
+        }
+        self.ids.insert(id.to_owned(), location.clone());
+        let grant = match grant::from_annotations(policy.annotations(), kind_of(policy)) {
+            Ok(grant) => grant,
+            Err(errors) => {
+                for error in errors {
+                    let at = error
+                        .annotation
+                        .and_then(|name| annotation_offset(text, &name))
+                        .map_or(offset, |at| offset + at);
+                    self.errors
+                        .push(file.error_at(at, format!("policy `{id}`: {}", error.message)));
+                }
+                return;
+            }
+        };
+        if let Err(e) = set.add(policy.new_id(PolicyId::new(id))) {
+            self.errors.push(file.error_at(offset, e.to_string()));
+            return;
+        }
+        self.origins.insert(id.to_owned(), (index, offset));
+        let effect = match policy.effect() {
+            cedar_policy::Effect::Forbid => Effect::Forbid,
+            cedar_policy::Effect::Permit => Effect::Permit,
+        };
+        let annotations = (policy.annotations())
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        self.policies.insert(
+            id.to_owned(),
+            PolicyInfo {
+                id: id.to_owned(),
+                effect,
+                annotations,
+                grant,
+                location,
+            },
+        );
     }
 
     fn entities(&mut self, file: Option<&SourceFile>, schema: &Schema) -> Option<Entities> {
