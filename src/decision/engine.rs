@@ -34,7 +34,7 @@ pub struct Failure<'a> {
 }
 
 /// What an engine found for one request, in any order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluation<'a> {
     /// Policies whose scope and conditions hold.
     pub satisfied: Vec<PolicyRef<'a>>,
