@@ -1,6 +1,6 @@
 //! What a decision costs, on the shipped schema and entities with packs of 10 and 1,000
 //! policies: (a) Cedar's `Authorizer::is_authorized` alone on a prebuilt request, (b) the full
-//! `PolicyPack::decide` path on the same request (context, request validation, principal
+//! `decision::decide` path on the same request (context, request validation, principal
 //! entity, rules), warm and with every cache missing, (c) the schema-directed way of building
 //! the context that `decide` avoids, and (d) loading and validating a 1,000-policy pack.
 //! Results and how to read them: docs/BENCHMARKS.md.
@@ -22,8 +22,7 @@ use std::time::Duration;
 use cedar_policy::{Authorizer, Context, Entities, Entity, EntityUid, PolicySet, Request, Schema};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use jitgate::decision::{
-    DecisionContext, DecisionRequest, EntityRef, GrantDefaults, RequestContext, RequestTime,
-    Slicing,
+    DecisionContext, DecisionRequest, EntityRef, GrantDefaults, RequestContext, RequestTime, decide,
 };
 use jitgate::policy::{PackPaths, PolicyPack};
 use tempfile::TempDir;
@@ -220,7 +219,7 @@ fn decisions(c: &mut Criterion) {
     for n in [10, 1000] {
         let (_dir, paths) = pack_dir(n);
         let pack = PolicyPack::load(&paths).unwrap();
-        let decision = pack.decide(&request, &defaults).unwrap();
+        let decision = decide(&pack, &request, &defaults).unwrap();
         assert_eq!(
             decision.outcome.as_str(),
             "allow",
@@ -234,18 +233,13 @@ fn decisions(c: &mut Criterion) {
             })
         });
         group.bench_with_input(BenchmarkId::new("full_decide", n), &pack, |b, pack| {
-            b.iter(|| pack.decide(black_box(&request), &defaults).unwrap())
+            b.iter(|| decide(pack, black_box(&request), &defaults).unwrap())
         });
         // The same with the whole pack evaluated, as before slicing.
         group.bench_with_input(
             BenchmarkId::new("full_decide_unsliced", n),
             &pack,
-            |b, pack| {
-                b.iter(|| {
-                    pack.decide_in(black_box(&request), &defaults, Slicing::Off)
-                        .unwrap()
-                })
-            },
+            |b, pack| b.iter(|| decide(&pack.unsliced(), black_box(&request), &defaults).unwrap()),
         );
         // A principal and source IP never seen before: every per-pack cache misses.
         let mut fresh = 0u32;
@@ -260,7 +254,7 @@ fn decisions(c: &mut Criterion) {
                     }
                     cold
                 },
-                |cold| pack.decide(black_box(&cold), &defaults).unwrap(),
+                |cold| decide(pack, black_box(&cold), &defaults).unwrap(),
                 criterion::BatchSize::SmallInput,
             )
         });
@@ -272,23 +266,20 @@ fn decisions(c: &mut Criterion) {
         let (_dir, paths) = spread_pack_dir(n);
         let pack = PolicyPack::load(&paths).unwrap();
         assert_eq!(
-            pack.decide(&spread_request, &defaults)
+            decide(&pack, &spread_request, &defaults)
                 .unwrap()
                 .outcome
                 .as_str(),
             "allow"
         );
         group.bench_with_input(BenchmarkId::new("spread_decide", n), &pack, |b, pack| {
-            b.iter(|| pack.decide(black_box(&spread_request), &defaults).unwrap())
+            b.iter(|| decide(pack, black_box(&spread_request), &defaults).unwrap())
         });
         group.bench_with_input(
             BenchmarkId::new("spread_decide_unsliced", n),
             &pack,
             |b, pack| {
-                b.iter(|| {
-                    pack.decide_in(black_box(&spread_request), &defaults, Slicing::Off)
-                        .unwrap()
-                })
+                b.iter(|| decide(&pack.unsliced(), black_box(&spread_request), &defaults).unwrap())
             },
         );
     }

@@ -252,7 +252,7 @@ pub fn run_case(
         scopes: case.scopes_requested.clone(),
         duration,
     };
-    pack.decide(&request, defaults).map_err(|e| e.to_string())
+    crate::decision::decide(pack, &request, defaults).map_err(|e| e.to_string())
 }
 
 /// The access-request context of a case: server keys not given take their neutral values

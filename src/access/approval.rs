@@ -57,7 +57,7 @@ fn may_approve(pack: &PolicyPack, app: &App, caller: &Caller, request: &StoredRe
         scopes: Vec::new(),
         duration: None,
     };
-    pack.decide(&question, &app.config.grant_defaults())
+    crate::decision::decide(pack, &question, &app.config.grant_defaults())
         .is_ok_and(|d| d.outcome == Outcome::Allow)
 }
 

@@ -132,7 +132,7 @@ pub(super) fn decide_observed(app: &App, request: &DecisionRequest) -> Result<De
         }
         .into());
     }
-    let decision = pack.decide(request, &app.config.grant_defaults())?;
+    let decision = crate::decision::decide(&pack, request, &app.config.grant_defaults())?;
     let metrics = &app.metrics;
     metrics
         .decision_duration

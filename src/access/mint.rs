@@ -56,7 +56,8 @@ pub async fn mint(
     // The block, if any, was refused above.
     let (risk, _) = risk_for(app, caller, source_ip, time.hour, requests_last_minute).await?;
     let request = decided_again(caller, &stored, source_ip, risk.score, time)?;
-    let decision = (app.policies.current()).decide(&request, &app.config.grant_defaults())?;
+    let pack = app.policies.current();
+    let decision = crate::decision::decide(&pack, &request, &app.config.grant_defaults())?;
     if decision.outcome == Outcome::Deny {
         return Ok(Minted::Denied(DeniedAnswer::new(
             id, status, decision, risk,

@@ -81,10 +81,12 @@ impl App {
             scopes: Vec::new(),
             duration: None,
         };
-        self.policies
-            .current()
-            .decide(&question, &self.config.grant_defaults())
-            .is_ok_and(|d| d.outcome == Outcome::Allow)
+        crate::decision::decide(
+            &self.policies.current(),
+            &question,
+            &self.config.grant_defaults(),
+        )
+        .is_ok_and(|d| d.outcome == Outcome::Allow)
     }
 
     /// The principal an administrator means by `subject` (see [`resolve_subject`]): 400 for a

@@ -521,7 +521,16 @@ impl Config {
         }
     }
 
+    /// Refuses the first setting that is out of range, in the order of the sections below.
     fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_top_level()?;
+        self.validate_identity()?;
+        self.validate_limits()?;
+        self.validate_webhooks()
+    }
+
+    /// Lifetimes, HTTP limits, names and locations.
+    fn validate_top_level(&self) -> Result<(), ConfigError> {
         for (key, ttl) in [
             ("default_ttl", self.default_ttl),
             ("max_ttl", self.max_ttl),
@@ -572,6 +581,11 @@ impl Config {
                 "use \"\", sqlite://… or postgres://…",
             ));
         }
+        Ok(())
+    }
+
+    /// Token issuers and API keys.
+    fn validate_identity(&self) -> Result<(), ConfigError> {
         for (i, issuer) in self.identity.issuers.iter().enumerate() {
             let key = |field: &str| format!("identity.issuers[{i}].{field}");
             if issuer.issuer.trim().is_empty() {
@@ -623,6 +637,11 @@ impl Config {
                     .map_err(|e| invalid(key("groups"), e))?;
             }
         }
+        Ok(())
+    }
+
+    /// Risk scoring and rate limits.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
         if let Some(off) = &self.risk.off_hours
             && (off.start > 23 || off.end > 23)
         {
@@ -646,6 +665,10 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        Ok(())
+    }
+
+    fn validate_webhooks(&self) -> Result<(), ConfigError> {
         for (i, hook) in self.webhooks.iter().enumerate() {
             let key = |field: &str| format!("webhooks[{i}].{field}");
             if !hook.url.starts_with("https://") && !hook.url.starts_with("http://") {

@@ -1,14 +1,13 @@
 //! The request context the server computes (`source_ip`, `risk_score`, `mfa`, `reason`,
-//! `duration_secs`, `time`) plus the keys a client may add, as a Cedar `Context`.
+//! `duration_secs`, `time`) plus the keys a client may add. Engines turn it into their own
+//! form (Cedar's `Context`).
 
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cedar_policy::{Context, EntityUid, RestrictedExpression, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::RequestError;
-use crate::policy::DecisionCache;
 
 /// Context keys only the server sets; a client's `context` may not use them.
 pub const SERVER_CONTEXT_KEYS: [&str; 6] = [
@@ -28,25 +27,6 @@ pub enum DecisionContext {
     /// Any other action (`approve`, `administer`): the keys as given, read and checked against
     /// the schema's context for the action.
     Other(serde_json::Map<String, serde_json::Value>),
-}
-
-impl DecisionContext {
-    pub(crate) fn to_cedar(
-        &self,
-        duration_secs: i64,
-        schema: &Schema,
-        action: &EntityUid,
-        cache: &DecisionCache,
-    ) -> Result<Context, RequestError> {
-        match self {
-            DecisionContext::Access(context) => context.to_cedar(duration_secs, cache),
-            DecisionContext::Other(map) => Context::from_json_value(
-                serde_json::Value::Object(map.clone()),
-                Some((schema, action)),
-            )
-            .map_err(|e| RequestError::Invalid(format!("context: {e}"))),
-        }
-    }
 }
 
 /// The context of an access request, as declared in the schema for every requestable action.
@@ -77,56 +57,15 @@ impl RequestContext {
         }
     }
 
-    /// The Cedar context. Server keys are built as values directly rather than through
-    /// `Context::from_json_value` with the schema, which costs more than evaluating the policies;
-    /// the whole context is then checked against the schema by `Request::new`.
-    fn to_cedar(&self, duration_secs: i64, cache: &DecisionCache) -> Result<Context, RequestError> {
-        if let Some(key) = SERVER_CONTEXT_KEYS
+    /// Refuses client keys that only the server may set.
+    pub fn check_client_keys(&self) -> Result<(), RequestError> {
+        match SERVER_CONTEXT_KEYS
             .iter()
             .find(|key| self.extra.contains_key(**key))
         {
-            return Err(RequestError::ReservedContextKey((*key).to_owned()));
+            Some(key) => Err(RequestError::ReservedContextKey((*key).to_owned())),
+            None => Ok(()),
         }
-        let time = RestrictedExpression::new_record([
-            (
-                "unix".to_owned(),
-                RestrictedExpression::new_long(self.time.unix),
-            ),
-            (
-                "hour".to_owned(),
-                RestrictedExpression::new_long(self.time.hour),
-            ),
-            (
-                "weekday".to_owned(),
-                RestrictedExpression::new_string(self.time.weekday.as_str().to_owned()),
-            ),
-        ])
-        .map_err(|e| RequestError::Invalid(e.to_string()))?;
-        let server = [
-            ("source_ip".to_owned(), cache.ip(self.source_ip)),
-            (
-                "risk_score".to_owned(),
-                RestrictedExpression::new_long(self.risk_score),
-            ),
-            ("mfa".to_owned(), RestrictedExpression::new_bool(self.mfa)),
-            (
-                "reason".to_owned(),
-                RestrictedExpression::new_string(self.reason.clone()),
-            ),
-            (
-                "duration_secs".to_owned(),
-                RestrictedExpression::new_long(duration_secs),
-            ),
-            ("time".to_owned(), time),
-        ];
-        let context = if self.extra.is_empty() {
-            Context::from_pairs(server)
-        } else {
-            Context::from_json_value(serde_json::Value::Object(self.extra.clone()), None)
-                .map_err(|e| RequestError::Invalid(format!("context: {e}")))?
-                .merge(server)
-        };
-        context.map_err(|e| RequestError::Invalid(format!("context: {e}")))
     }
 }
 

@@ -97,7 +97,7 @@ async fn stripped(
         }
         .into());
     }
-    let decision = pack.decide(&request, &state.config.grant_defaults())?;
+    let decision = crate::decision::decide(&pack, &request, &state.config.grant_defaults())?;
     if decision.outcome != Outcome::Allow {
         let body = json!({"decision": decision.outcome.as_str(), "policies": decision.policies});
         return Ok((StatusCode::FORBIDDEN, Json(body)).into_response());

@@ -144,77 +144,112 @@ async fn no_credentials_is_missing_not_invalid() {
     );
 }
 
+/// A dev token signed with the dev key, its claims patched: a null removes a claim.
+fn claims_with(f: &Fixture, patch: Value) -> String {
+    let mut claims = dev_claims();
+    for (k, v) in patch.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    let dev_key = &f.dev.ring.active().unwrap().encoding;
+    forge(dev_header(f), claims, dev_key, Algorithm::ES256)
+}
+
+/// The dev token header, patched.
+fn header_with(f: &Fixture, patch: Value) -> Value {
+    let mut header = dev_header(f);
+    for (k, v) in patch.as_object().unwrap() {
+        header[k] = v.clone();
+    }
+    header
+}
+
+async fn assert_refused(f: &Fixture, cases: Vec<(&str, String, Rejection)>) {
+    for (name, token, expected) in cases {
+        assert_eq!(
+            rejection(f, &token).await,
+            AuthError::Invalid(expected),
+            "{name}"
+        );
+    }
+}
+
 #[tokio::test]
-async fn every_broken_token_is_refused() {
+async fn every_token_with_broken_claims_is_refused() {
     let f = fixture().await;
     let dev_key = &f.dev.ring.active().unwrap().encoding;
-    let idp_key = &f.idp.active().unwrap().encoding;
-    let idp_kid = f.idp.active().unwrap().kid.clone();
     let good = forge(dev_header(&f), dev_claims(), dev_key, Algorithm::ES256);
     assert!(f.auth.authenticate(Some(&bearer(&good)), NOW).await.is_ok());
-
-    let with = |patch: Value| {
-        let mut claims = dev_claims();
-        for (k, v) in patch.as_object().unwrap() {
-            if v.is_null() {
-                claims.as_object_mut().unwrap().remove(k);
-            } else {
-                claims[k] = v.clone();
-            }
-        }
-        forge(dev_header(&f), claims, dev_key, Algorithm::ES256)
-    };
-    let header_with = |patch: Value| {
-        let mut header = dev_header(&f);
-        for (k, v) in patch.as_object().unwrap() {
-            header[k] = v.clone();
-        }
-        header
-    };
-    let cases: Vec<(&str, String, Rejection)> = vec![
+    let cases = vec![
         ("garbage", "not.a.jwt".into(), Rejection::Malformed),
         ("two parts", "abc.def".into(), Rejection::Malformed),
         (
             "expired",
-            with(json!({"exp": NOW - 6, "iat": NOW - 600, "nbf": NOW - 600})),
+            claims_with(
+                &f,
+                json!({"exp": NOW - 6, "iat": NOW - 600, "nbf": NOW - 600}),
+            ),
             Rejection::BadSignatureOrClaims,
         ),
         (
             "not yet valid",
-            with(json!({"nbf": NOW + 60})),
+            claims_with(&f, json!({"nbf": NOW + 60})),
             Rejection::BadSignatureOrClaims,
         ),
         (
             "issued in the future",
-            with(json!({"iat": NOW + 60})),
+            claims_with(&f, json!({"iat": NOW + 60})),
             Rejection::IssuedInFuture,
         ),
-        ("no iat", with(json!({"iat": null})), Rejection::NoIssuedAt),
+        (
+            "no iat",
+            claims_with(&f, json!({"iat": null})),
+            Rejection::NoIssuedAt,
+        ),
         (
             "wrong audience",
-            with(json!({"aud": "someone-else"})),
+            claims_with(&f, json!({"aud": "someone-else"})),
             Rejection::BadSignatureOrClaims,
         ),
         (
             "no sub",
-            with(json!({"sub": null})),
+            claims_with(&f, json!({"sub": null})),
             Rejection::BadSignatureOrClaims,
         ),
         (
             "empty sub",
-            with(json!({"sub": ""})),
+            claims_with(&f, json!({"sub": ""})),
             Rejection::BadSignatureOrClaims,
         ),
         (
             "wrong issuer",
-            with(json!({"iss": "https://evil.test"})),
+            claims_with(&f, json!({"iss": "https://evil.test"})),
             Rejection::UnknownIssuer,
         ),
+        (
+            "oversize",
+            claims_with(&f, json!({"padding": "x".repeat(9000)})),
+            Rejection::Oversize,
+        ),
+    ];
+    assert_refused(&f, cases).await;
+}
+
+#[tokio::test]
+async fn every_token_with_a_broken_header_is_refused() {
+    let f = fixture().await;
+    let dev_key = &f.dev.ring.active().unwrap().encoding;
+    let cases = vec![
         (
             "alg none",
             format!(
                 "{}.{}.",
-                b64(header_with(json!({"alg": "none"})).to_string().as_bytes()),
+                b64(header_with(&f, json!({"alg": "none"}))
+                    .to_string()
+                    .as_bytes()),
                 b64(dev_claims().to_string().as_bytes())
             ),
             Rejection::AlgorithmNotAllowed,
@@ -222,7 +257,7 @@ async fn every_broken_token_is_refused() {
         (
             "HS256 signed with the public key",
             forge(
-                header_with(json!({"alg": "HS256"})),
+                header_with(&f, json!({"alg": "HS256"})),
                 dev_claims(),
                 &EncodingKey::from_secret(
                     serde_json::to_string(&f.dev.ring.active().unwrap().public)
@@ -236,7 +271,7 @@ async fn every_broken_token_is_refused() {
         (
             "unknown kid",
             forge(
-                header_with(json!({"kid": "nope"})),
+                header_with(&f, json!({"kid": "nope"})),
                 dev_claims(),
                 dev_key,
                 Algorithm::ES256,
@@ -256,7 +291,7 @@ async fn every_broken_token_is_refused() {
         (
             "crit header",
             forge(
-                header_with(json!({"crit": ["exp"], "exp": 1})),
+                header_with(&f, json!({"crit": ["exp"], "exp": 1})),
                 dev_claims(),
                 dev_key,
                 Algorithm::ES256,
@@ -266,7 +301,7 @@ async fn every_broken_token_is_refused() {
         (
             "wrong typ",
             forge(
-                header_with(json!({"typ": "JWT"})),
+                header_with(&f, json!({"typ": "JWT"})),
                 dev_claims(),
                 dev_key,
                 Algorithm::ES256,
@@ -276,27 +311,32 @@ async fn every_broken_token_is_refused() {
         (
             "access token passed as identity",
             forge(
-                header_with(json!({"typ": "at+jwt"})),
+                header_with(&f, json!({"typ": "at+jwt"})),
                 dev_claims(),
                 dev_key,
                 Algorithm::ES256,
             ),
             Rejection::WrongType,
         ),
+    ];
+    assert_refused(&f, cases).await;
+}
+
+#[tokio::test]
+async fn a_token_signed_by_a_key_not_of_its_issuer_is_refused() {
+    let f = fixture().await;
+    let idp_key = &f.idp.active().unwrap().encoding;
+    let idp_kid = f.idp.active().unwrap().kid.clone();
+    let cases = vec![
         (
             "signed by another key",
             forge(
-                header_with(json!({"kid": f.dev.ring.active().unwrap().kid})),
+                header_with(&f, json!({"kid": f.dev.ring.active().unwrap().kid})),
                 dev_claims(),
                 idp_key,
                 Algorithm::ES256,
             ),
             Rejection::BadSignatureOrClaims,
-        ),
-        (
-            "oversize",
-            with(json!({"padding": "x".repeat(9000)})),
-            Rejection::Oversize,
         ),
         (
             "dev claims with the idp's kid",
@@ -309,13 +349,7 @@ async fn every_broken_token_is_refused() {
             Rejection::UnknownKey,
         ),
     ];
-    for (name, token, expected) in cases {
-        assert_eq!(
-            rejection(&f, &token).await,
-            AuthError::Invalid(expected),
-            "{name}"
-        );
-    }
+    assert_refused(&f, cases).await;
 }
 
 #[tokio::test]

@@ -1,19 +1,11 @@
-//! What a policy grants, read from its annotations (`@scope`, `@ttl`, `@audience`, `@approval`,
-//! `@break_glass`, `@advice`). Any other annotation is an error unless it starts with `x_`, the
-//! prefix for authors' own metadata: a typo such as `@aproval` must never load as a policy
-//! without its approval.
+//! What a policy grants (a [`Grant`]), read from its annotations (`@scope`, `@ttl`,
+//! `@audience`, `@approval`, `@break_glass`, `@advice`). Any other annotation is an error unless
+//! it starts with `x_`, the prefix for authors' own metadata: a typo such as `@aproval` must
+//! never load as a policy without its approval.
 
 use std::time::Duration;
 
-use serde::Serialize;
-
-/// Placeholders a `@scope` may contain, expanded per request.
-const PLACEHOLDERS: [&str; 4] = [
-    "{principal.id}",
-    "{resource.id}",
-    "{resource.type}",
-    "{action}",
-];
+use crate::decision::{Grant, SCOPE_PLACEHOLDERS as PLACEHOLDERS, is_scope_token};
 
 /// Annotations jitgate reads; `@id` is read by the loader.
 const KNOWN: [&str; 7] = [
@@ -47,179 +39,81 @@ pub struct AnnotationError {
     pub message: String,
 }
 
-/// The grant annotations of one policy, checked at load time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Grant {
-    /// Scope templates, one per whitespace-separated word of `@scope`.
-    pub scopes: Vec<String>,
-    pub ttl: Option<Duration>,
-    pub audience: Option<String>,
-    /// `@approval("N")`: the grant needs N human approvals.
-    pub approvals: Option<u32>,
-    pub break_glass: bool,
-    pub advice: Option<String>,
-}
-
-/// The values placeholders expand to for one request.
-#[derive(Debug, Clone, Copy)]
-pub struct ScopeVars<'a> {
-    pub principal_id: &'a str,
-    pub resource_id: &'a str,
-    pub resource_type: &'a str,
-    pub action: &'a str,
-}
-
-/// A scope template whose expansion is not a valid RFC 6749 scope token (a principal id with a
-/// space in it would otherwise smuggle a second scope into the token) or used an unsafe value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidExpansion {
-    pub template: String,
-    pub expanded: String,
-}
-
-impl Grant {
-    /// Reads the grant annotations of a policy of `kind`, refusing unknown ones and a granting
-    /// permit without `@scope` (`@scope("")` says "no scopes" explicitly).
-    pub fn from_annotations<'a>(
-        annotations: impl Iterator<Item = (&'a str, &'a str)>,
-        kind: PolicyKind,
-    ) -> Result<Self, Vec<AnnotationError>> {
-        let mut grant = Grant::default();
-        let mut errors = Vec::new();
-        let mut break_glass_seen = false;
-        let mut scope_seen = false;
-        let mut fail = |key: &str, message: String| {
-            errors.push(AnnotationError {
-                annotation: Some(key.to_owned()),
-                message,
-            });
-        };
-        for (key, value) in annotations {
-            let granting = matches!(
+/// Reads the grant annotations of a policy of `kind`, refusing unknown ones and a granting
+/// permit without `@scope` (`@scope("")` says "no scopes" explicitly).
+pub fn from_annotations<'a>(
+    annotations: impl Iterator<Item = (&'a str, &'a str)>,
+    kind: PolicyKind,
+) -> Result<Grant, Vec<AnnotationError>> {
+    let mut grant = Grant::default();
+    let mut errors = Vec::new();
+    let mut break_glass_seen = false;
+    let mut scope_seen = false;
+    let mut fail = |key: &str, message: String| {
+        errors.push(AnnotationError {
+            annotation: Some(key.to_owned()),
+            message,
+        });
+    };
+    for (key, value) in annotations {
+        let granting = matches!(
+            key,
+            "scope" | "ttl" | "audience" | "approval" | "break_glass"
+        );
+        if granting && kind == PolicyKind::Forbid {
+            fail(
                 key,
-                "scope" | "ttl" | "audience" | "approval" | "break_glass"
+                format!("@{key} on a forbid policy: forbid policies grant nothing"),
             );
-            if granting && kind == PolicyKind::Forbid {
-                fail(
-                    key,
-                    format!("@{key} on a forbid policy: forbid policies grant nothing"),
-                );
+            continue;
+        }
+        let result = match key {
+            "scope" => {
+                scope_seen = true;
+                parse_scope(value).map(|s| grant.scopes = s)
+            }
+            "ttl" => parse_ttl(value).map(|t| grant.ttl = Some(t)),
+            "audience" => parse_audience(value).map(|a| grant.audience = Some(a)),
+            "approval" => parse_approval(value).map(|n| grant.approvals = Some(n)),
+            "break_glass" => {
+                break_glass_seen = true;
+                parse_bool(value).map(|b| grant.break_glass = b)
+            }
+            "advice" => parse_advice(value).map(|a| grant.advice = Some(a)),
+            "id" => Ok(()),
+            _ if key.starts_with(USER_ANNOTATION_PREFIX) => Ok(()),
+            _ => {
+                fail(key, unknown_annotation(key));
                 continue;
             }
-            let result = match key {
-                "scope" => {
-                    scope_seen = true;
-                    parse_scope(value).map(|s| grant.scopes = s)
-                }
-                "ttl" => parse_ttl(value).map(|t| grant.ttl = Some(t)),
-                "audience" => parse_audience(value).map(|a| grant.audience = Some(a)),
-                "approval" => parse_approval(value).map(|n| grant.approvals = Some(n)),
-                "break_glass" => {
-                    break_glass_seen = true;
-                    parse_bool(value).map(|b| grant.break_glass = b)
-                }
-                "advice" => parse_advice(value).map(|a| grant.advice = Some(a)),
-                "id" => Ok(()),
-                _ if key.starts_with(USER_ANNOTATION_PREFIX) => Ok(()),
-                _ => {
-                    fail(key, unknown_annotation(key));
-                    continue;
-                }
-            };
-            if let Err(message) = result {
-                fail(
-                    key,
-                    format!("@{key}(\"{}\"): {message}", value.escape_debug()),
-                );
-            }
-        }
-        if break_glass_seen && grant.break_glass && grant.approvals.is_none() {
+        };
+        if let Err(message) = result {
             fail(
-                "break_glass",
-                "@break_glass(\"true\") needs @approval: break-glass bypasses an approval".into(),
+                key,
+                format!("@{key}(\"{}\"): {message}", value.escape_debug()),
             );
         }
-        if kind == PolicyKind::Grants && !scope_seen {
-            errors.push(AnnotationError {
-                annotation: None,
-                message: "a permit that issues tokens needs @scope(\"…\"); write @scope(\"\") \
+    }
+    if break_glass_seen && grant.break_glass && grant.approvals.is_none() {
+        fail(
+            "break_glass",
+            "@break_glass(\"true\") needs @approval: break-glass bypasses an approval".into(),
+        );
+    }
+    if kind == PolicyKind::Grants && !scope_seen {
+        errors.push(AnnotationError {
+            annotation: None,
+            message: "a permit that issues tokens needs @scope(\"…\"); write @scope(\"\") \
                           if it grants no scopes"
-                    .into(),
-            });
-        }
-        if errors.is_empty() {
-            Ok(grant)
-        } else {
-            Err(errors)
-        }
+                .into(),
+        });
     }
-
-    /// The scopes for one request, placeholders expanded. Expansions that are not valid scope
-    /// tokens are returned apart and must not be granted.
-    pub fn expand_scopes(&self, vars: ScopeVars<'_>) -> (Vec<String>, Vec<InvalidExpansion>) {
-        let mut granted = Vec::with_capacity(self.scopes.len());
-        let mut invalid = Vec::new();
-        for template in &self.scopes {
-            let (expanded, values_safe) = expand(template, vars);
-            if values_safe && is_scope_token(&expanded) {
-                granted.push(expanded);
-            } else {
-                invalid.push(InvalidExpansion {
-                    template: template.clone(),
-                    expanded,
-                });
-            }
-        }
-        (granted, invalid)
+    if errors.is_empty() {
+        Ok(grant)
+    } else {
+        Err(errors)
     }
 }
-
-/// Single pass, so a value that itself looks like a placeholder is never expanded again.
-/// Also tells whether every value put in was safe.
-fn expand(template: &str, vars: ScopeVars<'_>) -> (String, bool) {
-    let mut safe = true;
-    let mut out = String::with_capacity(template.len() + 16);
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(rest.get(..start).unwrap_or_default());
-        let tail = rest.get(start..).unwrap_or_default();
-        let (value, len) = if tail.starts_with(PLACEHOLDERS[0]) {
-            (vars.principal_id, PLACEHOLDERS[0].len())
-        } else if tail.starts_with(PLACEHOLDERS[1]) {
-            (vars.resource_id, PLACEHOLDERS[1].len())
-        } else if tail.starts_with(PLACEHOLDERS[2]) {
-            (vars.resource_type, PLACEHOLDERS[2].len())
-        } else if tail.starts_with(PLACEHOLDERS[3]) {
-            (vars.action, PLACEHOLDERS[3].len())
-        } else {
-            out.push('{');
-            rest = tail.get(1..).unwrap_or_default();
-            continue;
-        };
-        safe &= is_safe_value(value);
-        out.push_str(value);
-        rest = tail.get(len..).unwrap_or_default();
-    }
-    out.push_str(rest);
-    (out, safe)
-}
-
-/// What a placeholder may expand to: letters, digits and `-._~@:/+=`. No `*` or `?`, which
-/// resource servers may read as wildcards, and nothing that splits or quotes a scope.
-fn is_safe_value(value: &str) -> bool {
-    !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~@:/+=".contains(&b))
-}
-
-/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
-pub fn is_scope_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
-}
-
 /// Why `@key` is refused, with the known annotation it was probably meant to be.
 fn unknown_annotation(key: &str) -> String {
     let lower = key.to_ascii_lowercase();
@@ -338,20 +232,13 @@ mod tests {
         } else {
             &with_scope[..]
         };
-        Grant::from_annotations(annotations.iter().chain(scope).copied(), PolicyKind::Grants)
+        from_annotations(annotations.iter().chain(scope).copied(), PolicyKind::Grants)
             .map_err(messages)
     }
 
     fn messages(errors: Vec<AnnotationError>) -> Vec<String> {
         errors.into_iter().map(|e| e.message).collect()
     }
-
-    const VARS: ScopeVars<'static> = ScopeVars {
-        principal_id: "alice",
-        resource_id: "orders",
-        resource_type: "Database",
-        action: "read",
-    };
 
     #[test]
     fn reads_every_annotation_and_ignores_the_authors_own() {
@@ -412,11 +299,10 @@ mod tests {
 
     #[test]
     fn forbid_policies_may_advise_but_not_grant() {
-        let ok = Grant::from_annotations([("advice", "use MFA")].into_iter(), PolicyKind::Forbid)
-            .unwrap();
+        let ok = from_annotations([("advice", "use MFA")].into_iter(), PolicyKind::Forbid).unwrap();
         assert_eq!(ok.advice.as_deref(), Some("use MFA"));
         let errors =
-            Grant::from_annotations([("scope", "x")].into_iter(), PolicyKind::Forbid).unwrap_err();
+            from_annotations([("scope", "x")].into_iter(), PolicyKind::Forbid).unwrap_err();
         assert_eq!(errors[0].annotation.as_deref(), Some("scope"));
         assert!(errors[0].message.contains("forbid policies grant nothing"));
     }
@@ -454,61 +340,11 @@ mod tests {
 
     #[test]
     fn a_granting_permit_names_its_scopes_even_when_none() {
-        let errors =
-            Grant::from_annotations([("ttl", "1h")].into_iter(), PolicyKind::Grants).unwrap_err();
+        let errors = from_annotations([("ttl", "1h")].into_iter(), PolicyKind::Grants).unwrap_err();
         assert_eq!(errors[0].annotation, None);
         assert!(errors[0].message.contains("needs @scope"), "{errors:?}");
-        let none =
-            Grant::from_annotations([("scope", "")].into_iter(), PolicyKind::Grants).unwrap();
+        let none = from_annotations([("scope", "")].into_iter(), PolicyKind::Grants).unwrap();
         assert!(none.scopes.is_empty());
-        assert!(Grant::from_annotations(std::iter::empty(), PolicyKind::Reserved).is_ok());
-    }
-
-    #[test]
-    fn expands_every_placeholder() {
-        let g = grant(&[(
-            "scope",
-            "{resource.type}:{action}:{resource.id} owner:{principal.id} static",
-        )])
-        .unwrap();
-        let (scopes, invalid) = g.expand_scopes(VARS);
-        assert_eq!(scopes, ["Database:read:orders", "owner:alice", "static"]);
-        assert!(invalid.is_empty());
-    }
-
-    #[test]
-    fn an_expansion_with_a_space_is_not_granted() {
-        let g = grant(&[("scope", "owner:{principal.id} static")]).unwrap();
-        let vars = ScopeVars {
-            principal_id: "alice db:admin",
-            ..VARS
-        };
-        let (scopes, invalid) = g.expand_scopes(vars);
-        assert_eq!(scopes, ["static"]);
-        assert_eq!(invalid[0].expanded, "owner:alice db:admin");
-    }
-
-    #[test]
-    fn a_wildcard_in_a_value_is_not_granted() {
-        let g = grant(&[("scope", "ssh:{resource.id} static")]).unwrap();
-        let vars = ScopeVars {
-            resource_id: "*",
-            ..VARS
-        };
-        let (scopes, invalid) = g.expand_scopes(vars);
-        assert_eq!(scopes, ["static"]);
-        assert_eq!(invalid[0].expanded, "ssh:*");
-    }
-
-    #[test]
-    fn expansion_is_single_pass() {
-        let g = grant(&[("scope", "owner:{principal.id}")]).unwrap();
-        let vars = ScopeVars {
-            principal_id: "{resource.id}",
-            ..VARS
-        };
-        let (scopes, invalid) = g.expand_scopes(vars);
-        assert!(scopes.is_empty());
-        assert_eq!(invalid[0].expanded, "owner:{resource.id}");
+        assert!(from_annotations(std::iter::empty(), PolicyKind::Reserved).is_ok());
     }
 }

@@ -6,9 +6,11 @@
 //! wrong. [`LivePolicies`] serves the current pack and swaps in a new one when the files change.
 
 mod cache;
+mod engine;
 mod error;
 mod grant;
 mod live;
+mod request;
 mod slice;
 mod source;
 
@@ -18,20 +20,23 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use cedar_policy::{
-    ActionConstraint, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet, Schema,
-    SchemaFragment, ValidationMode, Validator,
+    ActionConstraint, Entities, EntityUid, Policy, PolicyId, PolicySet, Schema, SchemaFragment,
+    ValidationMode, Validator,
 };
 use miette::Diagnostic;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub(crate) use cache::DecisionCache;
+use cache::DecisionCache;
+pub use engine::Unsliced;
 pub use error::{LoadError, LoadErrors};
-pub use grant::{AnnotationError, Grant, InvalidExpansion, PolicyKind, ScopeVars, is_scope_token};
+pub use grant::{AnnotationError, PolicyKind};
 pub use live::{
     LivePolicies, PolicyWatcher, ReloadFailure, ReloadListener, ReloadOutcome, ReloadStatus,
 };
 use source::SourceFile;
+
+use crate::decision::{Effect, Grant, PolicyRef};
 
 /// Where a pack's files live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +70,7 @@ pub const RESERVED_ACTIONS: [&str; 2] = ["approve", "administer"];
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyInfo {
     pub id: String,
-    pub effect: PolicyEffect,
+    pub effect: Effect,
     /// Every annotation, including ones jitgate does not interpret.
     pub annotations: BTreeMap<String, String>,
     #[serde(skip)]
@@ -74,26 +79,30 @@ pub struct PolicyInfo {
     pub location: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyEffect {
-    Permit,
-    Forbid,
+impl PolicyInfo {
+    /// The policy as the decision rules read it.
+    pub fn policy_ref(&self) -> PolicyRef<'_> {
+        PolicyRef {
+            id: &self.id,
+            effect: self.effect,
+            grant: &self.grant,
+        }
+    }
 }
 
 /// A loaded, validated policy pack.
 #[derive(Debug)]
 pub struct PolicyPack {
-    pub(crate) policy_set: PolicySet,
-    pub(crate) schema: Schema,
-    pub(crate) entities: Entities,
+    policy_set: PolicySet,
+    schema: Schema,
+    entities: Entities,
     /// The schema's actions with their groups, for slicing; `None` turns slicing off.
-    pub(crate) action_entities: Option<Entities>,
-    pub(crate) policies: BTreeMap<String, PolicyInfo>,
+    action_entities: Option<Entities>,
+    policies: BTreeMap<String, PolicyInfo>,
     /// Action id (`read`) → its uid in the schema.
-    pub(crate) actions: HashMap<String, EntityUid>,
-    pub(crate) entity_types: BTreeSet<String>,
-    pub(crate) cache: DecisionCache,
+    actions: HashMap<String, EntityUid>,
+    entity_types: BTreeSet<String>,
+    cache: DecisionCache,
     version: String,
     files: Vec<String>,
     warnings: Vec<LoadError>,
@@ -263,8 +272,20 @@ struct Loader {
     errors: Vec<LoadError>,
     warnings: Vec<LoadError>,
     policies: BTreeMap<String, PolicyInfo>,
+    /// Policy id → `file:line` of the first policy with it, to report a duplicate.
+    ids: HashMap<String, String>,
     /// Policy id → (file index, byte offset of the policy's start), to locate validation errors.
     origins: HashMap<String, (usize, usize)>,
+}
+
+/// One policy statement of a file: the file's index among the policy files, where the
+/// statement starts and its text.
+#[derive(Clone, Copy)]
+struct Statement<'a> {
+    index: usize,
+    file: &'a SourceFile,
+    offset: usize,
+    text: &'a str,
 }
 
 impl Loader {
@@ -324,7 +345,6 @@ impl Loader {
 
     fn policies(&mut self, files: &[SourceFile]) -> PolicySet {
         let mut set = PolicySet::new();
-        let mut seen: HashMap<String, String> = HashMap::new();
         for (index, file) in files.iter().enumerate() {
             let parsed = match PolicySet::from_str(&file.text) {
                 Ok(parsed) => parsed,
@@ -363,75 +383,90 @@ impl Loader {
                     ));
                     continue;
                 };
-                let Some(id) = policy.annotation("id") else {
-                    self.errors.push(file.error_at(
-                        offset,
-                        "policy has no @id(\"…\"): every policy needs a stable id",
-                    ));
-                    continue;
+                let statement = Statement {
+                    index,
+                    file,
+                    offset,
+                    text: &text,
                 };
-                if !valid_policy_id(id) {
-                    self.errors.push(file.error_at(
-                        offset,
-                        format!(
-                            "@id(\"{}\"): use letters, digits, `.`, `_`, `-` or `:` (at most 128)",
-                            id.escape_debug()
-                        ),
-                    ));
-                    continue;
-                }
-                let (line, col) = file.line_col(offset);
-                let location = format!("{}:{line}", file.path.display());
-                if let Some(first) = seen.get(id) {
-                    self.errors.push(LoadError::at(
-                        &file.path,
-                        Some((line, col)),
-                        format!("duplicate @id(\"{id}\"): also at {first}"),
-                    ));
-                    continue;
-                }
-                seen.insert(id.to_owned(), location.clone());
-                let is_forbid = policy.effect() == Effect::Forbid;
-                let grant = match Grant::from_annotations(policy.annotations(), kind_of(policy)) {
-                    Ok(grant) => grant,
-                    Err(errors) => {
-                        for error in errors {
-                            let at = error
-                                .annotation
-                                .and_then(|name| annotation_offset(&text, &name))
-                                .map_or(offset, |at| offset + at);
-                            self.errors.push(
-                                file.error_at(at, format!("policy `{id}`: {}", error.message)),
-                            );
-                        }
-                        continue;
-                    }
-                };
-                if let Err(e) = set.add(policy.new_id(PolicyId::new(id))) {
-                    self.errors.push(file.error_at(offset, e.to_string()));
-                    continue;
-                }
-                self.origins.insert(id.to_owned(), (index, offset));
-                self.policies.insert(
-                    id.to_owned(),
-                    PolicyInfo {
-                        id: id.to_owned(),
-                        effect: if is_forbid {
-                            PolicyEffect::Forbid
-                        } else {
-                            PolicyEffect::Permit
-                        },
-                        annotations: policy
-                            .annotations()
-                            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                            .collect(),
-                        grant,
-                        location,
-                    },
-                );
+                self.admit(&mut set, &statement, policy);
             }
         }
         set
+    }
+
+    /// Adds `policy` to `set` and to the pack's policies, or reports why it cannot be.
+    fn admit(&mut self, set: &mut PolicySet, statement: &Statement<'_>, policy: &Policy) {
+        let Statement {
+            index,
+            file,
+            offset,
+            text,
+        } = *statement;
+        let Some(id) = policy.annotation("id") else {
+            self.errors.push(file.error_at(
+                offset,
+                "policy has no @id(\"…\"): every policy needs a stable id",
+            ));
+            return;
+        };
+        if !valid_policy_id(id) {
+            self.errors.push(file.error_at(
+                offset,
+                format!(
+                    "@id(\"{}\"): use letters, digits, `.`, `_`, `-` or `:` (at most 128)",
+                    id.escape_debug()
+                ),
+            ));
+            return;
+        }
+        let (line, col) = file.line_col(offset);
+        let location = format!("{}:{line}", file.path.display());
+        if let Some(first) = self.ids.get(id) {
+            self.errors.push(LoadError::at(
+                &file.path,
+                Some((line, col)),
+                format!("duplicate @id(\"{id}\"): also at {first}"),
+            ));
+            return;
+        }
+        self.ids.insert(id.to_owned(), location.clone());
+        let grant = match grant::from_annotations(policy.annotations(), kind_of(policy)) {
+            Ok(grant) => grant,
+            Err(errors) => {
+                for error in errors {
+                    let at = error
+                        .annotation
+                        .and_then(|name| annotation_offset(text, &name))
+                        .map_or(offset, |at| offset + at);
+                    self.errors
+                        .push(file.error_at(at, format!("policy `{id}`: {}", error.message)));
+                }
+                return;
+            }
+        };
+        if let Err(e) = set.add(policy.new_id(PolicyId::new(id))) {
+            self.errors.push(file.error_at(offset, e.to_string()));
+            return;
+        }
+        self.origins.insert(id.to_owned(), (index, offset));
+        let effect = match policy.effect() {
+            cedar_policy::Effect::Forbid => Effect::Forbid,
+            cedar_policy::Effect::Permit => Effect::Permit,
+        };
+        let annotations = (policy.annotations())
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        self.policies.insert(
+            id.to_owned(),
+            PolicyInfo {
+                id: id.to_owned(),
+                effect,
+                annotations,
+                grant,
+                location,
+            },
+        );
     }
 
     fn entities(&mut self, file: Option<&SourceFile>, schema: &Schema) -> Option<Entities> {
@@ -514,7 +549,7 @@ impl Loader {
 /// A permit issues tokens unless every action it names is `approve` or `administer`.
 fn kind_of(policy: &Policy) -> PolicyKind {
     let reserved = |uid: &EntityUid| RESERVED_ACTIONS.contains(&uid.id().unescaped());
-    if policy.effect() == Effect::Forbid {
+    if policy.effect() == cedar_policy::Effect::Forbid {
         return PolicyKind::Forbid;
     }
     match policy.action_constraint() {
@@ -619,3 +654,8 @@ fn diagnostic_error(
         None => LoadError::at(fallback, None, message),
     }
 }
+
+#[cfg(test)]
+mod decide_tests;
+#[cfg(test)]
+mod slice_tests;

@@ -2,7 +2,7 @@
 //! instead of the whole pack. Cedar checks a policy's scope before its conditions, so a policy
 //! left out could only ever have not matched: it would neither have been satisfied nor have
 //! failed to evaluate. The answer is the same as the whole pack's
-//! (`tests::sliced_decisions_equal_whole_pack_decisions` checks that over random requests).
+//! (`slice_tests::sliced_decisions_equal_whole_pack_decisions` checks that over random requests).
 //!
 //! A slice depends on the action, the resource, and the principal's type and ancestors (its
 //! groups, transitively, as the request's entity store has them) — not on the principal's id,

@@ -1,4 +1,4 @@
-//! Slicing (in `policy`) decides as the whole pack does: random packs and requests, both ways.
+//! Slicing decides as the whole pack does: random packs and requests, both ways.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -7,11 +7,11 @@ use proptest::test_runner::{RngAlgorithm, TestRng};
 use rand::RngExt as _;
 use rand::seq::IndexedRandom as _;
 
-use super::{
-    DecisionContext, DecisionRequest, EntityRef, GrantDefaults, RequestContext, RequestTime,
-    Slicing,
+use super::request::uid_of;
+use super::{PackPaths, PolicyPack};
+use crate::decision::{
+    DecisionContext, DecisionRequest, EntityRef, GrantDefaults, RequestContext, RequestTime, decide,
 };
-use crate::policy::{PackPaths, PolicyPack};
 
 const GROUPS: [&str; 6] = [
     "engineering",
@@ -147,8 +147,8 @@ fn sliced_decisions_equal_whole_pack_decisions() {
     let mut with_errors = 0;
     for _ in 0..2_000 {
         let request = random_request(&mut rng);
-        let sliced = pack.decide_in(&request, &defaults, Slicing::On);
-        let whole = pack.decide_in(&request, &defaults, Slicing::Off);
+        let sliced = decide(&pack, &request, &defaults);
+        let whole = decide(&pack.unsliced(), &request, &defaults);
         assert_eq!(sliced, whole, "{request:?}");
         if let Ok(decision) = whole {
             *outcomes.entry(decision.outcome.as_str()).or_insert(0) += 1;
@@ -163,9 +163,9 @@ fn sliced_decisions_equal_whole_pack_decisions() {
     request.groups = vec![EntityRef::new("Group", "oncall")];
     let slice = pack
         .slice(
-            &request.principal.to_uid().unwrap(),
+            &uid_of(&request.principal).unwrap(),
             &pack.actions["read"],
-            &EntityRef::new("Database", "orders").to_uid().unwrap(),
+            &uid_of(&EntityRef::new("Database", "orders")).unwrap(),
             &pack.entities_with_principal(&request).unwrap(),
         )
         .unwrap();

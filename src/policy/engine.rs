@@ -1,0 +1,89 @@
+//! The pack as a decision [`Engine`]: Cedar evaluates the request against the policies that
+//! can apply (its slice, see `slice`), and reports which were satisfied and which failed.
+
+use cedar_policy::{AuthorizationError, Authorizer};
+
+use super::{PolicyInfo, PolicyPack};
+use crate::decision::{DecisionRequest, Engine, Evaluation, Failure, RequestError};
+
+impl Engine for PolicyPack {
+    fn version(&self) -> &str {
+        PolicyPack::version(self)
+    }
+
+    fn evaluate(&self, request: &DecisionRequest) -> Result<Evaluation<'_>, RequestError> {
+        self.evaluate_in(request, Slicing::On)
+    }
+}
+
+/// The pack evaluated whole, as Cedar alone would: the reference that slicing is tested and
+/// benchmarked against. Decides as the pack itself does.
+#[derive(Debug, Clone, Copy)]
+pub struct Unsliced<'a>(&'a PolicyPack);
+
+impl Engine for Unsliced<'_> {
+    fn version(&self) -> &str {
+        self.0.version()
+    }
+
+    fn evaluate(&self, request: &DecisionRequest) -> Result<Evaluation<'_>, RequestError> {
+        self.0.evaluate_in(request, Slicing::Off)
+    }
+}
+
+/// Whether to evaluate only the policies that can apply or the whole pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slicing {
+    On,
+    Off,
+}
+
+impl PolicyPack {
+    /// This pack as an engine that evaluates every policy for every request.
+    pub fn unsliced(&self) -> Unsliced<'_> {
+        Unsliced(self)
+    }
+
+    fn evaluate_in(
+        &self,
+        request: &DecisionRequest,
+        slicing: Slicing,
+    ) -> Result<Evaluation<'_>, RequestError> {
+        let cedar_request = self.cedar_request(request)?;
+        let entities = self.entities_with_principal(request)?;
+        let slice = match (
+            slicing,
+            cedar_request.principal(),
+            cedar_request.action(),
+            cedar_request.resource(),
+        ) {
+            (Slicing::On, Some(principal), Some(action), Some(resource)) => {
+                self.slice(principal, action, resource, &entities)
+            }
+            _ => None,
+        };
+        let policies = slice.as_deref().unwrap_or(&self.policy_set);
+        let response = Authorizer::new().is_authorized(&cedar_request, policies, &entities);
+        // Every policy of the set, or of a slice of it, is one of the pack's.
+        let satisfied = response
+            .diagnostics()
+            .reason()
+            .filter_map(|id| self.policies.get(id.to_string().as_str()))
+            .map(PolicyInfo::policy_ref)
+            .collect();
+        let failed = response
+            .diagnostics()
+            .errors()
+            .filter_map(|error| match error {
+                AuthorizationError::PolicyEvaluationError(e) => {
+                    let policy = self.policies.get(e.policy_id().to_string().as_str())?;
+                    Some(Failure {
+                        policy: policy.policy_ref(),
+                        message: e.inner().to_string(),
+                    })
+                }
+            })
+            .collect();
+        Ok(Evaluation { satisfied, failed })
+    }
+}
