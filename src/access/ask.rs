@@ -62,7 +62,7 @@ pub async fn ask(
     ];
     let (asked, issued) = match status {
         RequestStatus::Issued | RequestStatus::NeedsReview => {
-            let (answer, issued) = issue_now(app, &evaluated, &record, break_glass, &mut writes)?;
+            let (answer, issued) = issue_now(app, &evaluated, &record, status, &mut writes)?;
             (Asked::Issued(answer), Some(issued))
         }
         RequestStatus::Pending => {
@@ -105,7 +105,7 @@ fn issue_now(
     app: &App,
     evaluated: &Evaluated,
     record: &RequestRecord,
-    break_glass: bool,
+    status: RequestStatus,
     writes: &mut Vec<Write>,
 ) -> Result<(IssuedAnswer, crate::token::IssuedToken), ApiError> {
     let Evaluated {
@@ -118,6 +118,7 @@ fn issue_now(
         ..
     } = evaluated;
     let at = stored_secs(*now);
+    let break_glass = status == RequestStatus::NeedsReview;
     if break_glass {
         writes.push(Write::Audit(AuditRecord {
             at,
@@ -157,7 +158,7 @@ fn issue_now(
         decision.outcome,
         risk.clone(),
     );
-    answer.status = RequestStatus::parse(&record.status).unwrap_or(RequestStatus::Issued);
+    answer.status = status;
     answer.break_glass = Some(break_glass);
     Ok((answer, issued))
 }
