@@ -16,6 +16,12 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> u64 {
         u64::try_from(self.now_ms().div_euclid(1_000)).unwrap_or(0)
     }
+
+    /// How long to wait, in real time, before looking again at something due `ms` from now on
+    /// this clock.
+    fn real_wait(&self, ms: i64) -> Duration {
+        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    }
 }
 
 /// The clock every part of a running server shares.
@@ -64,9 +70,17 @@ impl ManualClock {
     }
 }
 
+/// A manual clock moves only when a test moves it, so whoever waits on one looks again soon
+/// rather than sleeping the clock's time in real time.
+const MANUAL_CLOCK_LOOKS_EVERY: Duration = Duration::from_millis(20);
+
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.unix_ms.load(Ordering::SeqCst)
+    }
+
+    fn real_wait(&self, ms: i64) -> Duration {
+        Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(MANUAL_CLOCK_LOOKS_EVERY)
     }
 }
 

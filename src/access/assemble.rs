@@ -105,6 +105,7 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Start
         last_signed_head: std::sync::Mutex::default(),
         time_zone,
         clock,
+        readiness: Default::default(),
     }))
 }
 

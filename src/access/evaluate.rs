@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
+use super::refusal::{Attempt, SubjectBlock, refuse_revoked};
 use super::{ApiError, App, AuditKind};
 use crate::decision::{
-    Decision, DecisionContext, DecisionRequest, EntityRef, RequestContext, RequestError,
+    Decision, DecisionContext, DecisionRequest, Engine, EntityRef, RequestContext, RequestError,
 };
 use crate::identity::Caller;
 use crate::risk::{self, Observations, Risk};
-use crate::store::{AuditRecord, Write};
+use crate::store::AuditRecord;
 use crate::token::new_jti;
 
 /// What a caller asks for (DESIGN §3), checked for form by whoever received it.
@@ -79,7 +80,7 @@ pub(super) async fn evaluate(
     let time = app.request_time(now);
     let (risk, block) = risk_for(app, &caller, source_ip, time.hour, requests_last_minute).await?;
     if let (Some(block), WhenRevoked::Refuse) = (block, when_revoked) {
-        return Err(refuse(app, &caller, block).await);
+        return Err(refuse_revoked(app, &caller, Attempt::Token, block).await);
     }
     let request = DecisionRequest {
         principal: caller.principal.clone(),
@@ -148,50 +149,6 @@ pub(super) fn decide_observed(app: &App, request: &DecisionRequest) -> Result<De
             .inc();
     }
     Ok(decision)
-}
-
-/// A subject revocation in force: it refuses the caller new tokens.
-pub(super) struct SubjectBlock {
-    id: String,
-    reason: String,
-}
-
-/// 403 `revoked` (audited) while a subject revocation refuses the caller new tokens.
-pub(super) async fn refuse_revoked_subject(app: &App, caller: &Caller) -> Result<(), ApiError> {
-    match app
-        .store
-        .subject_block(&caller.principal.to_string())
-        .await?
-    {
-        Some(block) => Err(refuse(
-            app,
-            caller,
-            SubjectBlock {
-                id: block.id,
-                reason: block.reason,
-            },
-        )
-        .await),
-        None => Ok(()),
-    }
-}
-
-/// The refusal of `caller` under `block`, audited.
-async fn refuse(app: &App, caller: &Caller, block: SubjectBlock) -> ApiError {
-    let audited = app
-        .store
-        .write(vec![Write::Audit(AuditRecord {
-            at: app.now_stored(),
-            kind: AuditKind::RequestRefused.into(),
-            request_id: None,
-            subject: Some(caller.principal.to_string()),
-            data: json!({"reason": "subject_revoked", "revocation": block.id}),
-        })])
-        .await;
-    match audited {
-        Ok(()) => ApiError::Revoked(block.reason),
-        Err(e) => e.into(),
-    }
 }
 
 /// The risk of a request by `caller` from `source_ip` now, and the caller's subject block if

@@ -8,8 +8,9 @@ use serde_json::{Map, Value, json};
 
 use super::answer::{DeniedAnswer, IssuedAnswer};
 use super::approval::load;
-use super::evaluate::{refuse_revoked_subject, risk_for};
+use super::evaluate::risk_for;
 use super::issue::{count_issued, grant_of, issued_answer, sign, token_writes};
+use super::refusal::{Attempt, refuse_blocked};
 use super::{Answer, ApiError, App, RequestStatus};
 use crate::decision::{
     ApprovedGrant, DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext,
@@ -42,7 +43,7 @@ pub async fn mint(
             "only the requester mints the token".into(),
         ));
     }
-    refuse_revoked_subject(app, caller).await?;
+    refuse_blocked(app, caller, Attempt::Token).await?;
     let now = app.now();
     let now_i = app.now_stored();
     let status = mintable_status(&stored, now_i)?;

@@ -21,6 +21,7 @@ mod evaluate;
 pub mod housekeeping;
 pub(crate) mod issue;
 pub mod mint;
+mod readiness;
 pub mod refusal;
 pub mod revocation;
 mod status;
@@ -65,6 +66,8 @@ pub struct App {
     /// under the server, and the server does not sign over the rewrite.
     pub last_signed_head: std::sync::Mutex<Option<(i64, String)>>,
     pub clock: SharedClock,
+    /// The store's last answer to `/readyz`'s probe.
+    pub readiness: readiness::Readiness,
 }
 
 pub type AppState = Arc<App>;

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::answer::{FeedEntry, FeedPage, Introspection, Revoked};
-use super::refusal::{forbidden, refuse_blocked};
+use super::refusal::{Attempt, forbidden, refuse_blocked};
 use super::{ApiError, App, AuditKind, RequestStatus};
 use crate::clock::stored_secs;
 use crate::identity::Caller;
@@ -94,7 +94,7 @@ pub async fn revoke_token(app: &App, caller: &Caller, token: &str) -> Result<(),
     let attempt = format!("revoke token {}", claims.jti);
     if !holder {
         // Revoking another's token is administration: a blocked administrator has none.
-        refuse_blocked(app, caller, &attempt).await?;
+        refuse_blocked(app, caller, Attempt::Operation(&attempt)).await?;
     }
     if !holder && !app.may_administer(caller) {
         let why = "only the token's subject or an administrator revokes it";

@@ -50,6 +50,14 @@ pub trait Engine {
     /// evaluate (an unknown action, entity type or resource, a context its schema refuses) is
     /// the caller's mistake: an error, never a denial.
     fn evaluate(&self, request: &DecisionRequest) -> Result<Evaluation<'_>, RequestError>;
+
+    /// The actions principals may ask a token for, sorted: the reserved `approve` and
+    /// `administer` are the engine's to ask, never a requester's.
+    fn requestable_actions(&self) -> Vec<String>;
+
+    /// Whether `action` is one of [`Engine::requestable_actions`], without building the list:
+    /// it is asked on every request.
+    fn is_requestable(&self, action: &str) -> bool;
 }
 
 /// The engine a reload swaps in and out is shared: `decide(&current, …)`.
@@ -60,5 +68,13 @@ impl<E: Engine + ?Sized> Engine for Arc<E> {
 
     fn evaluate(&self, request: &DecisionRequest) -> Result<Evaluation<'_>, RequestError> {
         E::evaluate(self, request)
+    }
+
+    fn requestable_actions(&self) -> Vec<String> {
+        E::requestable_actions(self)
+    }
+
+    fn is_requestable(&self, action: &str) -> bool {
+        E::is_requestable(self, action)
     }
 }

@@ -67,6 +67,14 @@ impl Engine for Fake {
                 .collect(),
         })
     }
+
+    fn requestable_actions(&self) -> Vec<String> {
+        vec!["read".to_owned()]
+    }
+
+    fn is_requestable(&self, action: &str) -> bool {
+        action == "read"
+    }
 }
 
 fn permit(id: &str, scopes: &str) -> Policy {

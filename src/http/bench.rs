@@ -16,6 +16,7 @@ use super::error::ApiError;
 use super::extract::{ClientIp, JsonBody};
 use crate::access::AppState;
 use crate::access::issue::grant_of;
+use crate::decision::Engine as _;
 use crate::decision::{
     DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext, RequestError,
 };

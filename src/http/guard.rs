@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use super::error::ApiError;
 use super::extract::Authenticated;
 use crate::access::AppState;
-use crate::access::refusal::refuse_blocked;
+use crate::access::refusal::{Attempt, refuse_blocked};
 use crate::identity::Caller;
 
 /// An authenticated caller, within the per-principal limit on operations (429 beyond it).
@@ -41,7 +41,8 @@ impl FromRequestParts<AppState> for Privileged {
             .extensions
             .get::<MatchedPath>()
             .map_or_else(|| parts.uri.path(), MatchedPath::as_str);
-        refuse_blocked(state, &caller, &format!("{} {route}", parts.method)).await?;
+        let attempt = format!("{} {route}", parts.method);
+        refuse_blocked(state, &caller, Attempt::Operation(&attempt)).await?;
         Ok(Privileged(caller))
     }
 }

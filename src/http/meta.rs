@@ -62,14 +62,10 @@ pub async fn healthz() -> Json<Health> {
 
 /// `GET /readyz`: policies loaded and the store writable.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    state
-        .store
-        .check_writable()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("store not writable: {e}")))?;
+    let policy_version = state.readiness().await?;
     Ok(Json(Health {
         status: "ready",
-        policy_version: Some(state.policies.current().version().to_owned()),
+        policy_version: Some(policy_version),
     }))
 }
 

@@ -152,9 +152,11 @@ pub async fn run_with_clock(
     let state = crate::access::build(config, clock).await?;
     let _watch = state.policies.watch()?;
     let housekeeping = tokio::spawn(crate::access::housekeeping::run(state.clone()));
-    let delivery = tokio::spawn(
-        Arc::clone(&state.notifier).deliver(state.store.clone(), state.metrics.clone()),
-    );
+    let delivery = tokio::spawn(Arc::clone(&state.notifier).deliver(
+        state.store.clone(),
+        state.metrics.clone(),
+        Arc::clone(&state.clock),
+    ));
     if state.auth.dev_enabled() {
         tracing::warn!(
             "DEV ISSUER ENABLED: tokens minted by `jitgate dev-token` are trusted. Never run this in production; set [identity.dev] enabled = false"

@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::{Format, Notifier, signature, target};
-use crate::clock::unix_now_ms;
+use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::store::{AuditRecord, PendingDelivery, Store, Write};
 
@@ -45,12 +45,13 @@ fn jitter_ms(max: i64) -> i64 {
 }
 
 impl Notifier {
-    /// Delivers what the outbox holds, as it falls due, until the task is dropped.
-    pub async fn deliver(self: Arc<Self>, store: Store, metrics: Metrics) {
-        let mut last_prune = 0;
+    /// Delivers what the outbox holds, as it falls due on `clock` (the one the outbox's
+    /// times were written by), until the task is dropped.
+    pub async fn deliver(self: Arc<Self>, store: Store, metrics: Metrics, clock: SharedClock) {
+        let mut last_prune = i64::MIN;
         loop {
-            let now = unix_now_ms();
-            if now - last_prune >= PRUNE_EVERY_MS {
+            let now = clock.now_ms();
+            if now.saturating_sub(last_prune) >= PRUNE_EVERY_MS {
                 last_prune = now;
                 let prune = Write::PruneDeliveries {
                     before_ms: now - KEEP_FINISHED_MS,
@@ -65,14 +66,15 @@ impl Notifier {
                     for delivery in due {
                         let notifier = Arc::clone(&self);
                         attempts.spawn(async move {
-                            let result = notifier.attempt(&delivery).await;
+                            let result = notifier.attempt(&delivery, now).await;
                             (delivery, result)
                         });
                     }
                     let mut recorded = true;
                     while let Some(joined) = attempts.join_next().await {
                         if let Ok((delivery, result)) = joined {
-                            recorded &= self.record(&store, &metrics, &delivery, result).await;
+                            let now = clock.now_ms();
+                            recorded &= self.record(&store, &metrics, &delivery, result, now).await;
                         }
                     }
                     if recorded {
@@ -83,18 +85,18 @@ impl Notifier {
                 Err(e) => tracing::warn!(error = %e, "cannot read the webhook outbox"),
             }
             let wait = match store.next_delivery_ms().await {
-                Ok(Some(at)) => (at - unix_now_ms()).clamp(0, IDLE_MS),
+                Ok(Some(at)) => (at - clock.now_ms()).clamp(0, IDLE_MS),
                 _ => IDLE_MS,
             };
             tokio::select! {
                 () = self.wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))) => {}
+                () = tokio::time::sleep(clock.real_wait(wait)) => {}
             }
         }
     }
 
-    /// One POST of `delivery`; the error says why it did not count as delivered.
-    async fn attempt(&self, delivery: &PendingDelivery) -> Result<(), String> {
+    /// One POST of `delivery` at `now_ms`; the error says why it did not count as delivered.
+    async fn attempt(&self, delivery: &PendingDelivery, now_ms: i64) -> Result<(), String> {
         let Some(hook) = self.hooks.iter().find(|h| h.key == delivery.hook) else {
             return Err("the webhook is no longer configured".into());
         };
@@ -104,7 +106,7 @@ impl Notifier {
             .header("content-type", "application/json")
             .body(delivery.body.clone());
         if hook.format == Format::Json {
-            let timestamp = (unix_now_ms() / 1000).to_string();
+            let timestamp = now_ms.div_euclid(1000).to_string();
             post = post
                 .header("x-jitgate-event", &delivery.event)
                 .header("x-jitgate-delivery", &delivery.delivery_id)
@@ -126,15 +128,15 @@ impl Notifier {
         }
     }
 
-    /// Writes down how an attempt went; false if the store refused.
+    /// Writes down how an attempt went, at `now`; false if the store refused.
     async fn record(
         &self,
         store: &Store,
         metrics: &Metrics,
         delivery: &PendingDelivery,
         result: Result<(), String>,
+        now: i64,
     ) -> bool {
-        let now = unix_now_ms();
         let hook_gone = !self.hooks.iter().any(|h| h.key == delivery.hook);
         let (outcome, writes) = match result {
             Ok(()) => (

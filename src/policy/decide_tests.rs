@@ -8,7 +8,7 @@ use tempfile::TempDir;
 
 use super::{PackPaths, PolicyPack};
 use crate::decision::{
-    self, Decision, DecisionContext, DecisionRequest, DenyReason, EntityRef, GrantDefaults,
+    self, Decision, DecisionContext, DecisionRequest, DenyReason, Engine, EntityRef, GrantDefaults,
     Outcome, RequestContext, RequestError, RequestTime,
 };
 

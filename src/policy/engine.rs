@@ -3,7 +3,9 @@
 
 use cedar_policy::{AuthorizationError, Authorizer};
 
-use super::{PolicyInfo, PolicyPack};
+use std::collections::HashSet;
+
+use super::{PolicyInfo, PolicyPack, RESERVED_ACTIONS};
 use crate::decision::{DecisionRequest, Engine, Evaluation, Failure, RequestError};
 
 impl Engine for PolicyPack {
@@ -13,6 +15,33 @@ impl Engine for PolicyPack {
 
     fn evaluate(&self, request: &DecisionRequest) -> Result<Evaluation<'_>, RequestError> {
         self.evaluate_in(request, Slicing::On)
+    }
+
+    /// Every action of the schema but action groups and the reserved `approve` and
+    /// `administer`, sorted.
+    fn requestable_actions(&self) -> Vec<String> {
+        let groups: HashSet<String> = self
+            .schema
+            .action_groups()
+            .map(|uid| uid.id().unescaped().to_owned())
+            .collect();
+        let mut names: Vec<String> = self
+            .actions
+            .keys()
+            .filter(|name| !groups.contains(*name) && !RESERVED_ACTIONS.contains(&name.as_str()))
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn is_requestable(&self, action: &str) -> bool {
+        self.actions.contains_key(action)
+            && !RESERVED_ACTIONS.contains(&action)
+            && !self
+                .schema
+                .action_groups()
+                .any(|uid| uid.id().unescaped() == action)
     }
 }
 
@@ -28,6 +57,14 @@ impl Engine for Unsliced<'_> {
 
     fn evaluate(&self, request: &DecisionRequest) -> Result<Evaluation<'_>, RequestError> {
         self.0.evaluate_in(request, Slicing::Off)
+    }
+
+    fn requestable_actions(&self) -> Vec<String> {
+        self.0.requestable_actions()
+    }
+
+    fn is_requestable(&self, action: &str) -> bool {
+        self.0.is_requestable(action)
     }
 }
 

@@ -212,35 +212,6 @@ impl PolicyPack {
         names
     }
 
-    /// Actions a principal may ask a token for: every action but action groups and the
-    /// reserved `approve` and `administer`, sorted.
-    pub fn requestable_actions(&self) -> Vec<String> {
-        let groups: HashSet<String> = self
-            .schema
-            .action_groups()
-            .map(|uid| uid.id().unescaped().to_owned())
-            .collect();
-        let mut names: Vec<String> = self
-            .actions
-            .keys()
-            .filter(|name| !groups.contains(*name) && !RESERVED_ACTIONS.contains(&name.as_str()))
-            .cloned()
-            .collect();
-        names.sort();
-        names
-    }
-
-    /// Whether principals may ask for `action` (one of [`Self::requestable_actions`]), without
-    /// building the list: it is asked on every request.
-    pub fn is_requestable(&self, action: &str) -> bool {
-        self.actions.contains_key(action)
-            && !RESERVED_ACTIONS.contains(&action)
-            && !self
-                .schema
-                .action_groups()
-                .any(|uid| uid.id().unescaped() == action)
-    }
-
     /// Entity type names declared by the schema, sorted.
     pub fn entity_type_names(&self) -> impl Iterator<Item = &str> {
         self.entity_types.iter().map(String::as_str)

@@ -9,8 +9,6 @@
 //! backend conformance suite (`conformance`) holds each backend to it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
 
@@ -23,12 +21,6 @@ pub use records::{
     ApprovalRecord, AuditRecord, OutboxRecord, PendingDelivery, RequestRecord, RevocationRecord,
     Standing, StoredRequest, TokenRecord, Write, effective_status,
 };
-
-/// How long `/readyz` believes the last probe of the store's writability.
-const WRITABLE_PROBE_EVERY: Duration = Duration::from_secs(1);
-
-/// When the store was probed for `/readyz`, and what the probe found.
-type WritableProbe = (Instant, Result<(), String>);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -61,7 +53,7 @@ pub enum StoreError {
     /// A command that reads an existing store found none.
     #[error("no database at {0}: nothing to read (is the configuration the server's?)")]
     Missing(PathBuf),
-    /// The last probe for `/readyz` could not start a write transaction.
+    /// A probe for `/readyz` could not start a write transaction.
     #[error("{0}")]
     NotWritable(String),
     /// A revocation refuses the write (its reason).
@@ -95,16 +87,11 @@ macro_rules! on_database {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
-    /// When [`Store::check_writable`] last probed, and what it found.
-    writable_probe: Arc<tokio::sync::Mutex<Option<WritableProbe>>>,
 }
 
 impl Store {
     fn with(backend: Backend) -> Self {
-        Self {
-            backend,
-            writable_probe: Arc::default(),
-        }
+        Self { backend }
     }
 
     /// Opens the database `database_url` names ("" = `jitgate.db` in `data_dir`), creating
@@ -156,21 +143,11 @@ impl Store {
         on_database!(self, |db| db.queued_writes())
     }
 
-    /// Whether a write transaction could be started (for `/readyz`), probed at most once per
-    /// [`WRITABLE_PROBE_EVERY`]: each probe takes the write lock the writer needs, so callers
-    /// in between get the last answer.
+    /// Whether a write transaction could be started (for `/readyz`). Each call takes the write
+    /// lock the writer needs, so callers ask seldom (the core remembers the answer for a while).
     pub async fn check_writable(&self) -> Result<(), StoreError> {
-        let mut last = self.writable_probe.lock().await;
-        let outcome = match &*last {
-            Some((at, outcome)) if at.elapsed() < WRITABLE_PROBE_EVERY => outcome.clone(),
-            _ => {
-                let outcome =
-                    on_database!(self, |db| db.probe_writable().await).map_err(|e| e.to_string());
-                *last = Some((Instant::now(), outcome.clone()));
-                outcome
-            }
-        };
-        outcome.map_err(StoreError::NotWritable)
+        on_database!(self, |db| db.probe_writable().await)
+            .map_err(|e| StoreError::NotWritable(e.to_string()))
     }
 
     /// Requests waiting for approval and not yet expired at `now`.

@@ -15,7 +15,9 @@ use sha2::Sha256;
 use tokio::sync::oneshot;
 
 use super::TempPack;
-use super::harness::{TestServer, unix_now};
+use jitgate::clock::Clock as _;
+
+use super::harness::TestServer;
 
 const SECRET: &str = "webhook-test-secret";
 
@@ -108,10 +110,14 @@ fn hooks(receiver: SocketAddr) -> Vec<WebhookConfig> {
     config.webhooks
 }
 
-/// Checks the signature headers of a `json` delivery as a receiver should.
-fn assert_signed(delivery: &Received) {
+/// Checks the signature headers of a `json` delivery from `server` as a receiver should (its
+/// clock the server's).
+fn assert_signed(server: &TestServer, delivery: &Received) {
     let timestamp = delivery.header("x-jitgate-timestamp");
-    let age = unix_now().abs_diff(timestamp.parse::<u64>().unwrap());
+    let age = server
+        .clock
+        .now()
+        .abs_diff(timestamp.parse::<u64>().unwrap());
     assert!(age < 60, "timestamp {timestamp} is {age} s off");
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(format!("{timestamp}.{}", delivery.body).as_bytes());
@@ -166,7 +172,7 @@ async fn notifications_survive_an_outage_and_a_restart_and_arrive_once() {
     {
         let received = inbox.lock().unwrap();
         let json_hook = received.iter().find(|d| d.path == "/json").unwrap();
-        assert_signed(json_hook);
+        assert_signed(&server, json_hook);
         let body: Value = serde_json::from_str(&json_hook.body).unwrap();
         assert_eq!(body["event"], "request.pending");
         assert_eq!(body["request"]["id"], json!(id));
@@ -207,6 +213,8 @@ async fn notifications_survive_an_outage_and_a_restart_and_arrive_once() {
         {
             break;
         }
+        // Backoff is on the server's clock: move it past the next retry.
+        server.clock.advance(Duration::from_secs(60));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
@@ -221,6 +229,9 @@ async fn notifications_survive_an_outage_and_a_restart_and_arrive_once() {
     // jitgate restarts while the receiver is still down, then the receiver comes back.
     let (pack, config) = server.stop().await;
     let server = TestServer::start_with(pack, config).await;
+    // The restarted server's clock starts at the real time; the retries the first one
+    // scheduled on its moved clock fall due an hour later.
+    server.clock.advance(Duration::from_secs(3_600));
     let receiver = Receiver::start(&addr.to_string(), inbox.clone()).await;
     let approved =
         |d: &Received| d.event().contains("request.approved") || d.event().contains("Approved");
@@ -249,7 +260,7 @@ async fn notifications_survive_an_outage_and_a_restart_and_arrive_once() {
         .iter()
         .find(|d| d.path == "/json" && approved(d))
         .unwrap();
-    assert_signed(json_approval);
+    assert_signed(&server, json_approval);
     let body: Value = serde_json::from_str(&json_approval.body).unwrap();
     assert_eq!(body["by"], "User::\"dave\"");
     assert_eq!(body["comment"], "go");
@@ -336,7 +347,7 @@ async fn every_event_reaches_the_hooks_that_want_it() {
     assert_eq!(events, expected);
     let received = inbox.lock().unwrap().clone();
     for delivery in received.iter().filter(|d| d.path == "/json") {
-        assert_signed(delivery);
+        assert_signed(&server, delivery);
     }
     let slack: Vec<String> = received
         .iter()
