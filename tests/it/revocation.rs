@@ -120,21 +120,63 @@ async fn introspection_and_rfc_7009_revocation() {
         && e.data["reason"] == "revoked by its holder"));
 }
 
+/// POSTs `body` to `/v1/revocations` as `caller`.
+async fn revoke(server: &TestServer, caller: &str, body: Value) -> (StatusCode, Value) {
+    server.post("/v1/revocations", Some(caller), body).await
+}
+
+/// Alice asks to write orders and dave approves: the approved request's id.
+async fn approved_write(server: &TestServer, reason: &str) -> String {
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "write", "resource": "Database::\"orders\"", "reason": reason}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["request_id"].as_str().unwrap().to_owned();
+    let (status, _) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    id
+}
+
+/// `/metrics` counts exactly one revocation of `kind`.
+async fn assert_counted_once(server: &TestServer, kind: &str) {
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains(&format!("jitgate_revocations_total{{kind=\"{kind}\"}} 1")),
+        "{metrics}"
+    );
+}
+
+/// The audit trail holds an event of each of `kinds`.
+async fn assert_audited(server: &TestServer, kinds: &[&str]) {
+    let stored: Vec<String> = server
+        .store_events()
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    for kind in kinds {
+        assert!(stored.iter().any(|k| k == kind), "{kind}: {stored:?}");
+    }
+}
+
 #[tokio::test]
-async fn administrators_revoke_by_jti_request_and_subject() {
+async fn only_administrators_revoke_and_only_one_target_with_a_reason() {
     let server = TestServer::start(TempPack::shipped(), |_| {}).await;
     let admin = server.dev_token("sam", &["security"], true);
     let alice = server.dev_token("alice", &["oncall"], true);
-    let dave = server.dev_token("dave", &["dba"], true);
-
-    // Only administrators, and exactly one target with a reason.
-    let (status, _) = server
-        .post(
-            "/v1/revocations",
-            Some(&alice),
-            json!({"subject": "bob", "reason": "x"}),
-        )
-        .await;
+    let (status, _) = revoke(&server, &alice, json!({"subject": "bob", "reason": "x"})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     for bad in [
         json!({"subject": "bob", "jti": "j", "reason": "x"}),
@@ -142,53 +184,47 @@ async fn administrators_revoke_by_jti_request_and_subject() {
         json!({"subject": "bob", "reason": " "}),
         json!({"subject": "bob"}),
     ] {
-        let (status, body) = server.post("/v1/revocations", Some(&admin), bad).await;
+        let (status, body) = revoke(&server, &admin, bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     }
+}
 
-    // By jti.
+#[tokio::test]
+async fn an_administrator_revoking_a_jti_deactivates_that_token() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let admin = server.dev_token("sam", &["security"], true);
     let token = read_token(&server, "alice", None).await;
     let jti = introspect(&server, &admin, &token).await["jti"].clone();
-    let (status, body) = server
-        .post(
-            "/v1/revocations",
-            Some(&admin),
-            json!({"jti": jti, "reason": "leaked in a log"}),
-        )
-        .await;
+    let (status, body) = revoke(
+        &server,
+        &admin,
+        json!({"jti": jti, "reason": "leaked in a log"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["kind"], "jti");
     assert_eq!(body["revoked_by"], "User::\"sam\"");
     assert_eq!(introspect(&server, &admin, &token).await, inactive());
+    assert_counted_once(&server, "jti").await;
+    assert_audited(&server, &["revocation.created"]).await;
+}
 
-    // By request: its tokens go, and it mints no more.
-    let (status, body) = server
-        .post(
-            "/v1/access-requests",
-            Some(&alice),
-            json!({"action": "write", "resource": "Database::\"orders\"", "reason": "INC-9"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let id = body["request_id"].as_str().unwrap().to_owned();
-    server
-        .post(
-            &format!("/v1/access-requests/{id}/approve"),
-            Some(&dave),
-            json!({}),
-        )
-        .await;
+#[tokio::test]
+async fn revoking_a_request_deactivates_its_tokens_and_it_mints_no_more() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let admin = server.dev_token("sam", &["security"], true);
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let id = approved_write(&server, "INC-9").await;
     let mint = format!("/v1/access-requests/{id}/token");
     let (status, minted) = server.post(&mint, Some(&alice), json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{minted}");
     let write_token = minted["access_token"].as_str().unwrap().to_owned();
-    let (status, body) = server
-        .post(
-            "/v1/revocations",
-            Some(&admin),
-            json!({"request_id": id, "reason": "wrong ticket"}),
-        )
-        .await;
+    let (status, body) = revoke(
+        &server,
+        &admin,
+        json!({"request_id": id, "reason": "wrong ticket"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(introspect(&server, &admin, &write_token).await, inactive());
     let (status, body) = server.post(&mint, Some(&alice), json!({})).await;
@@ -196,41 +232,38 @@ async fn administrators_revoke_by_jti_request_and_subject() {
         (status, &body["status"]),
         (StatusCode::CONFLICT, &json!("revoked"))
     );
-    let (status, _) = server
-        .post(
-            "/v1/revocations",
-            Some(&admin),
-            json!({"request_id": "req_nope", "reason": "x"}),
-        )
-        .await;
+    let (status, _) = revoke(
+        &server,
+        &admin,
+        json!({"request_id": "req_nope", "reason": "x"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_counted_once(&server, "request_id").await;
+    assert_audited(&server, &["revocation.created"]).await;
+}
 
-    // By subject: live tokens go, new ones are refused until lifted; lifting restores only new.
-    let before = read_token(&server, "alice", None).await;
-    let (_, body) = server
-        .post(
-            "/v1/access-requests",
-            Some(&alice),
-            json!({"action": "write", "resource": "Database::\"orders\"", "reason": "INC-10"}),
-        )
-        .await;
-    let approved = body["request_id"].as_str().unwrap().to_owned();
-    let (status, _) = server
-        .post(
-            &format!("/v1/access-requests/{approved}/approve"),
-            Some(&dave),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, revocation) = server
-        .post(
-            "/v1/revocations",
-            Some(&admin),
-            json!({"subject": "alice", "reason": "laptop stolen"}),
-        )
-        .await;
+/// An administrator blocks alice: the revocation.
+async fn block_alice(server: &TestServer) -> Value {
+    let admin = server.dev_token("sam", &["security"], true);
+    let (status, revocation) = revoke(
+        server,
+        &admin,
+        json!({"subject": "alice", "reason": "laptop stolen"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{revocation}");
+    revocation
+}
+
+#[tokio::test]
+async fn a_revoked_subject_loses_its_live_tokens_and_is_refused_new_ones() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let admin = server.dev_token("sam", &["security"], true);
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let before = read_token(&server, "alice", None).await;
+    let approved = approved_write(&server, "INC-10").await;
+    block_alice(&server).await;
     assert_eq!(introspect(&server, &admin, &before).await, inactive());
     let (status, body) = server
         .post(
@@ -261,7 +294,17 @@ async fn administrators_revoke_by_jti_request_and_subject() {
     );
     let other = read_token(&server, "bob", None).await;
     assert_eq!(introspect(&server, &admin, &other).await["active"], true);
+    assert_counted_once(&server, "subject").await;
+    assert_audited(&server, &["revocation.created", "request.refused"]).await;
+}
 
+#[tokio::test]
+async fn only_an_administrator_lifts_a_subject_block_and_lifting_restores_only_new_tokens() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let admin = server.dev_token("sam", &["security"], true);
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let before = read_token(&server, "alice", None).await;
+    let revocation = block_alice(&server).await;
     let lift = format!("/v1/revocations/{}", revocation["id"].as_str().unwrap());
     let delete = |caller: String| {
         let url = format!("{}{lift}", server.base);
@@ -278,23 +321,7 @@ async fn administrators_revoke_by_jti_request_and_subject() {
     let after = read_token(&server, "alice", None).await;
     assert_eq!(introspect(&server, &admin, &after).await["active"], true);
     assert_eq!(introspect(&server, &admin, &before).await, inactive());
-
-    let metrics = server.get("/metrics", None).await.text().await.unwrap();
-    for kind in ["jti", "request_id", "subject"] {
-        assert!(
-            metrics.contains(&format!("jitgate_revocations_total{{kind=\"{kind}\"}} 1")),
-            "{metrics}"
-        );
-    }
-    let kinds: Vec<String> = server
-        .store_events()
-        .await
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
-    for kind in ["revocation.created", "revocation.lifted", "request.refused"] {
-        assert!(kinds.iter().any(|k| k == kind), "{kind}: {kinds:?}");
-    }
+    assert_audited(&server, &["revocation.lifted"]).await;
 }
 
 #[tokio::test]
