@@ -135,11 +135,25 @@ async fn escalate_deny_and_dry_run_have_their_shapes() {
     drop(pack);
 }
 
-#[tokio::test]
-async fn client_mistakes_are_4xx_with_json_errors() {
+/// Each access request body of `cases` is refused with its status, its error code and a
+/// message that contains its needle.
+async fn assert_refused_bodies(cases: &[(Value, u16, &str, &str)]) {
     let server = TestServer::start(TempPack::shipped(), |_| {}).await;
     let token = server.dev_token("alice", &["oncall"], true);
-    let cases = [
+    for (body, status, code, needle) in cases {
+        let (got, answer) = server
+            .post("/v1/access-requests", Some(&token), body.clone())
+            .await;
+        assert_eq!(got.as_u16(), *status, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], *code, "{body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_actions_types_and_resources_are_4xx_errors_that_list_what_exists() {
+    assert_refused_bodies(&[
         (
             json!({"action": "drop", "resource": "Database::\"orders\""}),
             400,
@@ -164,6 +178,13 @@ async fn client_mistakes_are_4xx_with_json_errors() {
             "not_found",
             "unknown resource `Database::\"nope\"`",
         ),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_request_fields_are_400_invalid_request_naming_the_field() {
+    assert_refused_bodies(&[
         (
             json!({"action": "read", "resource": "Database::\"orders\"", "colour": "red"}),
             400,
@@ -206,17 +227,14 @@ async fn client_mistakes_are_4xx_with_json_errors() {
             "invalid_request",
             "missing field `action`",
         ),
-    ];
-    for (body, status, code, needle) in cases {
-        let (got, answer) = server
-            .post("/v1/access-requests", Some(&token), body.clone())
-            .await;
-        assert_eq!(got.as_u16(), status, "{body}: {answer}");
-        assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
-        let message = answer["error"]["message"].as_str().unwrap();
-        assert!(message.contains(needle), "{body}: {message}");
-    }
+    ])
+    .await;
+}
 
+#[tokio::test]
+async fn non_json_oversized_and_misrouted_requests_are_4xx() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let token = server.dev_token("alice", &["oncall"], true);
     let response = server
         .http
         .post(format!("{}/v1/access-requests", server.base))
