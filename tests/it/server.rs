@@ -258,7 +258,7 @@ async fn non_json_oversized_and_misrouted_requests_are_4xx() {
 }
 
 #[tokio::test]
-async fn identity_failures_are_401_with_no_hint() {
+async fn a_request_without_a_token_is_401_with_a_bare_challenge() {
     let server = TestServer::start(TempPack::shipped(), |_| {}).await;
     let response = server
         .http
@@ -272,7 +272,34 @@ async fn identity_failures_are_401_with_no_hint() {
         response.headers()["www-authenticate"],
         "Bearer realm=\"jitgate\""
     );
+}
 
+/// The server answers an access request with `token` by 401, with the challenge and the body
+/// every invalid token gets: nothing says what was wrong with it.
+async fn assert_invalid_token(server: &TestServer, token: &str) {
+    let response = server
+        .http
+        .post(format!("{}/v1/access-requests", server.base))
+        .bearer_auth(token)
+        .json(&oncall_read())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"jitgate\", error=\"invalid_token\""
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"error": {"code": "unauthenticated", "message": "the bearer token is not valid"}})
+    );
+}
+
+#[tokio::test]
+async fn garbage_expired_and_foreign_tokens_are_401_with_no_hint() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
     let expired = DevIssuer::open(&server.config.data_dir, 0)
         .unwrap()
         .mint(
@@ -294,43 +321,118 @@ async fn identity_failures_are_401_with_no_hint() {
             unix_now(),
         )
         .unwrap();
-    // Tokens forged with the server's own dev key, from its file in the data dir.
-    let key_dir = server.config.data_dir.join("dev-issuer");
-    let key_file = std::fs::read_dir(&key_dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let pem = std::fs::read(&key_file).unwrap();
-    let dev_key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
-    let kid = decode_header(server.dev_token("x", &[], true))
-        .unwrap()
-        .kid
-        .unwrap();
-    let now = unix_now();
-    let claims = json!({"iss": "jitgate-dev", "aud": "jitgate", "sub": "alice", "groups": ["oncall"], "amr": ["mfa"], "iat": now, "exp": now + 60});
-    let header = json!({"alg": "ES256", "typ": "jitgate-dev+jwt", "kid": kid});
-    let with = |mut value: Value, key: &str, patch: Value| {
-        value[key] = patch;
-        value
-    };
-    let forged = |header: Value, claims: Value| forge(&header, &claims, &dev_key);
-    let valid = forged(header.clone(), claims.clone());
-    let (status, _) = server
-        .post("/v1/access-requests", Some(&valid), oncall_read())
-        .await;
-    assert_eq!(
-        status,
-        StatusCode::CREATED,
-        "the forging helper makes valid tokens"
+    for token in [
+        "garbage".to_owned(),
+        expired,
+        foreign,
+        "jg_not-a-key".to_owned(),
+        "x".repeat(9000),
+    ] {
+        assert_invalid_token(&server, &token).await;
+    }
+}
+
+/// `value` with `key` set to `patch`.
+fn with(mut value: Value, key: &str, patch: Value) -> Value {
+    value[key] = patch;
+    value
+}
+
+/// Forges tokens with the server's own dev key, from its file in the data dir, starting from
+/// a header and claims that the server accepts.
+struct Forger {
+    key: jsonwebtoken::EncodingKey,
+    header: Value,
+    claims: Value,
+}
+
+impl Forger {
+    /// A forger for `server`, once it has checked that its unchanged token is accepted.
+    async fn checked(server: &TestServer) -> Self {
+        let key_dir = server.config.data_dir.join("dev-issuer");
+        let key_file = std::fs::read_dir(&key_dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let pem = std::fs::read(&key_file).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
+        let kid = decode_header(server.dev_token("x", &[], true))
+            .unwrap()
+            .kid
+            .unwrap();
+        let now = unix_now();
+        let claims = json!({"iss": "jitgate-dev", "aud": "jitgate", "sub": "alice", "groups": ["oncall"], "amr": ["mfa"], "iat": now, "exp": now + 60});
+        let header = json!({"alg": "ES256", "typ": "jitgate-dev+jwt", "kid": kid});
+        let forger = Self {
+            key,
+            header,
+            claims,
+        };
+        let valid = forge(&forger.header, &forger.claims, &forger.key);
+        let (status, _) = server
+            .post("/v1/access-requests", Some(&valid), oncall_read())
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "the forging helper makes valid tokens"
+        );
+        forger
+    }
+
+    /// A token whose header has `key` set to `patch`.
+    fn header_with(&self, key: &str, patch: Value) -> String {
+        forge(
+            &with(self.header.clone(), key, patch),
+            &self.claims,
+            &self.key,
+        )
+    }
+
+    /// A token whose claims have `key` set to `patch`.
+    fn claims_with(&self, key: &str, patch: Value) -> String {
+        forge(
+            &self.header,
+            &with(self.claims.clone(), key, patch),
+            &self.key,
+        )
+    }
+}
+
+#[tokio::test]
+async fn tokens_signed_with_the_dev_key_but_a_wrong_claim_or_header_are_401_with_no_hint() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let forger = Forger::checked(&server).await;
+    for token in [
+        forger.claims_with("iss", json!("https://evil.test")),
+        forger.claims_with("aud", json!("someone-else")),
+        forger.header_with("kid", json!("unknown")),
+        forger.header_with("crit", json!(["exp"])),
+        forger.header_with("typ", json!("JWT")),
+        forger.claims_with("padding", json!("p".repeat(9000))),
+    ] {
+        assert_invalid_token(&server, &token).await;
+    }
+}
+
+#[tokio::test]
+async fn unsigned_tokens_and_hs256_keyed_with_the_public_jwks_are_401_with_no_hint() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let forger = Forger::checked(&server).await;
+    let (header, claims) = (&forger.header, &forger.claims);
+    let none = format!(
+        "{}.{}.",
+        b64(&with(header.clone(), "alg", json!("none"))),
+        b64(claims)
     );
     let public_jwk = serde_json::to_string(&server.jwks().await).unwrap();
     let hs256 = {
         let message = format!(
             "{}.{}",
             b64(&with(header.clone(), "alg", json!("HS256"))),
-            b64(&claims)
+            b64(claims)
         );
         let signature = jsonwebtoken::crypto::sign(
             message.as_bytes(),
@@ -340,55 +442,8 @@ async fn identity_failures_are_401_with_no_hint() {
         .unwrap();
         format!("{message}.{signature}")
     };
-    for token in [
-        "garbage".to_owned(),
-        expired,
-        foreign,
-        "jg_not-a-key".to_owned(),
-        "x".repeat(9000),
-        forged(
-            header.clone(),
-            with(claims.clone(), "iss", json!("https://evil.test")),
-        ),
-        forged(
-            header.clone(),
-            with(claims.clone(), "aud", json!("someone-else")),
-        ),
-        format!(
-            "{}.{}.",
-            b64(&with(header.clone(), "alg", json!("none"))),
-            b64(&claims)
-        ),
-        hs256,
-        forged(
-            with(header.clone(), "kid", json!("unknown")),
-            claims.clone(),
-        ),
-        forged(with(header.clone(), "crit", json!(["exp"])), claims.clone()),
-        forged(with(header.clone(), "typ", json!("JWT")), claims.clone()),
-        forged(
-            header.clone(),
-            with(claims.clone(), "padding", json!("p".repeat(9000))),
-        ),
-    ] {
-        let response = server
-            .http
-            .post(format!("{}/v1/access-requests", server.base))
-            .bearer_auth(&token)
-            .json(&oncall_read())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            response.headers()["www-authenticate"],
-            "Bearer realm=\"jitgate\", error=\"invalid_token\""
-        );
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(
-            body,
-            json!({"error": {"code": "unauthenticated", "message": "the bearer token is not valid"}})
-        );
+    for token in [none, hs256] {
+        assert_invalid_token(&server, &token).await;
     }
 }
 
