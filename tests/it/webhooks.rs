@@ -149,24 +149,35 @@ async fn metric(server: &TestServer, line_start: &str) -> f64 {
         .map_or(0.0, |value| value.trim().parse().unwrap())
 }
 
-#[tokio::test]
-async fn notifications_survive_an_outage_and_a_restart_and_arrive_once() {
-    let inbox = Inbox::default();
+/// A receiver on a free port and a server with both hooks pointing at it.
+async fn start_with_hooks(inbox: &Inbox) -> (Receiver, TestServer) {
     let receiver = Receiver::start("127.0.0.1:0", inbox.clone()).await;
     let server = TestServer::start(TempPack::shipped(), |c| {
         c.webhooks = hooks(receiver.addr);
     })
     .await;
+    (receiver, server)
+}
+
+/// Alice asks to write orders for `reason`: the pending request's id.
+async fn ask_to_write(server: &TestServer, reason: &str) -> String {
     let alice = server.dev_token("alice", &["oncall"], true);
     let (status, body) = server
         .post(
             "/v1/access-requests",
             Some(&alice),
-            json!({"action": "write", "resource": "Database::\"orders\"", "reason": "INC-42 <@here>"}),
+            json!({"action": "write", "resource": "Database::\"orders\"", "reason": reason}),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let id = body["request_id"].as_str().unwrap().to_owned();
+    body["request_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_pending_request_reaches_the_json_hook_signed_and_slack_escaped() {
+    let inbox = Inbox::default();
+    let (receiver, server) = start_with_hooks(&inbox).await;
+    let id = ask_to_write(&server, "INC-42 <@here>").await;
 
     wait_for(&inbox, 2, |_| true).await;
     {
@@ -188,8 +199,16 @@ async fn notifications_survive_an_outage_and_a_restart_and_arrive_once() {
         assert!(text.contains("Approval needed"), "{text}");
         assert!(text.contains("INC-42 &lt;@here&gt;"), "{text}");
     }
+    receiver.stop().await;
+}
 
-    // The receiver goes away; the approval is answered at once and its notification waits.
+/// The receiver goes away; the approval of `id` is answered at once and its notification
+/// waits, retried. The receiver's address, to bring it back on.
+async fn approve_while_the_receiver_is_down(
+    server: &TestServer,
+    receiver: Receiver,
+    id: &str,
+) -> SocketAddr {
     let addr = receiver.stop().await;
     let dave = server.dev_token("dave", &["dba"], true);
     let (status, body) = server
@@ -204,27 +223,38 @@ async fn notifications_survive_an_outage_and_a_restart_and_arrive_once() {
         (StatusCode::OK, &json!("approved"))
     );
     for _ in 0..200 {
-        if metric(
-            &server,
-            "jitgate_webhook_deliveries_total{result=\"retry\"}",
-        )
-        .await
-            >= 2.0
-        {
+        if metric(server, "jitgate_webhook_deliveries_total{result=\"retry\"}").await >= 2.0 {
             break;
         }
         // Backoff is on the server's clock: move it past the next retry.
         server.clock.advance(Duration::from_secs(60));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        metric(
-            &server,
-            "jitgate_webhook_deliveries_total{result=\"retry\"}"
-        )
-        .await
-            >= 2.0
-    );
+    assert!(metric(server, "jitgate_webhook_deliveries_total{result=\"retry\"}").await >= 2.0);
+    addr
+}
+
+/// Waits until the store has no notification left to send, and fails if it still has one.
+async fn assert_all_recorded_as_delivered(server: &TestServer) {
+    let store = server.store().await;
+    let mut waiting = Some(0);
+    for _ in 0..200 {
+        waiting = store.next_delivery_ms().await.unwrap();
+        if waiting.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(waiting, None, "every notification is recorded as delivered");
+}
+
+#[tokio::test]
+async fn notifications_survive_an_outage_and_a_restart_and_arrive_once() {
+    let inbox = Inbox::default();
+    let (receiver, server) = start_with_hooks(&inbox).await;
+    let id = ask_to_write(&server, "INC-42 <@here>").await;
+    wait_for(&inbox, 2, |_| true).await;
+    let addr = approve_while_the_receiver_is_down(&server, receiver, &id).await;
 
     // jitgate restarts while the receiver is still down, then the receiver comes back.
     let (pack, config) = server.stop().await;
@@ -237,16 +267,7 @@ async fn notifications_survive_an_outage_and_a_restart_and_arrive_once() {
         |d: &Received| d.event().contains("request.approved") || d.event().contains("Approved");
     wait_for(&inbox, 2, approved).await;
     // No duplicate can come: once both are recorded as delivered, nothing is left to send.
-    let store = server.store().await;
-    let mut waiting = Some(0);
-    for _ in 0..200 {
-        waiting = store.next_delivery_ms().await.unwrap();
-        if waiting.is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(waiting, None, "every notification is recorded as delivered");
+    assert_all_recorded_as_delivered(&server).await;
     let received = inbox.lock().unwrap().clone();
     assert_eq!(received.len(), 4, "{received:#?}");
     for path in ["/json", "/slack"] {
