@@ -191,14 +191,8 @@ async fn subjects_and_holders_compare_full_principals() {
     assert_eq!(status, StatusCode::OK);
 }
 
-/// Finding 2: a revoked approver or administrator keeps no privilege, and nobody lifts their
-/// own block.
-#[tokio::test]
-async fn a_revoked_subject_loses_every_privilege() {
-    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
-    let sam = server.dev_token("sam", &["security"], true);
-    let mia = server.dev_token("mia", &["security"], true);
-    let dave = server.dev_token("dave", &["dba"], true);
+/// Alice asks to write orders: the pending request's id.
+async fn pending_write(server: &TestServer) -> String {
     let alice = server.dev_token("alice", &["oncall"], true);
     let (status, body) = server
         .post(
@@ -208,24 +202,67 @@ async fn a_revoked_subject_loses_every_privilege() {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let id = body["request_id"].as_str().unwrap().to_owned();
+    body["request_id"].as_str().unwrap().to_owned()
+}
 
-    // sam blocks dave and mia; mia blocks sam.
-    let (status, _) = revoke_subject(&server, &sam, "User::\"dave\"").await;
-    assert_eq!(status, StatusCode::CREATED);
-    let (status, mia_block) = revoke_subject(&server, &sam, "User::\"mia\"").await;
-    assert_eq!(status, StatusCode::CREATED);
-    let mia_block = mia_block["id"].as_str().unwrap().to_owned();
+/// Sam (an administrator) blocks `subject`: the revocation's id.
+async fn sam_blocks(server: &TestServer, subject: &str) -> String {
+    let sam = server.dev_token("sam", &["security"], true);
+    let (status, revocation) = revoke_subject(server, &sam, subject).await;
+    assert_eq!(status, StatusCode::CREATED, "{revocation}");
+    revocation["id"].as_str().unwrap().to_owned()
+}
 
-    let revoked = |(status, body): (StatusCode, Value)| {
-        assert_eq!(
-            (status, &body["error"]["code"]),
-            (StatusCode::FORBIDDEN, &json!("revoked")),
-            "{body}"
+/// The answer is 403 `revoked`.
+fn assert_revoked((status, body): (StatusCode, Value)) {
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::FORBIDDEN, &json!("revoked")),
+        "{body}"
+    );
+}
+
+/// `DELETE /v1/revocations/{revocation}` as `caller`.
+async fn lift(server: &TestServer, caller: &str, revocation: &str) -> (StatusCode, Value) {
+    let response = server
+        .http
+        .delete(format!("{}/v1/revocations/{revocation}", server.base))
+        .bearer_auth(caller)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json::<Value>().await.unwrap())
+}
+
+/// The trail holds an `access.refused` event with code `revoked` for each of `expected`,
+/// written `"<subject> <attempt>"`; one ending in a space matches any attempt it starts.
+async fn assert_refused_as_revoked(server: &TestServer, expected: &[&str]) {
+    let attempts: Vec<String> = refusals(server)
+        .await
+        .into_iter()
+        .filter(|(_, _, code)| code == "revoked")
+        .map(|(subject, attempt, _)| format!("{subject} {attempt}"))
+        .collect();
+    for expected in expected {
+        assert!(
+            attempts
+                .iter()
+                .any(|a| a == expected || (expected.ends_with(' ') && a.starts_with(expected))),
+            "{expected}: {attempts:?}"
         );
-    };
+    }
+}
+
+/// Finding 2: a revoked approver neither decides a request nor sees what the approver UI shows.
+#[tokio::test]
+async fn a_revoked_approver_can_neither_decide_nor_see_requests() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let dave = server.dev_token("dave", &["dba"], true);
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let id = pending_write(&server).await;
+    sam_blocks(&server, "User::\"dave\"").await;
     for verb in ["approve", "deny"] {
-        revoked(
+        assert_revoked(
             server
                 .post(
                     &format!("/v1/access-requests/{id}/{verb}"),
@@ -236,20 +273,38 @@ async fn a_revoked_subject_loses_every_privilege() {
         );
     }
     // Nor what the approver UI shows.
-    revoked(get(&server, &dave, "/v1/access-requests?status=pending").await);
-    revoked(get(&server, &dave, &format!("/v1/access-requests/{id}")).await);
-    revoked(audit(&server, &mia, "type=decision").await);
-    revoked(revoke_subject(&server, &mia, "User::\"sam\"").await);
-    // Revoking another's token is administration too.
-    let (status, issued) = server
-        .post(
-            "/v1/access-requests",
-            Some(&alice),
-            json!({"action": "read", "resource": "Database::\"orders\"", "reason": "INC-9"}),
-        )
+    assert_revoked(get(&server, &dave, "/v1/access-requests?status=pending").await);
+    assert_revoked(get(&server, &dave, &format!("/v1/access-requests/{id}")).await);
+
+    // The request is still pending.
+    let response = server
+        .get(&format!("/v1/access-requests/{id}"), Some(&alice))
         .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap()["status"], "pending");
+    assert_refused_as_revoked(
+        &server,
+        &[
+            "User::\"dave\" POST /v1/access-requests/{id}/approve",
+            "User::\"dave\" POST /v1/access-requests/{id}/deny",
+        ],
+    )
+    .await;
+}
+
+/// Finding 2: a revoked administrator neither reads the audit trail nor revokes anything.
+#[tokio::test]
+async fn a_revoked_administrator_can_neither_read_the_audit_trail_nor_revoke() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let mia = server.dev_token("mia", &["security"], true);
+    let alice = server.dev_token("alice", &["oncall"], true);
+    sam_blocks(&server, "User::\"mia\"").await;
+    assert_revoked(audit(&server, &mia, "type=decision").await);
+    assert_revoked(revoke_subject(&server, &mia, "User::\"sam\"").await);
+    // Revoking another's token is administration too.
+    let (status, issued) = read_orders(&server, &alice).await;
     assert_eq!(status, StatusCode::CREATED, "{issued}");
-    revoked(
+    assert_revoked(
         server
             .post(
                 "/v1/tokens/revoke",
@@ -258,48 +313,30 @@ async fn a_revoked_subject_loses_every_privilege() {
             )
             .await,
     );
-    let lift = |caller: String, revocation: String| {
-        let url = format!("{}/v1/revocations/{revocation}", server.base);
-        let http = server.http.clone();
-        async move {
-            let response = http.delete(url).bearer_auth(caller).send().await.unwrap();
-            (response.status(), response.json::<Value>().await.unwrap())
-        }
-    };
-    revoked(lift(mia.clone(), mia_block.clone()).await);
+    assert_refused_as_revoked(
+        &server,
+        &[
+            "User::\"mia\" GET /v1/audit",
+            "User::\"mia\" POST /v1/revocations",
+            "User::\"mia\" revoke token ",
+        ],
+    )
+    .await;
+}
 
-    // The request is still pending; an unrevoked approver decides it.
-    let response = server
-        .get(&format!("/v1/access-requests/{id}"), Some(&alice))
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.json::<Value>().await.unwrap()["status"], "pending");
-    let (status, _) = lift(sam.clone(), mia_block).await;
+/// Finding 2: nobody lifts their own block; another administrator does.
+#[tokio::test]
+async fn nobody_lifts_their_own_block() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let sam = server.dev_token("sam", &["security"], true);
+    let mia = server.dev_token("mia", &["security"], true);
+    let mia_block = sam_blocks(&server, "User::\"mia\"").await;
+    assert_revoked(lift(&server, &mia, &mia_block).await);
+    let (status, _) = lift(&server, &sam, &mia_block).await;
     assert_eq!(status, StatusCode::OK);
     let (status, page) = audit(&server, &mia, "type=decision").await;
     assert_eq!(status, StatusCode::OK, "lifted: {page}");
-
-    let attempts: Vec<String> = refusals(&server)
-        .await
-        .into_iter()
-        .filter(|(_, _, code)| code == "revoked")
-        .map(|(subject, attempt, _)| format!("{subject} {attempt}"))
-        .collect();
-    for expected in [
-        "User::\"dave\" POST /v1/access-requests/{id}/approve",
-        "User::\"dave\" POST /v1/access-requests/{id}/deny",
-        "User::\"mia\" GET /v1/audit",
-        "User::\"mia\" POST /v1/revocations",
-        "User::\"mia\" revoke token ",
-        "User::\"mia\" DELETE /v1/revocations/{id}",
-    ] {
-        assert!(
-            attempts
-                .iter()
-                .any(|a| a == expected || (expected.ends_with(' ') && a.starts_with(expected))),
-            "{expected}: {attempts:?}"
-        );
-    }
+    assert_refused_as_revoked(&server, &["User::\"mia\" DELETE /v1/revocations/{id}"]).await;
 }
 
 /// Finding 3: an administrator does not review their own break-glass access.
