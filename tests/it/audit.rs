@@ -198,18 +198,25 @@ async fn deletions_and_swaps_break_the_chain_where_they_happen() {
     }
 }
 
+/// `jitgate audit export <args>` on the store in `data_dir`, parsed: the events, and the exit
+/// code and stderr.
+fn export(data_dir: &Path, args: &[&str]) -> (Vec<AuditEvent>, i32, String) {
+    let (code, stdout, stderr) = audit(data_dir, &[&["export"], args].concat());
+    let events = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    (events, code, stderr)
+}
+
 #[tokio::test]
-async fn export_round_trips_every_event_and_the_api_filters_them() {
+async fn export_round_trips_every_event_and_selects_a_time_window() {
     let server = TestServer::start(TempPack::shipped(), |_| {}).await;
     busy(&server).await;
     let data_dir = server.config.data_dir.clone();
 
-    let (code, stdout, stderr) = audit(&data_dir, &["export"]);
+    let (exported, code, stderr) = export(&data_dir, &[]);
     assert_eq!(code, 0, "{stderr}");
-    let exported: Vec<AuditEvent> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
     let stored = server
         .store()
         .await
@@ -221,25 +228,20 @@ async fn export_round_trips_every_event_and_the_api_filters_them() {
     assert!(exported[0].data["policies"].as_array().unwrap().len() > 10);
 
     let at = exported[exported.len() / 2].at;
-    let (_, window, _) = audit(
+    let (in_window, _, _) = export(
         &data_dir,
-        &[
-            "export",
-            "--since",
-            &at.to_string(),
-            "--until",
-            &(at + 1).to_string(),
-        ],
+        &["--since", &at.to_string(), "--until", &(at + 1).to_string()],
     );
-    let in_window: Vec<AuditEvent> = window
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
     assert!(!in_window.is_empty() && in_window.iter().all(|e| e.at == at));
-    let (code, _, stderr) = audit(&data_dir, &["export", "--since", "yesterday"]);
+    let (_, code, stderr) = export(&data_dir, &["--since", "yesterday"]);
     assert_eq!(code, 2, "{stderr}");
+}
 
-    // The API: administrators only, filters, pages.
+#[tokio::test]
+async fn the_audit_api_answers_administrators_only_and_filters_by_request() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    busy(&server).await;
+    let (exported, _, _) = export(&server.config.data_dir, &[]);
     let admin = server.dev_token("sam", &["security"], true);
     let alice = server.dev_token("alice", &["oncall"], true);
     assert_eq!(
@@ -273,6 +275,21 @@ async fn export_round_trips_every_event_and_the_api_filters_them() {
         .map(|e| e["type"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["decision", "request.approve", "token.issued"]);
+    assert_eq!(
+        server
+            .get("/v1/audit?since=never", Some(&admin))
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn the_audit_api_pages_through_every_event_a_filter_selects() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    busy(&server).await;
+    let (exported, _, _) = export(&server.config.data_dir, &[]);
+    let admin = server.dev_token("sam", &["security"], true);
     let mut seen = 0;
     let mut cursor = String::new();
     loop {
@@ -295,13 +312,6 @@ async fn export_round_trips_every_event_and_the_api_filters_them() {
         .filter(|e| e.kind == "decision" && e.subject.as_deref() == Some("User::\"alice\""))
         .count();
     assert_eq!(seen, expected);
-    assert_eq!(
-        server
-            .get("/v1/audit?since=never", Some(&admin))
-            .await
-            .status(),
-        StatusCode::BAD_REQUEST
-    );
 }
 
 /// Deletes the events `delete` selects, bypassing the append-only triggers, then renumbers
