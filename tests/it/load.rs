@@ -26,20 +26,25 @@ async fn load(args: &[&str]) -> Result<Value, String> {
     Ok(serde_json::to_value(report).unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_load_harness_runs_a_short_mix_without_errors() {
-    let report = load(&[
+/// A short run: two connections after a 200 ms warm-up, for `duration` with `mix`, and `extra`.
+async fn short_run(duration: &str, mix: &str, extra: &[&str]) -> Result<Value, String> {
+    let common = [
         "--connections",
         "2",
         "--duration",
-        "1s",
+        duration,
         "--warmup",
         "200ms",
         "--mix",
-        "allow=1,allow-key=1,deny=1,escalate=1",
-    ])
-    .await
-    .unwrap();
+        mix,
+    ];
+    load(&[&common[..], extra].concat()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_load_harness_runs_a_short_mix_without_errors() {
+    let mix = "allow=1,allow-key=1,deny=1,escalate=1";
+    let report = short_run("1s", mix, &[]).await.unwrap();
     assert!(report["requests"].as_u64().unwrap() >= 4, "{report}");
     assert_eq!(report["errors"], 0, "{report}");
     assert!(report["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
@@ -48,24 +53,15 @@ async fn the_load_harness_runs_a_short_mix_without_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_load_harness_reloads_a_generated_pack_under_load_and_samples_memory() {
-    let report = load(&[
-        "--connections",
-        "2",
-        "--duration",
-        "3s",
-        "--warmup",
-        "200ms",
-        "--mix",
-        "allow=1",
+    let extra = [
         "--extra-policies",
         "100",
         "--reload-every",
         "300ms",
         "--rss-after",
         "5",
-    ])
-    .await
-    .unwrap();
+    ];
+    let report = short_run("3s", "allow=1", &extra).await.unwrap();
     assert_eq!(report["errors"], 0, "{report}");
     let reloads = &report["during_reloads"];
     assert!(reloads["pack_rewrites"].as_u64().unwrap() >= 2, "{report}");
@@ -96,17 +92,7 @@ async fn the_load_harness_reloads_a_generated_pack_under_load_and_samples_memory
 #[tokio::test(flavor = "multi_thread")]
 async fn the_stripped_endpoint_and_discarded_writes_serve_the_allow_request() {
     for extra in [&["--target", "stripped"][..], &["--discard-writes"][..]] {
-        let common = [
-            "--connections",
-            "2",
-            "--duration",
-            "1s",
-            "--warmup",
-            "200ms",
-            "--mix",
-            "allow=1",
-        ];
-        let report = load(&[&common[..], extra].concat())
+        let report = short_run("1s", "allow=1", extra)
             .await
             .unwrap_or_else(|e| panic!("{extra:?}: {e}"));
         assert!(report["requests"].as_u64().unwrap() >= 4, "{report}");
