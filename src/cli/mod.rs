@@ -16,6 +16,7 @@ use crate::decision::GrantDefaults;
 use crate::identity::DevIssuer;
 use crate::policy::{PackPaths, PolicyPack};
 use crate::policytest;
+use crate::store::Store;
 use crate::token::KeyRing;
 
 #[derive(Debug, Parser)]
@@ -70,6 +71,12 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Bring the database's schema up to this binary's and exit (the server also does when it
+    /// starts; run this first when several replicas share a PostgreSQL database).
+    Migrate {
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -227,6 +234,10 @@ pub fn run(cli: Cli) -> ExitCode {
             ttl,
         } => dev_token(&config, &sub, &groups, mfa, ttl),
         Command::Keys { command, config } => keys(&config, &command),
+        Command::Migrate { config } => match config.load() {
+            Err(code) => code,
+            Ok(config) => migrate(&config),
+        },
         Command::Audit { command, config } => match config.load() {
             Err(code) => code,
             Ok(config) => match command {
@@ -464,6 +475,24 @@ fn dev_token(
         }
         Err(e) => {
             eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `jitgate migrate`: the configured database's schema brought up to date.
+fn migrate(config: &Config) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(Store::migrate(&config.database_url, &config.data_dir)) {
+        Ok(()) => {
+            println!("ok: the database schema is up to date");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: store: {e}");
             ExitCode::FAILURE
         }
     }

@@ -2,8 +2,9 @@
 //! append-only audit trail.
 //!
 //! [`Store`] is the one interface the rest of the program uses. It dispatches to a backend:
-//! SQLite today (`sqlite`: a file in `data_dir`, WAL mode, migrations embedded); PostgreSQL,
-//! for several replicas, is the next. Every backend keeps the same contract: a caller's
+//! SQLite by default (`sqlite`: a file in `data_dir`, WAL mode, migrations embedded), or
+//! PostgreSQL for several replicas on one database (`postgres`). Every backend keeps the same
+//! contract: a caller's
 //! [`Write`]s commit together or not at all, their preconditions are checked inside the
 //! transaction that applies them, and `write` returns only once they are durable. The
 //! backend conformance suite (`conformance`) holds each backend to it.
@@ -14,6 +15,9 @@ use prometheus::IntCounter;
 
 use crate::audit::{AuditEvent, AuditFilter, ChainBreak, ChainReport, ChainVerifier};
 
+mod batch;
+mod migration;
+mod postgres;
 mod records;
 mod sqlite;
 
@@ -34,7 +38,7 @@ pub enum StoreError {
         "the database at {0} was written by an older jitgate: start the server once (it migrates \
          the database), then run this command again"
     )]
-    Outdated(PathBuf),
+    Outdated(String),
     #[error("the store's writer has stopped")]
     WriterGone,
     /// The store was opened read-only (`audit verify`, `audit export`).
@@ -52,7 +56,7 @@ pub enum StoreError {
     },
     /// A command that reads an existing store found none.
     #[error("no database at {0}: nothing to read (is the configuration the server's?)")]
-    Missing(PathBuf),
+    Missing(String),
     /// A probe for `/readyz` could not start a write transaction.
     #[error("{0}")]
     NotWritable(String),
@@ -65,6 +69,7 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 enum Backend {
     Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
     /// Reads from the database, acknowledges every write without making it: what the store
     /// costs, measured by taking it away (bench builds only).
     #[cfg(feature = "bench")]
@@ -77,10 +82,27 @@ macro_rules! on_database {
     ($store:expr, |$db:ident| $body:expr) => {
         match &$store.backend {
             Backend::Sqlite($db) => $body,
+            Backend::Postgres($db) => $body,
             #[cfg(feature = "bench")]
             Backend::DiscardWrites($db) => $body,
         }
     };
+}
+
+/// Where `database_url` points.
+enum Location {
+    Sqlite(PathBuf),
+    Postgres(Box<tokio_postgres::Config>),
+}
+
+impl Location {
+    fn of(database_url: &str, data_dir: &Path) -> Result<Self, StoreError> {
+        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            Ok(Self::Postgres(Box::new(postgres::config(database_url)?)))
+        } else {
+            sqlite::database_path(database_url, data_dir).map(Self::Sqlite)
+        }
+    }
 }
 
 /// The store; cheap to clone.
@@ -94,13 +116,17 @@ impl Store {
         Self { backend }
     }
 
-    /// Opens the database `database_url` names ("" = `jitgate.db` in `data_dir`), creating
-    /// and migrating it as needed, and starts its writer.
+    /// Opens the database `database_url` names ("" = `jitgate.db` in `data_dir`;
+    /// `sqlite://PATH`; `postgres://…`), creating and migrating it as needed, and starts its
+    /// writer.
     pub async fn open(database_url: &str, data_dir: &Path) -> Result<Self, StoreError> {
-        let path = sqlite::database_path(database_url, data_dir)?;
-        Ok(Self::with(Backend::Sqlite(
-            sqlite::Sqlite::open(path).await?,
-        )))
+        let backend = match Location::of(database_url, data_dir)? {
+            Location::Sqlite(path) => Backend::Sqlite(sqlite::Sqlite::open(path).await?),
+            Location::Postgres(config) => {
+                Backend::Postgres(postgres::Postgres::open(*config).await?)
+            }
+        };
+        Ok(Self::with(backend))
     }
 
     /// Opens the store of a deployment that exists, read-only, for commands that read it
@@ -108,10 +134,22 @@ impl Store {
     /// that reads as a whole trail, and nothing is migrated (a database an older jitgate wrote
     /// is an error saying so).
     pub async fn open_existing(database_url: &str, data_dir: &Path) -> Result<Self, StoreError> {
-        let path = sqlite::database_path(database_url, data_dir)?;
-        Ok(Self::with(Backend::Sqlite(
-            sqlite::Sqlite::open_read_only(path).await?,
-        )))
+        let backend = match Location::of(database_url, data_dir)? {
+            Location::Sqlite(path) => Backend::Sqlite(sqlite::Sqlite::open_read_only(path).await?),
+            Location::Postgres(config) => {
+                Backend::Postgres(postgres::Postgres::open_read_only(*config).await?)
+            }
+        };
+        Ok(Self::with(backend))
+    }
+
+    /// Brings the schema of the database `database_url` names up to this binary's and returns
+    /// (`jitgate migrate`; the server also migrates when it starts).
+    pub async fn migrate(database_url: &str, data_dir: &Path) -> Result<(), StoreError> {
+        match Location::of(database_url, data_dir)? {
+            Location::Sqlite(path) => sqlite::Sqlite::open(path).await.map(drop),
+            Location::Postgres(config) => postgres::Postgres::migrate(&config).await,
+        }
     }
 
     /// This store, acknowledging every write without making it (bench builds only).
@@ -120,6 +158,10 @@ impl Store {
     pub fn discarding_writes(self) -> Self {
         let backend = match self.backend {
             Backend::Sqlite(db) | Backend::DiscardWrites(db) => Backend::DiscardWrites(db),
+            Backend::Postgres(db) => {
+                tracing::warn!("writes are discarded on SQLite only; PostgreSQL keeps them");
+                Backend::Postgres(db)
+            }
         };
         Self::with(backend)
     }
@@ -128,6 +170,7 @@ impl Store {
     pub async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.write(writes).await,
+            Backend::Postgres(db) => db.write(writes).await,
             #[cfg(feature = "bench")]
             Backend::DiscardWrites(_) => Ok(()),
         }

@@ -4,8 +4,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::Failure;
 use crate::audit;
+use crate::store::batch::Failure;
 use crate::store::{
     ApprovalRecord, AuditRecord, OutboxRecord, RequestRecord, RevocationRecord, TokenRecord, Write,
     effective_status,

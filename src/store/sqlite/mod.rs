@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use prometheus::IntCounter;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use super::batch::{Failure, Job, QUEUE, commit_counter, submit};
 use super::{StoreError, Write};
 
 mod apply;
@@ -33,9 +34,6 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-/// Most jobs committed in one transaction.
-const MAX_BATCH: usize = 256;
-const QUEUE: usize = 4_096;
 /// Connections reads run on at once.
 const READERS: usize = 4;
 /// How long a statement waits for a lock another connection holds.
@@ -58,7 +56,7 @@ pub(super) fn database_path(database_url: &str, data_dir: &Path) -> Result<PathB
         .or_else(|| database_url.strip_prefix("sqlite:"))
     else {
         return Err(StoreError::Unsupported(
-            "database_url: only SQLite is supported so far; PostgreSQL comes with multi-replica support".into(),
+            "database_url: sqlite://PATH or postgres://USER@HOST:PORT/DATABASE".into(),
         ));
     };
     if rest.is_empty() || rest.starts_with(":memory:") {
@@ -107,50 +105,9 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection, rusqlite::Error> 
     Ok(connection)
 }
 
-/// The count of the writer's commits, for `/metrics`.
-fn commit_counter() -> Result<IntCounter, StoreError> {
-    IntCounter::new(
-        "jitgate_store_commits_total",
-        "Store transactions committed, each an fsync.",
-    )
-    .map_err(|e| StoreError::Unsupported(format!("cannot count store commits: {e}")))
-}
-
-/// One caller's writes, and where to answer it.
-struct Job {
-    writes: Vec<Write>,
-    done: oneshot::Sender<Result<(), Failure>>,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("writes", &self.writes.len())
-            .finish()
-    }
-}
-
-/// Why a job did not commit (cloned to every job of a batch that failed as a whole).
-#[derive(Debug, Clone)]
-enum Failure {
-    Conflict(String),
-    Revoked(String),
-    Database(String),
-}
-
 impl From<rusqlite::Error> for Failure {
     fn from(e: rusqlite::Error) -> Self {
         Failure::Database(e.to_string())
-    }
-}
-
-impl From<Failure> for StoreError {
-    fn from(failure: Failure) -> Self {
-        match failure {
-            Failure::Conflict(message) => StoreError::Conflict(message),
-            Failure::Revoked(message) => StoreError::Revoked(message),
-            Failure::Database(message) => StoreError::Database(message),
-        }
     }
 }
 
@@ -195,7 +152,7 @@ impl Sqlite {
     /// not this binary's.
     pub(super) async fn open_read_only(path: PathBuf) -> Result<Self, StoreError> {
         if !path.exists() {
-            return Err(StoreError::Missing(path));
+            return Err(StoreError::Missing(path.display().to_string()));
         }
         let readers = read::Readers::new(path.clone(), true);
         readers
@@ -211,16 +168,7 @@ impl Sqlite {
 
     /// Commits `writes` together; returns once they are durable.
     pub(super) async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        let writer = self.writer.as_ref().ok_or(StoreError::ReadOnly)?;
-        let (done, committed) = oneshot::channel();
-        writer
-            .send(Job { writes, done })
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        committed
-            .await
-            .map_err(|_| StoreError::WriterGone)?
-            .map_err(StoreError::from)
+        submit(self.writer.as_ref().ok_or(StoreError::ReadOnly)?, writes).await
     }
 
     pub(super) fn commit_counter(&self) -> IntCounter {

@@ -15,8 +15,9 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::mpsc;
 
 use super::apply::{ChainHead, apply};
+use super::connect;
 use super::read::STATEMENT_CACHE;
-use super::{Failure, Job, MAX_BATCH, connect};
+use crate::store::batch::{Failure, Job, MAX_BATCH, answer};
 
 /// Opens the writer's connection to the database at `path`.
 pub(super) fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
@@ -39,19 +40,11 @@ pub(super) fn run(mut connection: Connection, mut jobs: mpsc::Receiver<Job>, com
                 Err(_) => break,
             }
         }
-        let results = match commit(&mut connection, &batch) {
-            Ok(results) => {
-                commits.inc();
-                results
-            }
-            Err(failure) => vec![Err(failure); batch.len()],
-        };
-        for (job, result) in batch.into_iter().zip(results) {
-            if let Err(Failure::Database(message)) = &result {
-                tracing::error!(error = %message, "store write failed");
-            }
-            let _ = job.done.send(result);
+        let results = commit(&mut connection, &batch);
+        if results.is_ok() {
+            commits.inc();
         }
+        answer(batch, results);
     }
 }
 
