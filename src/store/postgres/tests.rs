@@ -1,7 +1,7 @@
 //! The backend conformance suite, and what only PostgreSQL does, against the real database
 //! `JITGATE_TEST_DATABASE_URL` names, each test in a schema of its own (dropped after), so
 //! that tests run in parallel. Without the variable the tests pass saying they were skipped;
-//! with `JITGATE_REQUIRE_POSTGRES=1` (CI) a missing variable fails them instead.
+//! with `JITGATE_TEST_REQUIRE_POSTGRES=1` (CI) a missing variable fails them instead.
 
 use std::path::Path;
 
@@ -72,8 +72,8 @@ pub(crate) fn test_database_url() -> Option<String> {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
             assert!(
-                std::env::var("JITGATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "JITGATE_REQUIRE_POSTGRES=1 but JITGATE_TEST_DATABASE_URL is not set"
+                std::env::var("JITGATE_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "JITGATE_TEST_REQUIRE_POSTGRES=1 but JITGATE_TEST_DATABASE_URL is not set"
             );
             // Straight to stderr, past the test harness's capture, once per run.
             static SAID: std::sync::Once = std::sync::Once::new();
