@@ -10,7 +10,7 @@ use super::{ApiError, App, AppState, AuditKind};
 use crate::audit::{AuditFilter, HEAD_EVENT, HEAD_TYP, HeadClaims, parse_time};
 use crate::clock::stored_secs;
 use crate::identity::Caller;
-use crate::store::{AuditRecord, Write};
+use crate::store::{AuditRecord, StoreError, Write};
 
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1_000;
@@ -113,16 +113,26 @@ pub async fn sign_head(app: &App) -> Result<(), String> {
         hash: hash.clone(),
     };
     let jws = (app.tokens.sign_claims(HEAD_TYP, &claims)).map_err(|e| e.to_string())?;
-    app.store
-        .write(vec![Write::Audit(AuditRecord {
-            at: stored_secs(now),
-            kind: AuditKind::AuditHead.into(),
-            request_id: None,
-            subject: None,
-            data: json!({"seq": seq, "hash": hash, "jws": jws}),
-        })])
-        .await
-        .map_err(|e| e.to_string())?;
+    let written = app
+        .store
+        .write(vec![
+            Write::RequireChainHead { seq },
+            Write::Audit(AuditRecord {
+                at: stored_secs(now),
+                kind: AuditKind::AuditHead.into(),
+                request_id: None,
+                subject: None,
+                data: json!({"seq": seq, "hash": hash, "jws": jws}),
+            }),
+        ])
+        .await;
+    match written {
+        Ok(()) => {}
+        // The chain moved on since it was read (another replica signed it, or events came):
+        // the next tick signs what is there then.
+        Err(StoreError::Conflict(_)) => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    }
     *app.last_signed_head
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((seq, hash));

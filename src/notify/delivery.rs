@@ -22,6 +22,9 @@ const PRUNE_EVERY_MS: i64 = 3_600 * 1_000;
 /// Longest sleep between looks at the outbox when nothing wakes the task.
 const IDLE_MS: i64 = 5_000;
 const BATCH: i64 = 32;
+/// How long a claimed delivery is this replica's to attempt and record; past it, a delivery
+/// whose outcome was never recorded (the replica died) is due again for any replica.
+const LEASE_MS: i64 = 60_000;
 
 /// The wait before attempt `attempts + 1` after `attempts` failures: doubling from a second,
 /// capped at ten minutes, with up to a fifth more at random so receivers coming back are not
@@ -60,7 +63,7 @@ impl Notifier {
                     tracing::warn!(error = %e, "cannot prune delivered notifications");
                 }
             }
-            match store.due_deliveries(now, BATCH).await {
+            match store.claim_deliveries(now, LEASE_MS, BATCH).await {
                 Ok(due) if !due.is_empty() => {
                     let mut attempts = JoinSet::new();
                     for delivery in due {

@@ -363,6 +363,20 @@ impl Store {
         on_database!(self, |db| db.due_deliveries(now_ms, limit).await)
     }
 
+    /// Takes up to `limit` notifications due at `now_ms` for a delivery attempt: each is
+    /// handed to one caller only (across replicas too) until `lease_ms` has passed, after
+    /// which an attempt that never recorded its outcome (a replica that died) is due again.
+    pub async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        on_database!(self, |db| db
+            .claim_deliveries(now_ms, now_ms.saturating_add(lease_ms), limit)
+            .await)
+    }
+
     /// When the next notification falls due, if any waits.
     pub async fn next_delivery_ms(&self) -> Result<Option<i64>, StoreError> {
         on_database!(self, |db| db.next_delivery_ms().await)

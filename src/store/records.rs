@@ -219,6 +219,12 @@ pub enum Write {
     PruneDeliveries {
         before_ms: i64,
     },
+    /// Fails the whole job with a conflict unless the audit chain's last event is `seq` (0 for
+    /// an empty chain): a signed head goes only over the head it signs, so however many
+    /// replicas try, one writes it.
+    RequireChainHead {
+        seq: i64,
+    },
 }
 
 /// The status a request has at `now`: a pending request past its expiry is expired, even

@@ -468,3 +468,49 @@ pub(crate) async fn the_outbox_delivers_retries_and_forgets(store: &Store) {
     assert_eq!(store.due_deliveries(i64::MAX, 10).await.unwrap().len(), 1);
     assert_eq!(store.next_delivery_ms().await.unwrap(), Some(200));
 }
+
+pub(crate) async fn a_delivery_is_claimed_once_until_its_lease_ends(store: &Store) {
+    let queued: Vec<Write> = (0..20)
+        .map(|i| Write::Outbox(outbox(&format!("d{i:02}"), 100)))
+        .collect();
+    store.write(queued).await.unwrap();
+    let claims: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_deliveries(150, 1_000, 8).await })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for claim in claims {
+        let taken = claim.await.unwrap().unwrap();
+        claimed.extend(taken.into_iter().map(|d| (d.delivery_id, d.id)));
+    }
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(
+        claimed.len(),
+        20,
+        "each delivery to one claimant: {claimed:?}"
+    );
+    // Nothing is due again while the leases last; then everything not recorded is.
+    assert!(
+        store
+            .claim_deliveries(1_149, 1_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.next_delivery_ms().await.unwrap(), Some(1_150));
+    store
+        .write(vec![Write::DeliveryFinished {
+            id: claimed[0].1,
+            failed: false,
+            at_ms: 200,
+            error: None,
+        }])
+        .await
+        .unwrap();
+    let again = store.claim_deliveries(1_150, 1_000, 100).await.unwrap();
+    assert_eq!(again.len(), 19);
+    assert!(again.iter().all(|d| d.delivery_id != claimed[0].0));
+}

@@ -233,3 +233,34 @@ pub(crate) async fn the_chain_holds_after_many_concurrent_writes(store: &Store) 
         Some("a.b.c")
     );
 }
+
+pub(crate) async fn a_signed_head_goes_only_over_the_head_it_names(store: &Store) {
+    let over = |seq| Write::RequireChainHead { seq };
+    store
+        .write(vec![over(0), Write::Audit(audit("r1"))])
+        .await
+        .unwrap();
+    let stale = store.write(vec![over(0), Write::Audit(audit("r2"))]).await;
+    assert_eq!(conflict(stale), "the chain's head is 1");
+    store
+        .write(vec![over(1), Write::Audit(audit("r3"))])
+        .await
+        .unwrap();
+    let racers: Vec<_> = (0..5)
+        .map(|i| {
+            let store = store.clone();
+            let writes = vec![over(2), Write::Audit(audit(&format!("h{i}")))];
+            tokio::spawn(async move { store.write(writes).await })
+        })
+        .collect();
+    let mut written = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(()) => written += 1,
+            lost => assert_eq!(conflict(lost), "the chain's head is 3"),
+        }
+    }
+    assert_eq!(written, 1);
+    assert_eq!(store.audit_events().await.unwrap().len(), 3);
+    assert!(store.verify_audit().await.unwrap().is_ok());
+}

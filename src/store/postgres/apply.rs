@@ -196,6 +196,10 @@ pub(super) async fn apply(
             )
             .await
         }
+        Write::RequireChainHead { seq } => match head.0 {
+            last if last == *seq => Ok(()),
+            last => Err(Failure::Conflict(format!("the chain's head is {last}"))),
+        },
     }
 }
 

@@ -383,20 +383,36 @@ impl Postgres {
                 &[&now_ms, &limit],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(PendingDelivery {
-                    id: row.try_get(0)?,
-                    delivery_id: row.try_get(1)?,
-                    hook: row.try_get(2)?,
-                    event: row.try_get(3)?,
-                    request_id: row.try_get(4)?,
-                    body: row.try_get(5)?,
-                    created_ms: row.try_get(6)?,
-                    attempts: row.try_get(7)?,
-                })
-            })
-            .collect()
+        rows.iter().map(pending_delivery).collect()
+    }
+
+    /// Due deliveries at `now_ms`, each moved to `until_ms` in the statement that reads it;
+    /// rows another replica is claiming at the same moment are skipped, not waited for.
+    pub(in crate::store) async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        if self.writer.is_none() {
+            return Err(StoreError::ReadOnly);
+        }
+        let rows = self
+            .rows(
+                "UPDATE webhook_outbox SET next_attempt_ms = $2 WHERE id IN \
+                 (SELECT id FROM webhook_outbox WHERE state = 'pending' \
+                  AND next_attempt_ms <= $1 ORDER BY next_attempt_ms, id LIMIT $3 \
+                  FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, delivery_id, hook, event, request_id, body, created_ms, attempts",
+                &[&now_ms, &until_ms, &limit],
+            )
+            .await?;
+        let mut claimed = rows
+            .iter()
+            .map(pending_delivery)
+            .collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by_key(|delivery| delivery.id);
+        Ok(claimed)
     }
 
     pub(in crate::store) async fn next_delivery_ms(&self) -> Result<Option<i64>, StoreError> {
@@ -408,6 +424,21 @@ impl Postgres {
             .await?;
         Ok(row.map(|row| row.try_get(0)).transpose()?.flatten())
     }
+}
+
+/// A delivery in the columns `id, delivery_id, hook, event, request_id, body, created_ms,
+/// attempts`.
+fn pending_delivery(row: &Row) -> Result<PendingDelivery, StoreError> {
+    Ok(PendingDelivery {
+        id: row.try_get(0)?,
+        delivery_id: row.try_get(1)?,
+        hook: row.try_get(2)?,
+        event: row.try_get(3)?,
+        request_id: row.try_get(4)?,
+        body: row.try_get(5)?,
+        created_ms: row.try_get(6)?,
+        attempts: row.try_get(7)?,
+    })
 }
 
 /// The revocation in the columns of [`revocation_columns`] from column `first` on.

@@ -107,6 +107,10 @@ pub(super) fn apply(tx: &Connection, head: &mut ChainHead, write: &Write) -> Res
             "DELETE FROM webhook_outbox WHERE state != 'pending' AND finished_ms < ?",
             params![before_ms],
         ),
+        Write::RequireChainHead { seq } => match chain_head(tx, head)? {
+            (last, _) if last == *seq => Ok(()),
+            (last, _) => Err(Failure::Conflict(format!("the chain's head is {last}"))),
+        },
     }
 }
 
@@ -196,22 +200,28 @@ fn insert_token(tx: &Connection, t: &TokenRecord) -> Result<(), Failure> {
     )
 }
 
+/// The chain's last event (seq, hash) as this transaction sees it: read once, then kept in
+/// `head`.
+fn chain_head(tx: &Connection, head: &mut ChainHead) -> Result<(i64, String), Failure> {
+    if let Some(last) = head {
+        return Ok(last.clone());
+    }
+    let last: Option<(i64, Option<String>)> = tx
+        .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let last = match last {
+        Some((seq, hash)) => (seq, hash.unwrap_or_else(|| audit::GENESIS.into())),
+        None => (0, audit::GENESIS.into()),
+    };
+    *head = Some(last.clone());
+    Ok(last)
+}
+
 /// Appends `a` to the audit trail, chained to the last event; the one writer keeps the chain
 /// linear.
 fn append_audit(tx: &Connection, head: &mut ChainHead, a: &AuditRecord) -> Result<(), Failure> {
-    let (last_seq, prev_hash) = match head.take() {
-        Some(last) => last,
-        None => {
-            let last: Option<(i64, Option<String>)> = tx
-                .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")?
-                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?;
-            match last {
-                Some((seq, hash)) => (seq, hash.unwrap_or_else(|| audit::GENESIS.into())),
-                None => (0, audit::GENESIS.into()),
-            }
-        }
-    };
+    let (last_seq, prev_hash) = chain_head(tx, head)?;
     let seq = last_seq + 1;
     let hash = audit::chain_hash(
         &prev_hash,

@@ -171,6 +171,10 @@ impl Sqlite {
         submit(self.writer.as_ref().ok_or(StoreError::ReadOnly)?, writes).await
     }
 
+    fn read_only(&self) -> bool {
+        self.writer.is_none()
+    }
+
     pub(super) fn commit_counter(&self) -> IntCounter {
         self.commits.clone()
     }

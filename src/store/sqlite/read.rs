@@ -486,20 +486,33 @@ impl Sqlite {
              FROM webhook_outbox WHERE state = 'pending' AND next_attempt_ms <= ? \
              ORDER BY next_attempt_ms, id LIMIT ?",
             [now_ms, limit],
-            |row| {
-                Ok(PendingDelivery {
-                    id: row.get(0)?,
-                    delivery_id: row.get(1)?,
-                    hook: row.get(2)?,
-                    event: row.get(3)?,
-                    request_id: row.get(4)?,
-                    body: row.get(5)?,
-                    created_ms: row.get(6)?,
-                    attempts: row.get(7)?,
-                })
-            },
+            pending_delivery,
         )
         .await
+    }
+
+    /// Due deliveries at `now_ms`, each moved to `until_ms` in the statement that reads it.
+    pub(in crate::store) async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        if self.read_only() {
+            return Err(StoreError::ReadOnly);
+        }
+        let mut claimed = self
+            .rows(
+                "UPDATE webhook_outbox SET next_attempt_ms = ?2 WHERE id IN \
+                 (SELECT id FROM webhook_outbox WHERE state = 'pending' \
+                  AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?3) \
+                 RETURNING id, delivery_id, hook, event, request_id, body, created_ms, attempts",
+                [now_ms, until_ms, limit],
+                pending_delivery,
+            )
+            .await?;
+        claimed.sort_by_key(|delivery| delivery.id);
+        Ok(claimed)
     }
 
     pub(in crate::store) async fn next_delivery_ms(&self) -> Result<Option<i64>, StoreError> {
@@ -512,6 +525,21 @@ impl Sqlite {
             .await?;
         Ok(next.flatten())
     }
+}
+
+/// A delivery in the columns `id, delivery_id, hook, event, request_id, body, created_ms,
+/// attempts`.
+fn pending_delivery(row: &Row<'_>) -> rusqlite::Result<PendingDelivery> {
+    Ok(PendingDelivery {
+        id: row.get(0)?,
+        delivery_id: row.get(1)?,
+        hook: row.get(2)?,
+        event: row.get(3)?,
+        request_id: row.get(4)?,
+        body: row.get(5)?,
+        created_ms: row.get(6)?,
+        attempts: row.get(7)?,
+    })
 }
 
 /// The revocation in the columns of [`revocation_columns`] from column `first` on.
