@@ -14,7 +14,7 @@ use crate::notify::{Notifier, NotifyError};
 use crate::policy::{LivePolicies, LoadErrors, ReloadListener, ReloadOutcome};
 use crate::risk::RequestRates;
 use crate::store::{AuditRecord, Store, StoreError, Write};
-use crate::token::{KeyError, KeyRing, TokenIssuer};
+use crate::token::{KeyEncryptionKey, KeyError, KeyRing, SealError, TokenIssuer};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,10 @@ pub enum StartError {
     },
     #[error("signing keys: {0}")]
     Keys(#[from] KeyError),
+    #[error("signing keys: {0}")]
+    StoredKeys(#[from] super::keys::KeysError),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
     #[error("identity: {0}")]
     Identity(#[from] IdentityError),
     #[error("store: {0}")]
@@ -63,10 +67,18 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Start
     } else {
         store
     };
-    let mut ring = KeyRing::open(&config.data_dir.join("keys"), config.signing_alg, now)?;
+    let kek = key_encryption_key(&config, &store)?;
+    let mut ring = match &kek {
+        Some(kek) => super::keys::open(&store, kek, config.signing_alg, now).await?,
+        None => KeyRing::open(&config.data_dir.join("keys"), config.signing_alg, now)?,
+    };
     let issued_until = store.latest_expiry_by_kid().await?;
-    for kid in ring.prune(now, config.max_ttl, &issued_until)? {
+    let dropped = ring.prune(now, config.max_ttl, &issued_until)?;
+    for kid in &dropped {
         tracing::info!(key.kid = %kid, "dropped a retired signing key: every token it signed has expired");
+    }
+    if kek.is_some() {
+        super::keys::forget(&store, dropped).await?;
     }
     let tokens = TokenIssuer::new(config.issuer.clone(), ring, config.max_ttl, issued_until);
     let auth = Authenticator::from_config(&config, now).await?;
@@ -106,7 +118,29 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Start
         time_zone,
         clock,
         readiness: Default::default(),
+        key_encryption_key: kek.map(Arc::new),
     }))
+}
+
+/// The key-encryption key a store that keeps the signing keys needs (a start without it
+/// fails); `None` for a store whose keys are files in `data_dir`.
+fn key_encryption_key(
+    config: &Config,
+    store: &Store,
+) -> Result<Option<KeyEncryptionKey>, StartError> {
+    if !store.keeps_signing_keys() {
+        return Ok(None);
+    }
+    let text = config.key_encryption_key_text()?.ok_or_else(|| {
+        StartError::StoredKeys(super::keys::KeysError::Seal(SealError::BadKey(
+            "none given: set key_encryption_key_file or JITGATE_KEY_ENCRYPTION_KEY; the signing \
+             keys of replicas on PostgreSQL are sealed with it"
+                .into(),
+        )))
+    })?;
+    Ok(Some(KeyEncryptionKey::from_base64(text.expose()).map_err(
+        |e| StartError::StoredKeys(super::keys::KeysError::Seal(e)),
+    )?))
 }
 
 /// Counts every reload and records each that changed the pack in the audit trail.

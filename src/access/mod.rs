@@ -20,6 +20,7 @@ mod error;
 mod evaluate;
 pub mod housekeeping;
 pub(crate) mod issue;
+pub mod keys;
 pub mod mint;
 mod readiness;
 pub mod refusal;
@@ -68,6 +69,8 @@ pub struct App {
     pub clock: SharedClock,
     /// The store's last answer to `/readyz`'s probe.
     pub readiness: readiness::Readiness,
+    /// Seals the signing keys a shared database keeps (`None`: keys are files).
+    pub key_encryption_key: Option<Arc<crate::token::KeyEncryptionKey>>,
 }
 
 pub type AppState = Arc<App>;
@@ -147,5 +150,7 @@ fn within_limit(rates: &RequestRates, principal: &str, limit: usize) -> Result<u
         })
 }
 
+#[cfg(test)]
+mod replica_tests;
 #[cfg(test)]
 mod tests;

@@ -41,7 +41,7 @@ async fn core() -> Core {
     }
 }
 
-fn user(id: &str, groups: &[&str]) -> Caller {
+pub(super) fn user(id: &str, groups: &[&str]) -> Caller {
     Caller {
         principal: EntityRef::new("User", id),
         groups: groups.iter().map(|g| EntityRef::new("Group", *g)).collect(),
@@ -50,7 +50,7 @@ fn user(id: &str, groups: &[&str]) -> Caller {
     }
 }
 
-fn asking(action: &str) -> AccessRequest {
+pub(super) fn asking(action: &str) -> AccessRequest {
     AccessRequest {
         action: action.into(),
         resource: EntityRef::new("Database", "orders"),
@@ -62,7 +62,7 @@ fn asking(action: &str) -> AccessRequest {
     }
 }
 
-const HERE: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(super) const HERE: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 async fn pending_write(core: &Core, alice: &Caller) -> String {
     match ask(&core.app, alice.clone(), HERE, asking("write"))

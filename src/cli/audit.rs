@@ -44,7 +44,7 @@ pub fn verify(config: &Config, external: Option<&str>) -> ExitCode {
             }
             Ok(Ok(report)) => report,
         };
-        let checked = match public_keys(config) {
+        let checked = match public_keys(config, &store).await {
             Ok(keys) => match check_heads(&store, &keys).await {
                 Ok(heads) => match external {
                     None => Ok((heads, None)),
@@ -97,8 +97,17 @@ pub fn verify(config: &Config, external: Option<&str>) -> ExitCode {
     })
 }
 
-/// The public keys in the keys dir: what signed heads are checked against.
-fn public_keys(config: &Config) -> Result<JwkSet, String> {
+/// The public keys signed heads are checked against: the database's when it keeps the
+/// signing keys (no key-encryption key needed), else those in the keys dir.
+async fn public_keys(config: &Config, store: &Store) -> Result<JwkSet, String> {
+    if store.keeps_signing_keys() {
+        let keys = crate::access::keys::public_keys(store)
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(JwkSet {
+            keys: keys.into_iter().map(|(jwk, _)| jwk).collect(),
+        });
+    }
     let ring = KeyRing::read(&config.data_dir.join("keys")).map_err(|e| e.to_string())?;
     Ok(JwkSet {
         keys: ring.keys().iter().map(|k| k.public.clone()).collect(),

@@ -503,6 +503,9 @@ fn keys(args: &ConfigArgs, command: &KeysCommand) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    if config.database_url.starts_with("postgres") {
+        return keys_in_database(&config, command);
+    }
     let dir = config.data_dir.join("keys");
     if let KeysCommand::List = command {
         // Listing only looks: it never creates the dir or generates a key.
@@ -548,6 +551,59 @@ fn keys(args: &ConfigArgs, command: &KeysCommand) -> ExitCode {
         KeysCommand::List => list_keys(&ring, &config),
     }
     ExitCode::SUCCESS
+}
+
+/// `jitgate keys …` against the signing keys a PostgreSQL database keeps for every replica.
+fn keys_in_database(config: &Config, command: &KeysCommand) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async {
+        if let KeysCommand::List = command {
+            // Listing only looks, and needs no key-encryption key.
+            let store = Store::open_existing(&config.database_url, &config.data_dir).await?;
+            let keys = store.signing_keys().await?;
+            if keys.is_empty() {
+                println!("no signing keys yet: the first server to start generates one");
+            }
+            for (i, key) in keys.iter().enumerate() {
+                let state = if i + 1 == keys.len() { "active" } else { "retired" };
+                let created = crate::clock::rfc3339(u64::try_from(key.created).unwrap_or(0));
+                println!("{} {} created {created} {state}", key.kid, key.alg);
+            }
+            return Ok(());
+        }
+        let text = config
+            .key_encryption_key_text()
+            .map_err(|e| e.to_string())?
+            .ok_or("set key_encryption_key_file or JITGATE_KEY_ENCRYPTION_KEY: the keys in the database are sealed with it")?;
+        let kek = crate::token::KeyEncryptionKey::from_base64(text.expose())
+            .map_err(|e| e.to_string())?;
+        let store = Store::open(&config.database_url, &config.data_dir).await?;
+        let (ring, note) = match command {
+            KeysCommand::Rotate => (
+                crate::access::keys::rotate(&store, &kek, config.signing_alg, now()).await,
+                "(active on every replica within 10 s; older keys stay in the JWKS until their tokens expire)",
+            ),
+            _ => (
+                crate::access::keys::open(&store, &kek, config.signing_alg, now()).await,
+                "(active)",
+            ),
+        };
+        let ring = ring.map_err(|e| e.to_string())?;
+        if let Some(key) = ring.active() {
+            println!("{} {} {note}", key.kid, key.alg.as_str());
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn list_keys(ring: &KeyRing, config: &Config) {

@@ -65,6 +65,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// "" = SQLite in `data_dir`.
     pub database_url: String,
+    /// The file holding the key-encryption key (base64 of 32 random bytes) that seals the
+    /// signing keys kept in a PostgreSQL database.
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// The key-encryption key itself, from the environment (`JITGATE_KEY_ENCRYPTION_KEY`).
+    pub key_encryption_key: Option<Secret>,
     pub signing_alg: SigningAlg,
     #[serde(deserialize_with = "duration")]
     pub default_ttl: Duration,
@@ -111,6 +116,8 @@ impl Default for Config {
             issuer: "http://127.0.0.1:8080".into(),
             data_dir: "data".into(),
             database_url: String::new(),
+            key_encryption_key_file: None,
+            key_encryption_key: None,
             signing_alg: SigningAlg::Es256,
             default_ttl: grants.default_ttl,
             max_ttl: grants.max_ttl,
@@ -131,6 +138,29 @@ impl Default for Config {
     }
 }
 
+/// A value that is never printed (its `Debug` says only that it is set).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum SigningAlg {
     #[serde(rename = "ES256")]
@@ -148,6 +178,13 @@ impl SigningAlg {
             SigningAlg::EdDsa => "EdDSA",
             SigningAlg::Rs256 => "RS256",
         }
+    }
+
+    /// The algorithm [`SigningAlg::as_str`] names.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Es256, Self::EdDsa, Self::Rs256]
+            .into_iter()
+            .find(|alg| alg.as_str() == name)
     }
 }
 
@@ -408,6 +445,25 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
 }
 
 impl Config {
+    /// The key-encryption key's base64 text, from `key_encryption_key_file` or the
+    /// environment; `None` when neither is given.
+    pub fn key_encryption_key_text(&self) -> Result<Option<Secret>, ConfigError> {
+        match (&self.key_encryption_key, &self.key_encryption_key_file) {
+            (Some(_), Some(_)) => Err(invalid(
+                "key_encryption_key_file",
+                "give the file or JITGATE_KEY_ENCRYPTION_KEY, not both",
+            )),
+            (Some(key), None) => Ok(Some(key.clone())),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|text| Some(Secret(text)))
+                .map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                }),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// The quickstart: every default, the dev issuer on.
     pub fn quickstart() -> Self {
         let mut config = Config::default();

@@ -157,6 +157,10 @@ pub async fn run_with_clock(
         state.metrics.clone(),
         Arc::clone(&state.clock),
     ));
+    let follow_keys = state
+        .key_encryption_key
+        .clone()
+        .map(|kek| tokio::spawn(crate::access::keys::follow(state.clone(), kek)));
     if state.auth.dev_enabled() {
         tracing::warn!(
             "DEV ISSUER ENABLED: tokens minted by `jitgate dev-token` are trusted. Never run this in production; set [identity.dev] enabled = false"
@@ -176,6 +180,9 @@ pub async fn run_with_clock(
     housekeeping.abort();
     delivery.abort();
     heads.abort();
+    if let Some(follow_keys) = follow_keys {
+        follow_keys.abort();
+    }
     if let Err(e) = crate::access::trail::sign_head(&last_head).await {
         tracing::warn!(error = %e, "cannot sign the audit head on shutdown");
     }

@@ -335,7 +335,7 @@ impl DevIssuer {
         header.typ = Some(DEV_TYP.into());
         header.kid = Some(key.kid.clone());
         jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| KeyError::File {
-            path: key.path.clone(),
+            path: key.path.clone().unwrap_or_default(),
             message: e.to_string(),
         })
     }

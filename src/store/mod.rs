@@ -23,7 +23,7 @@ mod sqlite;
 
 pub use records::{
     ApprovalRecord, AuditRecord, OutboxRecord, PendingDelivery, RequestRecord, RevocationRecord,
-    Standing, StoredRequest, TokenRecord, Write, effective_status,
+    Standing, StoredKey, StoredRequest, TokenRecord, Write, effective_status,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -377,6 +377,17 @@ impl Store {
             .await)
     }
 
+    /// The signing keys kept in the database, oldest first.
+    pub async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        on_database!(self, |db| db.signing_keys().await)
+    }
+
+    /// Whether replicas share this store, and so keep their signing keys in it (PostgreSQL)
+    /// rather than each in its `data_dir` (SQLite).
+    pub fn keeps_signing_keys(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
     /// When the next notification falls due, if any waits.
     pub async fn next_delivery_ms(&self) -> Result<Option<i64>, StoreError> {
         on_database!(self, |db| db.next_delivery_ms().await)
@@ -385,3 +396,6 @@ impl Store {
 
 #[cfg(test)]
 mod conformance;
+/// A schema of the PostgreSQL test database, for tests of several replicas.
+#[cfg(test)]
+pub(crate) use postgres::tests::{Schema, fresh_schema};

@@ -96,6 +96,30 @@ pub struct RevocationRecord {
     pub lifted_at: Option<i64>,
 }
 
+/// A signing key as a shared database keeps it: the private part sealed with the
+/// key-encryption key, the public part (a JWK) in the clear for readers that only verify.
+#[derive(Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    /// `ES256`, `EdDSA` or `RS256`.
+    pub alg: String,
+    /// Unix seconds it was created (and its predecessor retired).
+    pub created: i64,
+    /// The PKCS#8 (RS256: PKCS#1) PEM, sealed for `kid`.
+    pub sealed_private: Vec<u8>,
+    pub public_jwk: String,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A webhook notification to deliver (see [`crate::notify`]).
 #[derive(Debug, Clone)]
 pub struct OutboxRecord {
@@ -224,6 +248,12 @@ pub enum Write {
     /// replicas try, one writes it.
     RequireChainHead {
         seq: i64,
+    },
+    /// Keeps a signing key (a conflict if one with its `kid` is kept).
+    SigningKey(StoredKey),
+    /// Forgets a signing key no token can need any more.
+    DropSigningKey {
+        kid: String,
     },
 }
 

@@ -41,7 +41,8 @@ pub struct SigningKey {
     pub alg: SigningAlg,
     /// Unix seconds the key was created (and its predecessor retired).
     pub created: u64,
-    pub path: PathBuf,
+    /// Its file; `None` for a key kept in a shared database.
+    pub path: Option<PathBuf>,
     pub(crate) encoding: EncodingKey,
     pub(crate) signer: Signer,
     pub public: Jwk,
@@ -172,6 +173,15 @@ impl KeyRing {
         Ok(ring)
     }
 
+    /// A ring of `keys` kept elsewhere than in files (a shared database), oldest first.
+    pub fn of(mut keys: Vec<SigningKey>) -> Self {
+        keys.sort_by(|a, b| (a.created, &a.kid).cmp(&(b.created, &b.kid)));
+        Self {
+            dir: PathBuf::new(),
+            keys,
+        }
+    }
+
     /// The key that signs.
     pub fn active(&self) -> Option<&SigningKey> {
         self.keys.last()
@@ -214,7 +224,7 @@ impl KeyRing {
             .collect()
     }
 
-    /// Deletes the files of keys no token can need any more; returns their kids.
+    /// Drops the keys no token can need any more (deleting their files); returns their kids.
     pub fn prune(
         &mut self,
         now: u64,
@@ -232,7 +242,9 @@ impl KeyRing {
             if keep.contains(&key.kid) {
                 kept.push(key);
             } else {
-                fs::remove_file(&key.path).map_err(|e| file_error(&key.path, e))?;
+                if let Some(path) = &key.path {
+                    fs::remove_file(path).map_err(|e| file_error(path, e))?;
+                }
                 dropped.push(key.kid);
             }
         }
@@ -268,7 +280,7 @@ impl KeyRing {
 /// (the EC key with its public point inside), EdDSA on Ed25519 (PKCS#8 v1, no public key
 /// inside: the form jsonwebtoken derives the public key from), RS256 with a 2048-bit modulus.
 /// The files the earlier generator (the RustCrypto crates) wrote have the same form.
-fn generate_pem(alg: SigningAlg) -> Result<String, KeyError> {
+pub(crate) fn generate_pem(alg: SigningAlg) -> Result<String, KeyError> {
     use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::rsa::KeySize;
     use aws_lc_rs::signature::{
@@ -333,33 +345,43 @@ fn load(path: &Path) -> Result<SigningKey, KeyError> {
         }
     };
     let pem = fs::read(path).map_err(|e| file_error(path, e))?;
-    let encoding = match alg {
-        SigningAlg::Es256 => EncodingKey::from_ec_pem(&pem),
-        SigningAlg::EdDsa => EncodingKey::from_ed_pem(&pem),
-        SigningAlg::Rs256 => EncodingKey::from_rsa_pem(&pem),
+    let mut key = SigningKey::from_pem(&pem, alg, created).map_err(|e| file_error(path, e))?;
+    key.path = Some(path.to_path_buf());
+    Ok(key)
+}
+
+impl SigningKey {
+    /// The key of `alg` in `pem` (PKCS#8; RS256: PKCS#1), created at `created`, kept
+    /// elsewhere than in a file.
+    pub(crate) fn from_pem(pem: &[u8], alg: SigningAlg, created: u64) -> Result<Self, String> {
+        let encoding = match alg {
+            SigningAlg::Es256 => EncodingKey::from_ec_pem(pem),
+            SigningAlg::EdDsa => EncodingKey::from_ed_pem(pem),
+            SigningAlg::Rs256 => EncodingKey::from_rsa_pem(pem),
+        }
+        .map_err(|e| format!("not a {} private key: {e}", alg.as_str()))?;
+        let signer = Signer::parse(alg, encoding.as_bytes())
+            .map_err(|e| format!("not a {} private key: {e}", alg.as_str()))?;
+        let mut public = Jwk::from_encoding_key(&encoding, algorithm(alg))
+            .map_err(|e| format!("cannot derive the public key: {e}"))?;
+        let kid = thumbprint(&public)?;
+        public.common.key_id = Some(kid.clone());
+        public.common.public_key_use = Some(PublicKeyUse::Signature);
+        public.common.key_algorithm = Some(match alg {
+            SigningAlg::Es256 => KeyAlgorithm::ES256,
+            SigningAlg::EdDsa => KeyAlgorithm::EdDSA,
+            SigningAlg::Rs256 => KeyAlgorithm::RS256,
+        });
+        Ok(SigningKey {
+            kid,
+            alg,
+            created,
+            path: None,
+            encoding,
+            signer,
+            public,
+        })
     }
-    .map_err(|e| file_error(path, format!("not a {} private key: {e}", alg.as_str())))?;
-    let signer = Signer::parse(alg, encoding.as_bytes())
-        .map_err(|e| file_error(path, format!("not a {} private key: {e}", alg.as_str())))?;
-    let mut public = Jwk::from_encoding_key(&encoding, algorithm(alg))
-        .map_err(|e| file_error(path, format!("cannot derive the public key: {e}")))?;
-    let kid = thumbprint(&public).map_err(|e| file_error(path, e))?;
-    public.common.key_id = Some(kid.clone());
-    public.common.public_key_use = Some(PublicKeyUse::Signature);
-    public.common.key_algorithm = Some(match alg {
-        SigningAlg::Es256 => KeyAlgorithm::ES256,
-        SigningAlg::EdDsa => KeyAlgorithm::EdDSA,
-        SigningAlg::Rs256 => KeyAlgorithm::RS256,
-    });
-    Ok(SigningKey {
-        kid,
-        alg,
-        created,
-        path: path.to_path_buf(),
-        encoding,
-        signer,
-        public,
-    })
 }
 
 /// RFC 7638 SHA-256 thumbprint. jsonwebtoken computes it for EC and RSA keys but not for OKP
@@ -397,7 +419,7 @@ mod tests {
             fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
             0o700
         );
-        let path = &ring.active().unwrap().path;
+        let path = ring.active().unwrap().path.as_ref().unwrap();
         assert_eq!(
             fs::metadata(path).unwrap().permissions().mode() & 0o777,
             0o600
@@ -411,7 +433,7 @@ mod tests {
     fn refuses_keys_others_can_read() {
         let dir = tempfile::TempDir::new().unwrap();
         let ring = KeyRing::open(dir.path(), SigningAlg::Es256, 1000).unwrap();
-        let path = ring.active().unwrap().path.clone();
+        let path = ring.active().unwrap().path.clone().unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         let err = KeyRing::open(dir.path(), SigningAlg::Es256, 1000).unwrap_err();
         assert!(

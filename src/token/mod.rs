@@ -2,6 +2,7 @@
 //! signed by the newest key of the [`KeyRing`], and the JWKS that verifies them.
 
 mod keys;
+mod seal;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,7 +13,9 @@ use serde::Serialize;
 
 use crate::config::SigningAlg;
 pub use jitgate_verify::claims::{AccessClaims, Audience, JitClaims};
+pub(crate) use keys::generate_pem;
 pub use keys::{KeyError, KeyRing, SigningKey, thumbprint};
+pub use seal::{KeyEncryptionKey, SealError};
 
 /// What a grant becomes a token with.
 #[derive(Debug, Clone)]
@@ -44,14 +47,22 @@ pub enum TokenError {
     Sign(String),
 }
 
+/// The keys a [`TokenIssuer`] signs with and publishes.
+#[derive(Debug)]
+struct Keys {
+    ring: KeyRing,
+    /// Retired key → latest expiry of a token it signed (fixed once they no longer sign).
+    issued_until: HashMap<String, u64>,
+}
+
 /// Mints access tokens for one issuer.
 #[derive(Debug)]
 pub struct TokenIssuer {
     issuer: String,
-    ring: KeyRing,
+    /// Swapped whole when the keys kept in a shared database change (a rotation on another
+    /// replica); otherwise fixed for the process.
+    keys: arc_swap::ArcSwap<Keys>,
     max_ttl: Duration,
-    /// Retired key → latest expiry of a token it signed (fixed once they no longer sign).
-    issued_until: HashMap<String, u64>,
 }
 
 impl TokenIssuer {
@@ -63,10 +74,21 @@ impl TokenIssuer {
     ) -> Self {
         Self {
             issuer,
-            ring,
+            keys: arc_swap::ArcSwap::from_pointee(Keys { ring, issued_until }),
             max_ttl,
-            issued_until,
         }
+    }
+
+    /// Signs with `ring` from now on, and publishes its keys.
+    pub fn replace_keys(&self, ring: KeyRing, issued_until: HashMap<String, u64>) {
+        self.keys
+            .store(std::sync::Arc::new(Keys { ring, issued_until }));
+    }
+
+    /// The kids of the keys held, oldest first.
+    pub fn kids(&self) -> Vec<String> {
+        let keys = self.keys.load();
+        keys.ring.keys().iter().map(|k| k.kid.clone()).collect()
     }
 
     pub fn issuer(&self) -> &str {
@@ -74,12 +96,13 @@ impl TokenIssuer {
     }
 
     pub fn signing_alg(&self) -> Option<SigningAlg> {
-        self.ring.active().map(|k| k.alg)
+        self.keys.load().ring.active().map(|k| k.alg)
     }
 
     /// Signs `grant` at `now` (unix seconds).
     pub fn mint(&self, grant: &TokenGrant, now: u64) -> Result<IssuedToken, TokenError> {
-        let key = self.ring.active().ok_or(TokenError::NoKey)?;
+        let keys = self.keys.load();
+        let key = keys.ring.active().ok_or(TokenError::NoKey)?;
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: grant.subject.clone(),
@@ -106,15 +129,20 @@ impl TokenIssuer {
     /// `claims` as a JWS of type `typ` signed by the active key (what is not an access token:
     /// e.g. the audit head).
     pub fn sign_claims<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, TokenError> {
-        sign(claims, typ, self.ring.active().ok_or(TokenError::NoKey)?)
+        sign(
+            claims,
+            typ,
+            self.keys.load().ring.active().ok_or(TokenError::NoKey)?,
+        )
     }
 
     /// Public keys whose tokens may still be live at `now`.
     pub fn jwks(&self, now: u64) -> JwkSet {
+        let keys = self.keys.load();
         JwkSet {
-            keys: self
+            keys: keys
                 .ring
-                .verifying_keys(now, self.max_ttl, &self.issued_until)
+                .verifying_keys(now, self.max_ttl, &keys.issued_until)
                 .into_iter()
                 .map(|k| k.public.clone())
                 .collect(),

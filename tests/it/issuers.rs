@@ -34,7 +34,8 @@ impl Idp {
         Self {
             issuer: issuer.clone(),
             kid: active.kid.clone(),
-            key: EncodingKey::from_ec_pem(&std::fs::read(&active.path).unwrap()).unwrap(),
+            key: EncodingKey::from_ec_pem(&std::fs::read(active.path.as_ref().unwrap()).unwrap())
+                .unwrap(),
             config: TrustedIssuerConfig {
                 issuer,
                 audience: "jitgate".into(),

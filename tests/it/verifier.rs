@@ -188,7 +188,7 @@ async fn a_key_withdrawn_from_the_jwks_stops_verifying_at_the_next_refresh() {
     let (pack, config_used) = server.stop().await;
     let keys = config_used.data_dir.join("keys");
     let mut ring = KeyRing::open(&keys, config_used.signing_alg, unix_now()).unwrap();
-    let withdrawn = ring.active().unwrap().path.clone();
+    let withdrawn = ring.active().unwrap().path.clone().unwrap();
     ring.rotate(config_used.signing_alg, unix_now()).unwrap();
     std::fs::remove_file(withdrawn).unwrap();
     let server = TestServer::start_with(pack, config_used).await;
@@ -248,7 +248,7 @@ async fn a_token_issued_in_the_future_is_refused() {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.typ = Some("at+jwt".into());
     header.kid = Some(key.kid.clone());
-    let pem = std::fs::read(&key.path).unwrap();
+    let pem = std::fs::read(key.path.as_ref().unwrap()).unwrap();
     let forged = jsonwebtoken::encode(
         &header,
         &claims,

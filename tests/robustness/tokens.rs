@@ -139,7 +139,7 @@ async fn fixture() -> Fixture {
     let now = now();
     let idp = KeyRing::open(&dir.path().join("idp"), SigningAlg::Es256, now).unwrap();
     let key = idp.active().unwrap();
-    let idp_key = EncodingKey::from_ec_pem(&fs::read(&key.path).unwrap()).unwrap();
+    let idp_key = EncodingKey::from_ec_pem(&fs::read(key.path.as_ref().unwrap()).unwrap()).unwrap();
     let jwks_path = dir.path().join("jwks.json");
     let jwks = JwkSet {
         keys: vec![key.public.clone()],

@@ -196,6 +196,25 @@ pub(super) async fn apply(
             )
             .await
         }
+        Write::SigningKey(key) => {
+            tx.changed_one(
+                "INSERT INTO signing_keys (kid, alg, created, sealed_private, public_jwk) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &key.kid,
+                    &key.alg,
+                    &key.created,
+                    &key.sealed_private,
+                    &key.public_jwk,
+                ],
+                "a signing key with this kid is kept",
+            )
+            .await
+        }
+        Write::DropSigningKey { kid } => {
+            tx.execute("DELETE FROM signing_keys WHERE kid = $1", &[kid])
+                .await
+        }
         Write::RequireChainHead { seq } => match head.0 {
             last if last == *seq => Ok(()),
             last => Err(Failure::Conflict(format!("the chain's head is {last}"))),

@@ -10,7 +10,10 @@ use crate::store::StoreError;
 use crate::store::migration::{Migration, applied_versions, migration};
 
 /// Every migration, in order.
-pub(super) const MIGRATIONS: &[Migration] = &[migration!("postgres", 1, "init", "0001_init.sql")];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    migration!("postgres", 1, "init", "0001_init.sql"),
+    migration!("postgres", 2, "signing keys", "0002_signing_keys.sql"),
+];
 
 /// The advisory lock migrations run under ("jitgate" in ASCII).
 const LOCK: i64 = 0x006a_6974_6761_7465;

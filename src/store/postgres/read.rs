@@ -8,7 +8,7 @@ use super::Postgres;
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::store::{
     ApprovalRecord, AuditRecord, PendingDelivery, RequestRecord, RevocationRecord, Standing,
-    StoreError, StoredRequest, TokenRecord,
+    StoreError, StoredKey, StoredRequest, TokenRecord,
 };
 
 /// The columns of a [`RevocationRecord`], for every query that reads one.
@@ -413,6 +413,27 @@ impl Postgres {
             .collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by_key(|delivery| delivery.id);
         Ok(claimed)
+    }
+
+    pub(in crate::store) async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT kid, alg, created, sealed_private, public_jwk FROM signing_keys \
+                 ORDER BY created, kid",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredKey {
+                    kid: row.try_get(0)?,
+                    alg: row.try_get(1)?,
+                    created: row.try_get(2)?,
+                    sealed_private: row.try_get(3)?,
+                    public_jwk: row.try_get(4)?,
+                })
+            })
+            .collect()
     }
 
     pub(in crate::store) async fn next_delivery_ms(&self) -> Result<Option<i64>, StoreError> {

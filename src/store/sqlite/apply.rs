@@ -107,6 +107,22 @@ pub(super) fn apply(tx: &Connection, head: &mut ChainHead, write: &Write) -> Res
             "DELETE FROM webhook_outbox WHERE state != 'pending' AND finished_ms < ?",
             params![before_ms],
         ),
+        Write::SigningKey(key) => changed_one(
+            tx,
+            "INSERT OR IGNORE INTO signing_keys (kid, alg, created, sealed_private, public_jwk) \
+             VALUES (?, ?, ?, ?, ?)",
+            params![
+                key.kid,
+                key.alg,
+                key.created,
+                key.sealed_private,
+                key.public_jwk
+            ],
+            "a signing key with this kid is kept",
+        ),
+        Write::DropSigningKey { kid } => {
+            execute(tx, "DELETE FROM signing_keys WHERE kid = ?", params![kid])
+        }
         Write::RequireChainHead { seq } => match chain_head(tx, head)? {
             (last, _) if last == *seq => Ok(()),
             (last, _) => Err(Failure::Conflict(format!("the chain's head is {last}"))),

@@ -25,6 +25,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     migration!("sqlite", 7, "approved grant", "0007_approved_grant.sql"),
     migration!("sqlite", 8, "full principals", "0008_full_principals.sql"),
     migration!("sqlite", 9, "dry run denials", "0009_dry_run_denials.sql"),
+    migration!("sqlite", 10, "signing keys", "0010_signing_keys.sql"),
 ];
 
 /// The table of applied migrations, as sqlx creates it.

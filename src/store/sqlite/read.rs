@@ -12,7 +12,7 @@ use super::{READERS, Sqlite, connect};
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::store::{
     ApprovalRecord, AuditRecord, PendingDelivery, RequestRecord, RevocationRecord, Standing,
-    StoreError, StoredRequest, TokenRecord,
+    StoreError, StoredKey, StoredRequest, TokenRecord,
 };
 
 /// Prepared statements each connection keeps (every read and write statement, with room).
@@ -513,6 +513,24 @@ impl Sqlite {
             .await?;
         claimed.sort_by_key(|delivery| delivery.id);
         Ok(claimed)
+    }
+
+    pub(in crate::store) async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        self.rows(
+            "SELECT kid, alg, created, sealed_private, public_jwk FROM signing_keys \
+             ORDER BY created, kid",
+            (),
+            |row| {
+                Ok(StoredKey {
+                    kid: row.get(0)?,
+                    alg: row.get(1)?,
+                    created: row.get(2)?,
+                    sealed_private: row.get(3)?,
+                    public_jwk: row.get(4)?,
+                })
+            },
+        )
+        .await
     }
 
     pub(in crate::store) async fn next_delivery_ms(&self) -> Result<Option<i64>, StoreError> {
