@@ -4,8 +4,8 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     /// Beyond the contract: jobs waiting for the store's writer, counted at scrape time.
     pub store_write_queue: IntGauge,
+    /// Replicas seen in the last 30 s, by the policy version each serves.
+    pub cluster_replicas: IntGaugeVec,
 }
 
 const FAST_BUCKETS: [f64; 12] = [
@@ -121,6 +123,17 @@ impl Metrics {
                 "jitgate_store_write_queue",
                 "Jobs waiting for the store's writer.",
             )?,
+            cluster_replicas: {
+                let metric = IntGaugeVec::new(
+                    Opts::new(
+                        "jitgate_cluster_replicas",
+                        "Replicas seen in the last 30 s by the policy version they serve.",
+                    ),
+                    &["policy_version"],
+                )?;
+                registry.register(Box::new(metric.clone()))?;
+                metric
+            },
             registry,
         })
     }

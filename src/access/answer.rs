@@ -295,3 +295,21 @@ impl PolicyStatus {
         }
     }
 }
+
+/// `GET /v1/cluster`: the replicas seen in the last 30 s.
+#[derive(Debug, Serialize)]
+pub struct ClusterView {
+    pub replicas: Vec<ReplicaView>,
+}
+
+/// One replica, as its last heartbeat described it.
+#[derive(Debug, Serialize)]
+pub struct ReplicaView {
+    pub id: String,
+    /// jitgate's version.
+    pub version: String,
+    pub policy_version: String,
+    /// RFC 3339.
+    pub started_at: String,
+    pub last_seen: String,
+}

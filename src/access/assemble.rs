@@ -118,6 +118,7 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Start
         time_zone,
         clock,
         readiness: Default::default(),
+        replica: super::cluster::Replica::new(stored_secs(now)),
         key_encryption_key: kek.map(Arc::new),
     }))
 }

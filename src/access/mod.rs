@@ -16,6 +16,7 @@ pub mod answer;
 pub mod approval;
 pub mod ask;
 mod assemble;
+pub mod cluster;
 mod error;
 mod evaluate;
 pub mod housekeeping;
@@ -69,6 +70,8 @@ pub struct App {
     pub clock: SharedClock,
     /// The store's last answer to `/readyz`'s probe.
     pub readiness: readiness::Readiness,
+    /// This process among the replicas.
+    pub replica: cluster::Replica,
     /// Seals the signing keys a shared database keeps (`None`: keys are files).
     pub key_encryption_key: Option<Arc<crate::token::KeyEncryptionKey>>,
 }

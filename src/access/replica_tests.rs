@@ -11,7 +11,7 @@ use super::keys::{self, KeysError};
 use super::mint::{Minted, mint};
 use super::revocation::{Revocation, introspect, revoke};
 use super::tests::{HERE, asking, user};
-use super::{Answer, AppState, StartError, approval, build};
+use super::{Answer, ApiError, AppState, StartError, approval, build, cluster};
 use crate::clock::{Clock, ManualClock};
 use crate::config::{Config, SigningAlg};
 use crate::store::{Schema, fresh_schema};
@@ -162,4 +162,24 @@ async fn a_request_asked_on_one_replica_is_approved_on_another_and_minted_on_a_t
     assert!(!introspect(&b, &issued.access_token).await.unwrap().active);
     let report = a.store.verify_audit().await.unwrap().expect("one chain");
     assert!(report.events >= 6, "{report:?}");
+
+    for replica in [&a, &b, &c] {
+        cluster::beat(replica).await.unwrap();
+    }
+    let view = cluster::cluster(&b, &admin).await.unwrap();
+    let mut ids: Vec<&str> = view.replicas.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut expected = [&a, &b, &c].map(|r| r.replica.id.as_str());
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    let version = a.policies.current().version().to_owned();
+    assert!(view.replicas.iter().all(|r| r.policy_version == version));
+    let metrics = c.metrics.render(); // c beat last: it saw all three
+    let line = format!("jitgate_cluster_replicas{{policy_version=\"{version}\"}} 3");
+    assert!(metrics.contains(&line), "{metrics}");
+    let refused = cluster::cluster(&a, &alice).await;
+    assert!(
+        matches!(refused, Err(ApiError::Forbidden(_))),
+        "{refused:?}"
+    );
 }

@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::extract::Authenticated;
+use super::guard::Privileged;
 use crate::access::AppState;
-use crate::access::answer::PolicyStatus;
+use crate::access::answer::{ClusterView, PolicyStatus};
 
 /// `GET /.well-known/jwks.json`: the keys whose tokens may still be live.
 pub async fn jwks(State(state): State<AppState>) -> Response {
@@ -50,6 +51,16 @@ pub async fn policies(
     Authenticated(_caller): Authenticated,
 ) -> Json<PolicyStatus> {
     Json(PolicyStatus::of(&state))
+}
+
+/// `GET /v1/cluster`: the replicas seen lately (administrators).
+pub async fn cluster(
+    State(state): State<AppState>,
+    Privileged(caller): Privileged,
+) -> Result<Json<ClusterView>, ApiError> {
+    Ok(Json(
+        crate::access::cluster::cluster(&state, &caller).await?,
+    ))
 }
 
 /// `GET /healthz`: the process answers.

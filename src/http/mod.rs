@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/revocations/{id}", delete(revocation::lift))
         .route("/v1/policies", get(meta::policies))
+        .route("/v1/cluster", get(meta::cluster))
         .route("/.well-known/jwks.json", get(meta::jwks))
         .route(
             "/.well-known/oauth-authorization-server",
@@ -157,6 +158,7 @@ pub async fn run_with_clock(
         state.metrics.clone(),
         Arc::clone(&state.clock),
     ));
+    let heartbeats = tokio::spawn(crate::access::cluster::heartbeats(state.clone()));
     let follow_keys = state
         .key_encryption_key
         .clone()
@@ -180,6 +182,7 @@ pub async fn run_with_clock(
     housekeeping.abort();
     delivery.abort();
     heads.abort();
+    heartbeats.abort();
     if let Some(follow_keys) = follow_keys {
         follow_keys.abort();
     }

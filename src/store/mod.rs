@@ -22,8 +22,8 @@ mod records;
 mod sqlite;
 
 pub use records::{
-    ApprovalRecord, AuditRecord, OutboxRecord, PendingDelivery, RequestRecord, RevocationRecord,
-    Standing, StoredKey, StoredRequest, TokenRecord, Write, effective_status,
+    ApprovalRecord, AuditRecord, OutboxRecord, PendingDelivery, ReplicaRecord, RequestRecord,
+    RevocationRecord, Standing, StoredKey, StoredRequest, TokenRecord, Write, effective_status,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -380,6 +380,11 @@ impl Store {
     /// The signing keys kept in the database, oldest first.
     pub async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         on_database!(self, |db| db.signing_keys().await)
+    }
+
+    /// The replicas whose last heartbeat is at `since` or later, by id.
+    pub async fn replicas(&self, since: i64) -> Result<Vec<ReplicaRecord>, StoreError> {
+        on_database!(self, |db| db.replicas(since).await)
     }
 
     /// Whether replicas share this store, and so keep their signing keys in it (PostgreSQL)

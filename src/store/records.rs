@@ -120,6 +120,18 @@ impl std::fmt::Debug for StoredKey {
     }
 }
 
+/// A running replica, as its last heartbeat described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRecord {
+    pub id: String,
+    /// jitgate's version.
+    pub version: String,
+    pub policy_version: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    pub last_seen: i64,
+}
+
 /// A webhook notification to deliver (see [`crate::notify`]).
 #[derive(Debug, Clone)]
 pub struct OutboxRecord {
@@ -254,6 +266,12 @@ pub enum Write {
     /// Forgets a signing key no token can need any more.
     DropSigningKey {
         kid: String,
+    },
+    /// A replica is alive (replaces what it said before), and replicas not seen since
+    /// `forget_before` are forgotten.
+    Heartbeat {
+        replica: ReplicaRecord,
+        forget_before: i64,
     },
 }
 

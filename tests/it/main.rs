@@ -11,6 +11,7 @@
 mod approvals;
 mod audit;
 mod cli;
+mod cluster;
 mod connections;
 mod harness;
 mod issuers;

@@ -43,6 +43,7 @@ macro_rules! suite {
             the_outbox_delivers_retries_and_forgets,
             a_signed_head_goes_only_over_the_head_it_names,
             a_delivery_is_claimed_once_until_its_lease_ends,
+            heartbeats_list_the_replicas_seen_lately,
         );
     };
 }

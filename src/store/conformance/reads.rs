@@ -514,3 +514,44 @@ pub(crate) async fn a_delivery_is_claimed_once_until_its_lease_ends(store: &Stor
     assert_eq!(again.len(), 19);
     assert!(again.iter().all(|d| d.delivery_id != claimed[0].0));
 }
+
+pub(crate) async fn heartbeats_list_the_replicas_seen_lately(store: &Store) {
+    let replica = |id: &str, policy_version: &str, last_seen| ReplicaRecord {
+        id: id.into(),
+        version: "0.1.0".into(),
+        policy_version: policy_version.into(),
+        started_at: 100,
+        last_seen,
+    };
+    let beat = |replica, forget_before| Write::Heartbeat {
+        replica,
+        forget_before,
+    };
+    store
+        .write(vec![beat(replica("a", "v1", 1000), 0)])
+        .await
+        .unwrap();
+    store
+        .write(vec![beat(replica("b", "v1", 1010), 0)])
+        .await
+        .unwrap();
+    store
+        .write(vec![beat(replica("a", "v2", 1020), 0)])
+        .await
+        .unwrap();
+    let seen = store.replicas(1005).await.unwrap();
+    assert_eq!(seen, [replica("a", "v2", 1020), replica("b", "v1", 1010)]);
+    assert_eq!(
+        store.replicas(1015).await.unwrap(),
+        [replica("a", "v2", 1020)]
+    );
+    store
+        .write(vec![beat(replica("c", "v2", 2000), 1015)])
+        .await
+        .unwrap();
+    let ids: Vec<String> = (store.replicas(0).await.unwrap())
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["a", "c"], "b, not seen since 1015, is forgotten");
+}

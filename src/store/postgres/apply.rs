@@ -215,6 +215,29 @@ pub(super) async fn apply(
             tx.execute("DELETE FROM signing_keys WHERE kid = $1", &[kid])
                 .await
         }
+        Write::Heartbeat {
+            replica: r,
+            forget_before,
+        } => {
+            tx.execute(
+                "DELETE FROM replicas WHERE last_seen < $1",
+                &[forget_before],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO replicas (id, version, policy_version, started_at, last_seen) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+                 version = $2, policy_version = $3, started_at = $4, last_seen = $5",
+                &[
+                    &r.id,
+                    &r.version,
+                    &r.policy_version,
+                    &r.started_at,
+                    &r.last_seen,
+                ],
+            )
+            .await
+        }
         Write::RequireChainHead { seq } => match head.0 {
             last if last == *seq => Ok(()),
             last => Err(Failure::Conflict(format!("the chain's head is {last}"))),

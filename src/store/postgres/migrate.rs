@@ -13,6 +13,7 @@ use crate::store::migration::{Migration, applied_versions, migration};
 pub(super) const MIGRATIONS: &[Migration] = &[
     migration!("postgres", 1, "init", "0001_init.sql"),
     migration!("postgres", 2, "signing keys", "0002_signing_keys.sql"),
+    migration!("postgres", 3, "replicas", "0003_replicas.sql"),
 ];
 
 /// The advisory lock migrations run under ("jitgate" in ASCII).

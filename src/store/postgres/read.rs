@@ -7,8 +7,8 @@ use tokio_postgres::Row;
 use super::Postgres;
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::store::{
-    ApprovalRecord, AuditRecord, PendingDelivery, RequestRecord, RevocationRecord, Standing,
-    StoreError, StoredKey, StoredRequest, TokenRecord,
+    ApprovalRecord, AuditRecord, PendingDelivery, ReplicaRecord, RequestRecord, RevocationRecord,
+    Standing, StoreError, StoredKey, StoredRequest, TokenRecord,
 };
 
 /// The columns of a [`RevocationRecord`], for every query that reads one.
@@ -413,6 +413,30 @@ impl Postgres {
             .collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by_key(|delivery| delivery.id);
         Ok(claimed)
+    }
+
+    pub(in crate::store) async fn replicas(
+        &self,
+        since: i64,
+    ) -> Result<Vec<ReplicaRecord>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT id, version, policy_version, started_at, last_seen FROM replicas \
+                 WHERE last_seen >= $1 ORDER BY id",
+                &[&since],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ReplicaRecord {
+                    id: row.try_get(0)?,
+                    version: row.try_get(1)?,
+                    policy_version: row.try_get(2)?,
+                    started_at: row.try_get(3)?,
+                    last_seen: row.try_get(4)?,
+                })
+            })
+            .collect()
     }
 
     pub(in crate::store) async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {

@@ -123,6 +123,22 @@ pub(super) fn apply(tx: &Connection, head: &mut ChainHead, write: &Write) -> Res
         Write::DropSigningKey { kid } => {
             execute(tx, "DELETE FROM signing_keys WHERE kid = ?", params![kid])
         }
+        Write::Heartbeat {
+            replica: r,
+            forget_before,
+        } => {
+            execute(
+                tx,
+                "DELETE FROM replicas WHERE last_seen < ?",
+                params![forget_before],
+            )?;
+            execute(
+                tx,
+                "INSERT OR REPLACE INTO replicas (id, version, policy_version, started_at, \
+                 last_seen) VALUES (?, ?, ?, ?, ?)",
+                params![r.id, r.version, r.policy_version, r.started_at, r.last_seen],
+            )
+        }
         Write::RequireChainHead { seq } => match chain_head(tx, head)? {
             (last, _) if last == *seq => Ok(()),
             (last, _) => Err(Failure::Conflict(format!("the chain's head is {last}"))),

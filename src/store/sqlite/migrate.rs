@@ -26,6 +26,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     migration!("sqlite", 8, "full principals", "0008_full_principals.sql"),
     migration!("sqlite", 9, "dry run denials", "0009_dry_run_denials.sql"),
     migration!("sqlite", 10, "signing keys", "0010_signing_keys.sql"),
+    migration!("sqlite", 11, "replicas", "0011_replicas.sql"),
 ];
 
 /// The table of applied migrations, as sqlx creates it.

@@ -11,8 +11,8 @@ use tokio::sync::Semaphore;
 use super::{READERS, Sqlite, connect};
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::store::{
-    ApprovalRecord, AuditRecord, PendingDelivery, RequestRecord, RevocationRecord, Standing,
-    StoreError, StoredKey, StoredRequest, TokenRecord,
+    ApprovalRecord, AuditRecord, PendingDelivery, ReplicaRecord, RequestRecord, RevocationRecord,
+    Standing, StoreError, StoredKey, StoredRequest, TokenRecord,
 };
 
 /// Prepared statements each connection keeps (every read and write statement, with room).
@@ -513,6 +513,27 @@ impl Sqlite {
             .await?;
         claimed.sort_by_key(|delivery| delivery.id);
         Ok(claimed)
+    }
+
+    pub(in crate::store) async fn replicas(
+        &self,
+        since: i64,
+    ) -> Result<Vec<ReplicaRecord>, StoreError> {
+        self.rows(
+            "SELECT id, version, policy_version, started_at, last_seen FROM replicas \
+             WHERE last_seen >= ? ORDER BY id",
+            [since],
+            |row| {
+                Ok(ReplicaRecord {
+                    id: row.get(0)?,
+                    version: row.get(1)?,
+                    policy_version: row.get(2)?,
+                    started_at: row.get(3)?,
+                    last_seen: row.get(4)?,
+                })
+            },
+        )
+        .await
     }
 
     pub(in crate::store) async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
