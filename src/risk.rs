@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -93,36 +93,35 @@ pub fn assess(config: &RiskConfig, seen: &Observations) -> Risk {
     }
 }
 
-/// Requests per principal over the last minute, counted per second: the request-rate signal
-/// and the rate limit. A principal costs sixty counters whatever its rate or limit; a log of
-/// request times would cost an entry per request in the window (megabytes for a busy service).
-#[derive(Debug)]
+/// Requests per principal over the last minute, counted per second of the app's clock: the
+/// request-rate signal and the rate limit. A principal costs sixty counters whatever its rate
+/// or limit; a log of request times would cost an entry per request in the window (megabytes
+/// for a busy service). With several replicas, each also holds what the others counted (as of
+/// their last exchange, about a second old): the limit is the cluster's.
+#[derive(Debug, Default)]
 pub struct RequestRates {
-    origin: Instant,
     recent: Mutex<HashMap<String, Window>>,
-}
-
-impl Default for RequestRates {
-    fn default() -> Self {
-        Self {
-            origin: Instant::now(),
-            recent: Mutex::default(),
-        }
-    }
+    /// The other replicas' totals for the last minute, by principal.
+    others: Mutex<HashMap<String, usize>>,
 }
 
 /// The window, in seconds.
 const WINDOW_SECS: u64 = 60;
 /// Principals tracked at most; past that, idle ones are forgotten.
 const MAX_PRINCIPALS: usize = 100_000;
+/// Retry-After when the other replicas' requests fill the window: when theirs leave it is
+/// not known here.
+const OTHERS_RETRY_SECS: u64 = 5;
 
 /// One principal's requests in each second of the window.
 #[derive(Debug)]
 struct Window {
-    /// The newest second counted, in seconds since [`RequestRates::origin`].
+    /// The newest second counted (Unix seconds).
     newest: u64,
     /// Requests in second `s` at `counts[s % 60]`, for the sixty seconds up to `newest`.
     counts: [u32; WINDOW_SECS as usize],
+    /// The total last told to the other replicas.
+    shared: usize,
 }
 
 impl Default for Window {
@@ -130,6 +129,7 @@ impl Default for Window {
         Self {
             newest: 0,
             counts: [0; WINDOW_SECS as usize],
+            shared: 0,
         }
     }
 }
@@ -166,26 +166,59 @@ impl Window {
 }
 
 impl RequestRates {
-    /// Counts a request of `principal` at `now` unless `limit` requests already fell in the
-    /// last minute; then returns how long until one leaves the window (whole seconds).
-    pub fn admit(&self, principal: &str, limit: usize, now: Instant) -> Result<usize, Duration> {
-        let second = now.saturating_duration_since(self.origin).as_secs();
+    /// Counts a request of `principal` at `now_ms` (Unix milliseconds) unless `limit` requests
+    /// already fell in the last minute, here and on the other replicas; then returns how long
+    /// until one leaves the window (whole seconds). Counted, it returns the minute's total.
+    pub fn admit(&self, principal: &str, limit: usize, now_ms: i64) -> Result<usize, Duration> {
+        let second = u64::try_from(now_ms.div_euclid(1_000)).unwrap_or(0);
+        let elsewhere = self
+            .others
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(principal)
+            .copied()
+            .unwrap_or(0);
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if recent.len() >= MAX_PRINCIPALS {
-            recent.retain(|_, window| window.newest + WINDOW_SECS > second);
+            recent.retain(|_, window| window.newest + WINDOW_SECS > second || window.shared > 0);
         }
         let window = recent.entry(principal.to_owned()).or_default();
         // A caller that read the clock a moment before another counts in the newer second.
         let second = second.max(window.newest);
         window.advance(second);
-        if window.total() >= limit {
-            let oldest = window.oldest().unwrap_or(second);
-            return Err(Duration::from_secs(oldest + WINDOW_SECS - second));
+        if window.total() + elsewhere >= limit {
+            let wait = match window.oldest() {
+                Some(oldest) if window.total() >= limit => oldest + WINDOW_SECS - second,
+                _ => OTHERS_RETRY_SECS,
+            };
+            return Err(Duration::from_secs(wait));
         }
         if let Some(count) = window.slot(second) {
             *count = count.saturating_add(1);
         }
-        Ok(window.total())
+        Ok(window.total() + elsewhere)
+    }
+
+    /// This replica's totals at `now_ms` for the principals whose total changed since the last
+    /// call (zero: nothing left in its window), to tell the other replicas.
+    pub fn changed_totals(&self, now_ms: i64) -> Vec<(String, usize)> {
+        let second = u64::try_from(now_ms.div_euclid(1_000)).unwrap_or(0);
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut changed = Vec::new();
+        for (principal, window) in recent.iter_mut() {
+            window.advance(second);
+            let total = window.total();
+            if total != window.shared {
+                window.shared = total;
+                changed.push((principal.clone(), total));
+            }
+        }
+        changed
+    }
+
+    /// Replaces what the other replicas counted in the last minute, by principal.
+    pub fn set_others(&self, others: HashMap<String, usize>) {
+        *self.others.lock().unwrap_or_else(PoisonError::into_inner) = others;
     }
 }
 
@@ -269,41 +302,80 @@ mod tests {
         assert_eq!(assess(&config, &seven).score, 0);
     }
 
+    /// Unix milliseconds `by` after a fixed start.
+    fn at(by: Duration) -> i64 {
+        1_800_000_000_000 + i64::try_from(by.as_millis()).unwrap()
+    }
+
     #[test]
     fn the_rate_window_slides() {
         let rates = RequestRates::default();
-        let t0 = Instant::now();
-        assert_eq!(rates.admit("a", 2, t0), Ok(1));
-        assert_eq!(rates.admit("a", 2, t0 + Duration::from_secs(10)), Ok(2));
+        let t0 = Duration::ZERO;
+        assert_eq!(rates.admit("a", 2, at(t0)), Ok(1));
+        assert_eq!(rates.admit("a", 2, at(t0 + Duration::from_secs(10))), Ok(2));
         assert_eq!(
-            rates.admit("a", 2, t0 + Duration::from_secs(20)),
+            rates.admit("a", 2, at(t0 + Duration::from_secs(20))),
             Err(Duration::from_secs(40))
         );
-        assert_eq!(rates.admit("b", 2, t0 + Duration::from_secs(20)), Ok(1));
-        assert_eq!(rates.admit("a", 2, t0 + Duration::from_secs(60)), Ok(2));
+        assert_eq!(rates.admit("b", 2, at(t0 + Duration::from_secs(20))), Ok(1));
+        assert_eq!(rates.admit("a", 2, at(t0 + Duration::from_secs(60))), Ok(2));
         // A minute and more of silence empties the window.
-        assert_eq!(rates.admit("a", 2, t0 + Duration::from_secs(200)), Ok(1));
+        assert_eq!(
+            rates.admit("a", 2, at(t0 + Duration::from_secs(200))),
+            Ok(1)
+        );
     }
 
     #[test]
     fn a_busy_principal_costs_sixty_counters_and_is_still_limited() {
         let rates = RequestRates::default();
-        let t0 = Instant::now();
         for i in 0..100_000u64 {
-            let at = t0 + Duration::from_micros(i * 500);
+            let now = at(Duration::from_micros(i * 500));
             assert_eq!(
-                rates.admit("busy", 1_000_000, at),
+                rates.admit("busy", 1_000_000, now),
                 Ok(usize::try_from(i + 1).unwrap())
             );
         }
         // 50 s in: every request is still in the window.
-        let at = t0 + Duration::from_secs(50);
         assert_eq!(
-            rates.admit("busy", 100_000, at),
+            rates.admit("busy", 100_000, at(Duration::from_secs(50))),
             Err(Duration::from_secs(10))
         );
         // 70 s in, the window is seconds 11 to 70: seconds 0 to 10 (22,000 requests) left it.
-        let at = t0 + Duration::from_secs(70);
-        assert_eq!(rates.admit("busy", 1_000_000, at), Ok(78_001));
+        let now = at(Duration::from_secs(70));
+        assert_eq!(rates.admit("busy", 1_000_000, now), Ok(78_001));
+    }
+
+    #[test]
+    fn the_limit_counts_what_other_replicas_counted() {
+        let rates = RequestRates::default();
+        let now = at(Duration::ZERO);
+        assert_eq!(rates.admit("a", 10, now), Ok(1));
+        assert_eq!(rates.admit("a", 10, now), Ok(2));
+        assert_eq!(rates.changed_totals(now), [("a".to_owned(), 2)]);
+        assert!(rates.changed_totals(now).is_empty(), "told once");
+        rates.set_others(HashMap::from([("a".to_owned(), 7)]));
+        assert_eq!(rates.admit("a", 10, now), Ok(10));
+        assert_eq!(
+            rates.admit("a", 10, now),
+            Err(Duration::from_secs(OTHERS_RETRY_SECS)),
+            "the others' requests fill the window"
+        );
+        for count in 1..=10 {
+            assert_eq!(rates.admit("b", 10, now), Ok(count));
+        }
+        assert_eq!(
+            rates.admit("b", 10, now),
+            Err(Duration::from_secs(60)),
+            "full here alone: free when the oldest leaves"
+        );
+        let mut told = rates.changed_totals(now);
+        told.sort();
+        assert_eq!(told, [("a".to_owned(), 3), ("b".to_owned(), 10)]);
+        // A minute on, this replica's requests have left: it says its total is now zero.
+        let later = at(Duration::from_secs(61));
+        let mut changed = rates.changed_totals(later);
+        changed.sort();
+        assert_eq!(changed, [("a".to_owned(), 0), ("b".to_owned(), 0)]);
     }
 }

@@ -129,7 +129,7 @@ fn key_encryption_key(
     config: &Config,
     store: &Store,
 ) -> Result<Option<KeyEncryptionKey>, StartError> {
-    if !store.keeps_signing_keys() {
+    if !store.is_shared() {
         return Ok(None);
     }
     let text = config.key_encryption_key_text()?.ok_or_else(|| {

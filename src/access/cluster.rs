@@ -14,6 +14,9 @@ use crate::identity::Caller;
 use crate::store::{ReplicaRecord, StoreError, Write};
 
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// How often replicas on a shared database exchange their request counts: the lag, and so
+/// the most a burst can overshoot a limit by, is about this long.
+pub const SHARE_RATES_EVERY: Duration = Duration::from_secs(1);
 /// A replica not heard from for this long is not listed.
 pub const SEEN_WITHIN_SECS: i64 = 30;
 /// A replica not heard from for a day is forgotten.
@@ -95,6 +98,56 @@ pub async fn beat(app: &App) -> Result<Vec<ReplicaRecord>, StoreError> {
         );
     }
     Ok(seen)
+}
+
+/// Tells the other replicas this one's request counts and takes up theirs, every
+/// [`SHARE_RATES_EVERY`], until aborted: the per-principal limits hold for the cluster.
+pub async fn share_rates(app: AppState) {
+    let mut ticks = tokio::time::interval(SHARE_RATES_EVERY);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = exchange_rates(&app).await {
+            tracing::warn!(error = %e, "cannot exchange request counts with the other replicas");
+        }
+    }
+}
+
+/// One exchange. A report that fails is not repeated: the counts it carried are told again
+/// when they next change, and rows no replica refreshes leave within a minute.
+pub async fn exchange_rates(app: &App) -> Result<(), StoreError> {
+    let now_ms = app.now_ms();
+    let now = now_ms.div_euclid(1_000);
+    let since = now - 60;
+    let limits = [
+        ("requests", &app.rates),
+        ("operations", &app.operation_rates),
+    ];
+    let reports = limits
+        .iter()
+        .map(|(kind, rates)| Write::RateTotals {
+            replica: app.replica.id.clone(),
+            kind: (*kind).to_owned(),
+            totals: (rates.changed_totals(now_ms).into_iter())
+                .map(|(principal, total)| (principal, i64::try_from(total).unwrap_or(i64::MAX)))
+                .collect(),
+            at: now,
+            forget_before: since,
+        })
+        .collect();
+    app.store.write(reports).await?;
+    for (kind, rates) in limits {
+        let others = app
+            .store
+            .rate_totals_of_others(kind, &app.replica.id, since)
+            .await?;
+        rates.set_others(
+            others
+                .into_iter()
+                .map(|(principal, total)| (principal, usize::try_from(total).unwrap_or(0)))
+                .collect(),
+        );
+    }
+    Ok(())
 }
 
 /// `GET /v1/cluster`: the replicas seen lately, for administrators.

@@ -30,7 +30,6 @@ mod status;
 pub mod trail;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 pub use assemble::{StartError, build};
 pub use error::ApiError;
@@ -126,13 +125,13 @@ impl App {
     /// the count in the last minute is also a risk signal.
     pub fn admit(&self, principal: &str) -> Result<usize, ApiError> {
         let limit = self.config.rate_limit.per_principal_per_minute as usize;
-        within_limit(&self.rates, principal, limit)
+        within_limit(&self.rates, principal, limit, self.now_ms())
     }
 
     /// Counts any other operation of `principal` against its own limit.
     pub fn admit_operation(&self, principal: &str) -> Result<(), ApiError> {
         let limit = self.config.rate_limit.operations_per_principal_per_minute as usize;
-        within_limit(&self.operation_rates, principal, limit).map(|_| ())
+        within_limit(&self.operation_rates, principal, limit, self.now_ms()).map(|_| ())
     }
 
     /// `context.time` for a request at `unix`, in the configured zone.
@@ -145,9 +144,14 @@ impl App {
     }
 }
 
-fn within_limit(rates: &RequestRates, principal: &str, limit: usize) -> Result<usize, ApiError> {
+fn within_limit(
+    rates: &RequestRates,
+    principal: &str,
+    limit: usize,
+    now_ms: i64,
+) -> Result<usize, ApiError> {
     rates
-        .admit(principal, limit, Instant::now())
+        .admit(principal, limit, now_ms)
         .map_err(|wait| ApiError::RateLimited {
             retry_after_secs: wait.as_secs().max(1),
         })

@@ -183,3 +183,47 @@ async fn a_request_asked_on_one_replica_is_approved_on_another_and_minted_on_a_t
         "{refused:?}"
     );
 }
+
+/// The per-principal limit holds for the cluster: what one replica counted is refused on
+/// another once they have exchanged counts (every second in service; here, by hand).
+#[tokio::test]
+async fn the_rate_limit_holds_across_replicas() {
+    let Some(schema) = fresh_schema().await else {
+        return;
+    };
+    let (dir, clock) = (TempDir::new().unwrap(), ManualClock::now());
+    let limited = |name: &str| {
+        let mut config = config(&schema, &dir, name, Some(KEK));
+        config.rate_limit.per_principal_per_minute = 10;
+        build(config, clock.clone())
+    };
+    let a = limited("a").await.unwrap();
+    let b = limited("b").await.unwrap();
+    let alice = user("alice", &["oncall"]);
+    for _ in 0..6 {
+        ask(&a, alice.clone(), HERE, asking("read")).await.unwrap();
+    }
+    cluster::exchange_rates(&a).await.unwrap();
+    cluster::exchange_rates(&b).await.unwrap();
+    for _ in 0..4 {
+        ask(&b, alice.clone(), HERE, asking("read")).await.unwrap();
+    }
+    let refused = ask(&b, alice.clone(), HERE, asking("read")).await;
+    assert!(
+        matches!(refused, Err(ApiError::RateLimited { .. })),
+        "{refused:?}"
+    );
+    cluster::exchange_rates(&b).await.unwrap();
+    cluster::exchange_rates(&a).await.unwrap();
+    let refused = ask(&a, alice.clone(), HERE, asking("read")).await;
+    assert!(
+        matches!(refused, Err(ApiError::RateLimited { .. })),
+        "{refused:?}"
+    );
+    // A minute on, every request has left the window, here and there.
+    clock.advance(std::time::Duration::from_secs(61));
+    cluster::exchange_rates(&a).await.unwrap();
+    cluster::exchange_rates(&b).await.unwrap();
+    cluster::exchange_rates(&a).await.unwrap();
+    ask(&a, alice, HERE, asking("read")).await.unwrap();
+}

@@ -100,7 +100,7 @@ pub fn verify(config: &Config, external: Option<&str>) -> ExitCode {
 /// The public keys signed heads are checked against: the database's when it keeps the
 /// signing keys (no key-encryption key needed), else those in the keys dir.
 async fn public_keys(config: &Config, store: &Store) -> Result<JwkSet, String> {
-    if store.keeps_signing_keys() {
+    if store.is_shared() {
         let keys = crate::access::keys::public_keys(store)
             .await
             .map_err(|e| e.to_string())?;

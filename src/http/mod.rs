@@ -159,6 +159,10 @@ pub async fn run_with_clock(
         Arc::clone(&state.clock),
     ));
     let heartbeats = tokio::spawn(crate::access::cluster::heartbeats(state.clone()));
+    let share_rates = state
+        .store
+        .is_shared()
+        .then(|| tokio::spawn(crate::access::cluster::share_rates(state.clone())));
     let follow_keys = state
         .key_encryption_key
         .clone()
@@ -183,6 +187,9 @@ pub async fn run_with_clock(
     delivery.abort();
     heads.abort();
     heartbeats.abort();
+    if let Some(share_rates) = share_rates {
+        share_rates.abort();
+    }
     if let Some(follow_keys) = follow_keys {
         follow_keys.abort();
     }

@@ -387,9 +387,22 @@ impl Store {
         on_database!(self, |db| db.replicas(since).await)
     }
 
-    /// Whether replicas share this store, and so keep their signing keys in it (PostgreSQL)
-    /// rather than each in its `data_dir` (SQLite).
-    pub fn keeps_signing_keys(&self) -> bool {
+    /// What replicas other than `replica` counted of `kind` in their last reports since
+    /// `since`, summed by principal.
+    pub async fn rate_totals_of_others(
+        &self,
+        kind: &str,
+        replica: &str,
+        since: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        on_database!(self, |db| db
+            .rate_totals_of_others(kind, replica, since)
+            .await)
+    }
+
+    /// Whether replicas share this store (PostgreSQL): they then keep their signing keys in it
+    /// rather than each in its `data_dir`, and exchange their request counts through it.
+    pub fn is_shared(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
     }
 

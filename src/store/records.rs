@@ -267,6 +267,16 @@ pub enum Write {
     DropSigningKey {
         kid: String,
     },
+    /// A replica's request counts for the last minute (`kind`: which limit), by principal: a
+    /// zero total removes the principal's row. Rows of any replica not written since
+    /// `forget_before` are forgotten (their requests have left the window).
+    RateTotals {
+        replica: String,
+        kind: String,
+        totals: Vec<(String, i64)>,
+        at: i64,
+        forget_before: i64,
+    },
     /// A replica is alive (replaces what it said before), and replicas not seen since
     /// `forget_before` are forgotten.
     Heartbeat {

@@ -555,3 +555,49 @@ pub(crate) async fn heartbeats_list_the_replicas_seen_lately(store: &Store) {
         .collect();
     assert_eq!(ids, ["a", "c"], "b, not seen since 1015, is forgotten");
 }
+
+pub(crate) async fn rate_totals_sum_what_the_other_replicas_counted(store: &Store) {
+    let report = |replica: &str, totals: &[(&str, i64)], at: i64| Write::RateTotals {
+        replica: replica.into(),
+        kind: "requests".into(),
+        totals: (totals.iter())
+            .map(|(principal, total)| ((*principal).to_owned(), *total))
+            .collect(),
+        at,
+        forget_before: at - 60,
+    };
+    let others = |replica: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .rate_totals_of_others("requests", replica, 0)
+                .await
+                .unwrap()
+        }
+    };
+    let pair = |principal: &str, total: i64| (principal.to_owned(), total);
+    store
+        .write(vec![report("a", &[("alice", 3), ("bob", 1)], 1000)])
+        .await
+        .unwrap();
+    store
+        .write(vec![report("b", &[("alice", 4)], 1001)])
+        .await
+        .unwrap();
+    store
+        .write(vec![report("c", &[("alice", 5)], 1001)])
+        .await
+        .unwrap();
+    assert_eq!(others("a").await, [pair("alice", 9)]);
+    assert_eq!(others("b").await, [pair("alice", 8), pair("bob", 1)]);
+    let operations = store.rate_totals_of_others("operations", "a", 0).await;
+    assert!(operations.unwrap().is_empty(), "each limit apart");
+    // A zero removes the replica's count; reports not refreshed for a minute are forgotten.
+    store
+        .write(vec![report("b", &[("alice", 0)], 1002)])
+        .await
+        .unwrap();
+    assert_eq!(others("a").await, [pair("alice", 5)]);
+    store.write(vec![report("c", &[], 1070)]).await.unwrap();
+    assert!(others("z").await.is_empty(), "{:?}", others("z").await);
+}

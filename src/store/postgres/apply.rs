@@ -215,6 +215,34 @@ pub(super) async fn apply(
             tx.execute("DELETE FROM signing_keys WHERE kid = $1", &[kid])
                 .await
         }
+        Write::RateTotals {
+            replica,
+            kind,
+            totals,
+            at,
+            forget_before,
+        } => {
+            for (principal, total) in totals {
+                if *total == 0 {
+                    tx.execute(
+                        "DELETE FROM rate_totals \
+                         WHERE replica = $1 AND kind = $2 AND principal = $3",
+                        &[replica, kind, principal],
+                    )
+                    .await?;
+                } else {
+                    tx.execute(
+                        "INSERT INTO rate_totals (replica, kind, principal, total, at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (replica, kind, principal) \
+                         DO UPDATE SET total = $4, at = $5",
+                        &[replica, kind, principal, total, at],
+                    )
+                    .await?;
+                }
+            }
+            tx.execute("DELETE FROM rate_totals WHERE at < $1", &[forget_before])
+                .await
+        }
         Write::Heartbeat {
             replica: r,
             forget_before,

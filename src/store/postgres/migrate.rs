@@ -14,6 +14,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     migration!("postgres", 1, "init", "0001_init.sql"),
     migration!("postgres", 2, "signing keys", "0002_signing_keys.sql"),
     migration!("postgres", 3, "replicas", "0003_replicas.sql"),
+    migration!("postgres", 4, "rate totals", "0004_rate_totals.sql"),
 ];
 
 /// The advisory lock migrations run under ("jitgate" in ASCII).

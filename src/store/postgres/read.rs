@@ -439,6 +439,25 @@ impl Postgres {
             .collect()
     }
 
+    pub(in crate::store) async fn rate_totals_of_others(
+        &self,
+        kind: &str,
+        replica: &str,
+        since: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT principal, SUM(total)::bigint FROM rate_totals \
+                 WHERE kind = $1 AND replica != $2 AND at >= $3 \
+                 GROUP BY principal ORDER BY principal",
+                &[&kind, &replica, &since],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
     pub(in crate::store) async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = self
             .rows(

@@ -123,6 +123,35 @@ pub(super) fn apply(tx: &Connection, head: &mut ChainHead, write: &Write) -> Res
         Write::DropSigningKey { kid } => {
             execute(tx, "DELETE FROM signing_keys WHERE kid = ?", params![kid])
         }
+        Write::RateTotals {
+            replica,
+            kind,
+            totals,
+            at,
+            forget_before,
+        } => {
+            for (principal, total) in totals {
+                if *total == 0 {
+                    execute(
+                        tx,
+                        "DELETE FROM rate_totals WHERE replica = ? AND kind = ? AND principal = ?",
+                        params![replica, kind, principal],
+                    )?;
+                } else {
+                    execute(
+                        tx,
+                        "INSERT OR REPLACE INTO rate_totals (replica, kind, principal, total, at) \
+                         VALUES (?, ?, ?, ?, ?)",
+                        params![replica, kind, principal, total, at],
+                    )?;
+                }
+            }
+            execute(
+                tx,
+                "DELETE FROM rate_totals WHERE at < ?",
+                params![forget_before],
+            )
+        }
         Write::Heartbeat {
             replica: r,
             forget_before,

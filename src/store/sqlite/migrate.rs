@@ -27,6 +27,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     migration!("sqlite", 9, "dry run denials", "0009_dry_run_denials.sql"),
     migration!("sqlite", 10, "signing keys", "0010_signing_keys.sql"),
     migration!("sqlite", 11, "replicas", "0011_replicas.sql"),
+    migration!("sqlite", 12, "rate totals", "0012_rate_totals.sql"),
 ];
 
 /// The table of applied migrations, as sqlx creates it.

@@ -536,6 +536,21 @@ impl Sqlite {
         .await
     }
 
+    pub(in crate::store) async fn rate_totals_of_others(
+        &self,
+        kind: &str,
+        replica: &str,
+        since: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.rows(
+            "SELECT principal, SUM(total) FROM rate_totals \
+             WHERE kind = ? AND replica != ? AND at >= ? GROUP BY principal ORDER BY principal",
+            (kind.to_owned(), replica.to_owned(), since),
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .await
+    }
+
     pub(in crate::store) async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         self.rows(
             "SELECT kid, alg, created, sealed_private, public_jwk FROM signing_keys \
