@@ -18,6 +18,7 @@ mod issuers;
 mod load;
 mod privileges;
 mod reload;
+mod replicas;
 mod requester;
 mod revocation;
 mod server;
