@@ -55,7 +55,8 @@ impl Schema {
             .await
             .unwrap();
         let separator = if url.contains('?') { '&' } else { '?' };
-        let schema_url = format!("{url}{separator}options=-c%20search_path%3D{name}");
+        let schema_url =
+            format!("{url}{separator}options=-c%20search_path%3D{name}&application_name={name}");
         Some(Self {
             database: url,
             name,
@@ -213,6 +214,15 @@ impl Drop for Cluster {
             });
         });
         let _ = dropped.join();
+    }
+}
+
+impl Schema {
+    /// Runs `sql` in this schema, as an operator at the database would.
+    async fn execute(&self, sql: &str) {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.unwrap();
     }
 }
 
@@ -435,4 +445,67 @@ async fn a_replica_killed_under_load_loses_nothing_a_client_received() {
         .unwrap()
         .expect("the chain verifies");
     assert!(report.events >= received.len() as u64 * 2, "{report:?}");
+}
+
+/// The database refusing writes: requests are 503 with no token and `/readyz` still answers;
+/// every connection dropped (a database restart): the replicas reconnect by themselves. No
+/// replica is restarted.
+#[tokio::test]
+async fn the_database_failing_stops_issuing_and_its_return_resumes_it() {
+    let Some(cluster) =
+        Cluster::start("replicas::the_database_failing_stops_issuing_and_its_return_resumes_it")
+            .await
+    else {
+        return;
+    };
+    let alice = cluster.token("alice", &["oncall"]);
+    let ask = |on| cluster.post(on, "/v1/access-requests", &alice, read_orders());
+    assert_eq!(ask(0).await.0, StatusCode::CREATED);
+    cluster
+        .schema
+        .execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'disk full'; END $$; \
+             CREATE TRIGGER refuse BEFORE INSERT ON audit_events \
+             FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await;
+    for on in 0..3 {
+        let (status, body) = ask(on).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.get("access_token").is_none(), "{body}");
+    }
+    cluster
+        .schema
+        .execute("DROP TRIGGER refuse ON audit_events")
+        .await;
+    for on in 0..3 {
+        assert_eq!(ask(on).await.0, StatusCode::CREATED, "replica {on} resumes");
+    }
+
+    let name = cluster.schema.name.clone();
+    cluster
+        .schema
+        .execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = '{name}' AND pid != pg_backend_pid()"
+        ))
+        .await;
+    for on in 0..3 {
+        let mut answers = Vec::new();
+        loop {
+            let (status, _) = ask(on).await;
+            answers.push(status);
+            if status == StatusCode::CREATED {
+                break;
+            }
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(
+                answers.len() < 5,
+                "replica {on} does not recover: {answers:?}"
+            );
+        }
+    }
+    let store = cluster.store().await;
+    assert!(store.verify_audit().await.unwrap().is_ok());
 }
