@@ -69,9 +69,16 @@ pub struct Args {
     /// cedar-agent's policies.json, data.json and query.json: the shipped pack in Cedar 2 syntax
     #[arg(long, default_value = "benches/cedar-agent")]
     cedar_agent_inputs: PathBuf,
-    /// Concurrent keep-alive connections
+    /// Concurrent keep-alive connections (spread over the replicas)
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Start jitgate on this database instead of SQLite in a temp dir (`postgres://…`; give a
+    /// fresh schema: the run writes into it)
+    #[arg(long)]
+    database_url: Option<String>,
+    /// jitgate processes sharing `--database-url`, each behind its own port
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
     /// How long to measure
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
@@ -109,6 +116,9 @@ pub enum Target {
 pub async fn run(args: Args) -> Result<Report, String> {
     if args.reload_every.is_some() && args.extra_policies == 0 {
         return Err("--reload-every rewrites the generated policies: give --extra-policies".into());
+    }
+    if args.replicas > 1 && args.database_url.is_none() {
+        return Err("--replicas share a database: give --database-url postgres://…".into());
     }
     let (server, scenarios, pack) = start(&args).await?;
     let measured = measure(&args, &server, scenarios, pack).await?;
@@ -177,9 +187,11 @@ async fn measure(
         measured: Arc::new(AtomicU64::new(0)),
     };
     let scenarios = Arc::new(scenarios);
+    let bases = server.bases();
     let workers: Vec<_> = (0..args.connections.max(1))
         .map(|c| {
-            let (base, scenarios) = (server.base.clone(), Arc::clone(&scenarios));
+            let base = bases.get(c % bases.len()).cloned().unwrap_or_default();
+            let scenarios = Arc::clone(&scenarios);
             tokio::spawn(drive(base, scenarios, c * 7, schedule.clone()))
         })
         .collect();
@@ -197,7 +209,7 @@ async fn measure(
         .rss_after
         .map(|count| tokio::spawn(rss_once_measured(server.pid(), count, schedule.measured)));
     tokio::time::sleep_until(measure_from.into()).await;
-    let (cpu_before, _) = usage(server.pid()).unwrap_or_default();
+    let (cpu_before, _) = server.usage();
     let started = Instant::now();
     let mut measured = Measured::default();
     for worker in workers {
@@ -207,7 +219,7 @@ async fn measure(
         measured.errors.extend(tally.errors);
     }
     measured.seconds = started.elapsed().as_secs_f64();
-    let (cpu_after, rss) = usage(server.pid()).unwrap_or_default();
+    let (cpu_after, rss) = server.usage();
     (measured.cpu_seconds, measured.rss) = (cpu_after - cpu_before, rss);
     measured.rss_after = match rss_at {
         Some(task) if task.is_finished() => task.await.ok().flatten(),

@@ -15,15 +15,20 @@ use crate::{Args, Target};
 /// The API key the generated configuration gives `Service::"deployer"`.
 pub(crate) const API_KEY: &str = "jg_load-harness-key";
 
+/// The key-encryption key the replicas on a database seal their signing keys with (a bench
+/// run's own database; never a deployment's).
+const BENCH_KEY_ENCRYPTION_KEY: &str = "YmVuY2gtb25seS1rZXktZW5jcnlwdGlvbi1rZXktMzI=";
+
 /// How many of the server's last stderr lines an early exit reports.
 const TAIL_LINES: usize = 20;
 
-/// A running server; killed when dropped.
+/// A running server (with the other replicas on its database, if any); killed when dropped.
 pub(crate) struct Server {
     child: Child,
     pub(crate) base: String,
     stderr: StderrTail,
     _dir: tempfile::TempDir,
+    others: Vec<Server>,
 }
 
 impl Drop for Server {
@@ -36,6 +41,21 @@ impl Drop for Server {
 impl Server {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Where each replica listens.
+    pub(crate) fn bases(&self) -> Vec<String> {
+        std::iter::once(self.base.clone())
+            .chain(self.others.iter().map(|other| other.base.clone()))
+            .collect()
+    }
+
+    /// CPU seconds and RSS bytes of every replica, summed.
+    pub(crate) fn usage(&self) -> (f64, u64) {
+        std::iter::once(self.pid())
+            .chain(self.others.iter().map(Server::pid))
+            .filter_map(usage)
+            .fold((0.0, 0), |(cpu, rss), (c, r)| (cpu + c, rss + r))
     }
 }
 
@@ -132,8 +152,9 @@ pub(crate) async fn start_jitgate(
     args: &Args,
 ) -> Result<(Server, DevTokens, Option<PathBuf>), String> {
     let dir = tempfile::TempDir::new().map_err(|e| e.to_string())?;
-    let port = free_port()?;
+    let first_port = free_port()?;
     let data = dir.path().join("data");
+    let schemas = absolute(&args.schemas)?;
     let copied = args.extra_policies > 0 || args.reload_every.is_some();
     let policies = if copied {
         let pack = dir.path().join("pack");
@@ -142,37 +163,64 @@ pub(crate) async fn start_jitgate(
     } else {
         absolute(&args.policies)?
     };
-    let config = format!(
-        "listen = \"127.0.0.1:{port}\"\nissuer = \"http://127.0.0.1:{port}\"\ndata_dir = {data:?}\n\
-         [policy]\ndir = {policies:?}\nschemas = {schemas:?}\n\
-         [identity.dev]\nenabled = true\n\
-         [[identity.api_keys]]\nname = \"load\"\nhash = \"sha256:{hash}\"\n\
-         principal = 'Service::\"deployer\"'\ngroups = ['Group::\"deployers\"']\n\
-         [rate_limit]\nper_principal_per_minute = 1000000000\n{extra}\n",
-        data = data.display().to_string(),
-        policies = policies.display().to_string(),
-        schemas = absolute(&args.schemas)?.display().to_string(),
-        hash = hex::encode(Sha256::digest(API_KEY.as_bytes())),
-        extra = args.config,
-    );
-    let config_path = dir.path().join("jitgate.toml");
-    std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
+    let database = match &args.database_url {
+        Some(url) => format!("database_url = {url:?}\n"),
+        None => String::new(),
+    };
+    // Every replica names the same issuer: the first one's address.
+    let config = |port: u16| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nissuer = \"http://127.0.0.1:{issuer}\"\n\
+             data_dir = {data:?}\n{database}\
+             [policy]\ndir = {policies:?}\nschemas = {schemas:?}\n\
+             [identity.dev]\nenabled = true\n\
+             [[identity.api_keys]]\nname = \"load\"\nhash = \"sha256:{hash}\"\n\
+             principal = 'Service::\"deployer\"'\ngroups = ['Group::\"deployers\"']\n\
+             [rate_limit]\nper_principal_per_minute = 1000000000\n{extra}\n",
+            issuer = first_port,
+            data = data.display().to_string(),
+            policies = policies.display().to_string(),
+            schemas = schemas.display().to_string(),
+            hash = hex::encode(Sha256::digest(API_KEY.as_bytes())),
+            extra = args.config,
+        )
+    };
     let binary = match &args.server_binary {
         Some(binary) => binary.clone(),
         None => std::env::current_exe()
             .map_err(|e| e.to_string())?
             .with_file_name("jitgate"),
     };
-    let mut command = Command::new(&binary);
-    command.args(["serve", "--config"]).arg(&config_path);
-    if args.target == Target::Stripped {
-        command.arg("--bench-stripped-endpoint");
+    let command = |config_path: &Path| {
+        let mut command = Command::new(&binary);
+        command.args(["serve", "--config"]).arg(config_path);
+        if args.target == Target::Stripped {
+            command.arg("--bench-stripped-endpoint");
+        }
+        if args.discard_writes {
+            command.arg("--bench-discard-writes");
+        }
+        command
+            .env("JITGATE_LOG", "warn")
+            .env("JITGATE_KEY_ENCRYPTION_KEY", BENCH_KEY_ENCRYPTION_KEY);
+        command
+    };
+    let config_path = dir.path().join("jitgate.toml");
+    std::fs::write(&config_path, config(first_port)).map_err(|e| e.to_string())?;
+    let mut others = Vec::new();
+    for replica in 1..args.replicas {
+        // One replica at a time: the first creates the dev issuer's key the others share.
+        let port = free_port()?;
+        let path = dir.path().join(format!("jitgate-{replica}.toml"));
+        std::fs::write(&path, config(port)).map_err(|e| e.to_string())?;
+        let own_dir = tempfile::TempDir::new().map_err(|e| e.to_string())?;
+        others.push((path, port, own_dir));
     }
-    if args.discard_writes {
-        command.arg("--bench-discard-writes");
+    let mut server = launch(command(&config_path), dir, first_port, "/readyz").await?;
+    for (path, port, own_dir) in others {
+        let other = launch(command(&path), own_dir, port, "/readyz").await?;
+        server.others.push(other);
     }
-    command.env("JITGATE_LOG", "warn");
-    let server = launch(command, dir, port, "/readyz").await?;
     let dev = DevTokens {
         binary,
         config: config_path,
@@ -216,6 +264,7 @@ async fn launch(
         base: format!("http://127.0.0.1:{port}"),
         stderr,
         _dir: dir,
+        others: Vec::new(),
     };
     wait_ready(&mut server, ready_path).await?;
     Ok(server)

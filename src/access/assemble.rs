@@ -60,7 +60,12 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Start
             path: config.data_dir.clone(),
             source,
         })?;
-    let store = Store::open(&config.database_url, &config.data_dir).await?;
+    let store = Store::open_pooled(
+        &config.database_url,
+        &config.data_dir,
+        config.database.max_connections,
+    )
+    .await?;
     #[cfg(feature = "bench")]
     let store = if config.bench.discard_writes {
         store.discarding_writes()

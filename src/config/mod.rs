@@ -70,6 +70,7 @@ pub struct Config {
     pub key_encryption_key_file: Option<PathBuf>,
     /// The key-encryption key itself, from the environment (`JITGATE_KEY_ENCRYPTION_KEY`).
     pub key_encryption_key: Option<Secret>,
+    pub database: DatabaseConfig,
     pub signing_alg: SigningAlg,
     #[serde(deserialize_with = "duration")]
     pub default_ttl: Duration,
@@ -118,6 +119,7 @@ impl Default for Config {
             database_url: String::new(),
             key_encryption_key_file: None,
             key_encryption_key: None,
+            database: DatabaseConfig::default(),
             signing_alg: SigningAlg::Es256,
             default_ttl: grants.default_ttl,
             max_ttl: grants.max_ttl,
@@ -134,6 +136,22 @@ impl Default for Config {
             webhooks: Vec::new(),
             #[cfg(feature = "bench")]
             bench: BenchSwitches::default(),
+        }
+    }
+}
+
+/// `[database]`: how a replica uses a PostgreSQL database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Connections of the read pool (the writer has one more of its own).
+    pub max_connections: usize,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
         }
     }
 }
@@ -626,6 +644,9 @@ impl Config {
                     self.time_zone
                 ),
             ));
+        }
+        if !(1..=1_000).contains(&self.database.max_connections) {
+            return Err(invalid("database.max_connections", "must be 1 to 1000"));
         }
         if !self.database_url.is_empty()
             && !self.database_url.starts_with("sqlite:")

@@ -255,3 +255,36 @@ fn a_syntax_error_names_the_file() {
     assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
     assert!(err.to_string().contains("jitgate.toml"));
 }
+
+#[test]
+fn the_key_encryption_key_comes_from_its_file_or_the_environment_never_printed() {
+    const KEK: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+    let from_env = from_toml("", &[("JITGATE_KEY_ENCRYPTION_KEY", KEK)]).unwrap();
+    let text = from_env.key_encryption_key_text().unwrap().unwrap();
+    assert_eq!(text.expose(), KEK);
+    assert!(!format!("{from_env:?}").contains(KEK), "never in Debug");
+
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join("kek");
+    std::fs::write(&file, format!("{KEK}\n")).unwrap();
+    let in_file = format!("key_encryption_key_file = {:?}", file.display().to_string());
+    let from_file = from_toml(&in_file, &[]).unwrap();
+    let text = from_file.key_encryption_key_text().unwrap().unwrap();
+    assert_eq!(text.expose().trim(), KEK);
+
+    let both = from_toml(&in_file, &[("JITGATE_KEY_ENCRYPTION_KEY", KEK)]).unwrap();
+    let err = both.key_encryption_key_text().unwrap_err().to_string();
+    assert!(err.contains("not both"), "{err}");
+    assert!(
+        from_toml("", &[])
+            .unwrap()
+            .key_encryption_key_text()
+            .unwrap()
+            .is_none()
+    );
+    let zero = from_toml("[database]\nmax_connections = 0", &[]).unwrap_err();
+    assert!(
+        zero.to_string().contains("database.max_connections"),
+        "{zero}"
+    );
+}

@@ -120,10 +120,20 @@ impl Store {
     /// `sqlite://PATH`; `postgres://…`), creating and migrating it as needed, and starts its
     /// writer.
     pub async fn open(database_url: &str, data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_pooled(database_url, data_dir, postgres::DEFAULT_READERS).await
+    }
+
+    /// [`Store::open`] with a read pool of `readers` connections (PostgreSQL; SQLite reads
+    /// on a few connections of its own).
+    pub async fn open_pooled(
+        database_url: &str,
+        data_dir: &Path,
+        readers: usize,
+    ) -> Result<Self, StoreError> {
         let backend = match Location::of(database_url, data_dir)? {
             Location::Sqlite(path) => Backend::Sqlite(sqlite::Sqlite::open(path).await?),
             Location::Postgres(config) => {
-                Backend::Postgres(postgres::Postgres::open(*config).await?)
+                Backend::Postgres(postgres::Postgres::open(*config, readers).await?)
             }
         };
         Ok(Self::with(backend))
@@ -136,9 +146,9 @@ impl Store {
     pub async fn open_existing(database_url: &str, data_dir: &Path) -> Result<Self, StoreError> {
         let backend = match Location::of(database_url, data_dir)? {
             Location::Sqlite(path) => Backend::Sqlite(sqlite::Sqlite::open_read_only(path).await?),
-            Location::Postgres(config) => {
-                Backend::Postgres(postgres::Postgres::open_read_only(*config).await?)
-            }
+            Location::Postgres(config) => Backend::Postgres(
+                postgres::Postgres::open_read_only(*config, postgres::DEFAULT_READERS).await?,
+            ),
         };
         Ok(Self::with(backend))
     }

@@ -32,8 +32,8 @@ mod writer;
 #[cfg(test)]
 pub(crate) mod tests;
 
-/// Connections the read pool keeps at most.
-const READERS: usize = 8;
+/// Connections the read pool keeps at most, unless configured (`[database] max_connections`).
+pub(super) const DEFAULT_READERS: usize = 10;
 /// How long connecting, or waiting for a pooled connection, may take before the store answers
 /// that the database is unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,7 +121,7 @@ impl std::fmt::Debug for Postgres {
 impl Postgres {
     /// Connects, migrates the schema (under an advisory lock: replicas starting together do
     /// not race) and starts the writer.
-    pub(super) async fn open(config: Config) -> Result<Self, StoreError> {
+    pub(super) async fn open(config: Config, readers: usize) -> Result<Self, StoreError> {
         let mut client = connect(&config).await?;
         migrate::run(&mut client).await?;
         drop(client);
@@ -129,7 +129,7 @@ impl Postgres {
         let (sender, jobs) = mpsc::channel(QUEUE);
         tokio::spawn(writer::run(config.clone(), jobs, commits.clone()));
         Ok(Self {
-            pool: pool(config)?,
+            pool: pool(config, readers)?,
             writer: Some(sender),
             commits,
         })
@@ -137,7 +137,10 @@ impl Postgres {
 
     /// Opens the database read-only (every transaction of its connections is): an error if
     /// it holds no jitgate schema or an older one.
-    pub(super) async fn open_read_only(mut config: Config) -> Result<Self, StoreError> {
+    pub(super) async fn open_read_only(
+        mut config: Config,
+        readers: usize,
+    ) -> Result<Self, StoreError> {
         let options = match config.get_options() {
             Some(options) => format!("{options} -c default_transaction_read_only=on"),
             None => "-c default_transaction_read_only=on".to_owned(),
@@ -147,7 +150,7 @@ impl Postgres {
         migrate::check(&client, &location(&config)).await?;
         drop(client);
         Ok(Self {
-            pool: pool(config)?,
+            pool: pool(config, readers)?,
             writer: None,
             commits: commit_counter()?,
         })
@@ -214,8 +217,8 @@ impl Postgres {
     }
 }
 
-/// The read pool for `config`.
-fn pool(config: Config) -> Result<Pool, StoreError> {
+/// The read pool for `config`, of at most `readers` connections.
+fn pool(config: Config, readers: usize) -> Result<Pool, StoreError> {
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -224,7 +227,7 @@ fn pool(config: Config) -> Result<Pool, StoreError> {
         },
     );
     Pool::builder(manager)
-        .max_size(READERS)
+        .max_size(readers.max(1))
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(CONNECT_TIMEOUT))
         .create_timeout(Some(CONNECT_TIMEOUT))
