@@ -3,14 +3,13 @@
 //! Every write goes through one writer (a thread with its own connection, see `writer`) that
 //! commits whatever callers have queued in a single transaction and then answers each caller,
 //! so a caller's `write` returns only once its records are durable (`synchronous=FULL`: an
-//! fsync per commit) and the cost of a commit is shared under load. Reads run on tokio's
-//! blocking threads over a few connections of their own (`read`); WAL lets them read beside
-//! the writer.
+//! fsync per commit) and the cost of a commit is shared under load. Reads run on a few threads
+//! of their own, each with its connection (`read`); WAL lets them read beside the writer.
 //!
 //! Why rusqlite for reads too, not sqlx as before: sqlx drives each SQLite connection from a
 //! thread of its own and hands every statement and its rows to it and back, so a read was
-//! several thread hand-offs; on the blocking pool a whole read is one hand-off and a cached
-//! prepared statement. Measured on the per-request read (`standing`; release build, 2 shared
+//! several thread hand-offs; with rusqlite a whole read is one hand-off and a cached prepared
+//! statement. Measured on the per-request read (`standing`; release build, 2 shared
 //! cores, six rounds each): sqlx took 60–75 µs a read one at a time and served 26,000–34,000
 //! reads/s to 32 tasks; rusqlite takes 16–20 µs and serves 58,000–79,000 reads/s. One driver
 //! also means one SQLite library linked, one error type to translate, and migrations run by
@@ -34,7 +33,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-/// Connections reads run on at once.
+/// Threads (each with a connection) reads run on.
 const READERS: usize = 4;
 /// How long a statement waits for a lock another connection holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -142,7 +141,7 @@ impl Sqlite {
             .spawn(move || writer::run(connection, jobs, &writer_commits))
             .map_err(|e| StoreError::Unsupported(format!("cannot start the store writer: {e}")))?;
         Ok(Self {
-            readers: read::Readers::new(readers_path, false),
+            readers: read::Readers::new(readers_path, false)?,
             writer: Some(sender),
             commits,
         })
@@ -154,7 +153,7 @@ impl Sqlite {
         if !path.exists() {
             return Err(StoreError::Missing(path.display().to_string()));
         }
-        let readers = read::Readers::new(path.clone(), true);
+        let readers = read::Readers::new(path.clone(), true)?;
         readers
             .run(move |connection| migrate::check(connection, migrate::MIGRATIONS, &path))
             .await?;
