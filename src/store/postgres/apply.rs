@@ -1,11 +1,21 @@
-//! What each [`Write`] does to the database, inside the writer's transaction (under the job's
-//! savepoint): the same inserts, updates and preconditions as SQLite's, in PostgreSQL's SQL.
+//! What each [`Write`] does to the database, inside the writer's transaction: the same inserts,
+//! updates and preconditions as SQLite's, in PostgreSQL's SQL.
+//!
+//! A job's statements are sent together (pipelined: [`run_job`]) rather than one round trip
+//! each, so every statement is prepared once per connection up front ([`STATEMENTS`]) and none
+//! waits on another's answer except the outbox rows an approval announces. A failing write
+//! fails the job, whose savepoint the writer then rolls back; statements sent after it either
+//! fail too (the transaction is in error until the rollback) or are undone with it.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Statement, Transaction};
+use tokio_postgres::{Client, Statement, Transaction};
 
 use crate::audit;
 use crate::store::batch::Failure;
@@ -20,48 +30,140 @@ pub(super) type ChainHead = (i64, String);
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-/// The writer's prepared statements, by their SQL (one connection's: a new connection starts
-/// a new set).
-#[derive(Debug, Default)]
+const INSERT_SOURCE: &str = "INSERT INTO principal_sources (principal, source_ip, first_seen) \
+     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+const INSERT_DRY_RUN_DENIAL: &str = "INSERT INTO dry_run_denials (principal, at) VALUES ($1, $2)";
+const PRUNE_DRY_RUN_DENIALS: &str = "DELETE FROM dry_run_denials WHERE at < $1";
+const SET_STATUS: &str = "UPDATE access_requests SET status = $1, decided_at = $2 WHERE id = $3";
+const EXPIRE: &str = "UPDATE access_requests SET status = 'expired', decided_at = expires_at \
+     WHERE id = $1 AND status = 'pending' AND expires_at <= $2";
+const LIFT_REVOCATION: &str = "UPDATE revocations SET lifted_at = $1 \
+     WHERE id = $2 AND kind = 'subject' AND lifted_at IS NULL";
+const PRUNE_REVOCATIONS: &str = "DELETE FROM revocations WHERE expires_at <= $1 \
+     AND (kind != 'subject' OR lifted_at IS NOT NULL)";
+const DELIVERY_FINISHED: &str = "UPDATE webhook_outbox SET state = $1, attempts = attempts + 1, \
+     finished_ms = $2, last_error = COALESCE($3, last_error) WHERE id = $4";
+const DELIVERY_RETRY: &str = "UPDATE webhook_outbox SET attempts = attempts + 1, \
+     next_attempt_ms = $1, last_error = $2 WHERE id = $3";
+const PRUNE_DELIVERIES: &str =
+    "DELETE FROM webhook_outbox WHERE state != 'pending' AND finished_ms < $1";
+const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys \
+     (kid, alg, created, sealed_private, public_jwk) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT DO NOTHING";
+const DROP_SIGNING_KEY: &str = "DELETE FROM signing_keys WHERE kid = $1";
+const DROP_RATE_TOTAL: &str =
+    "DELETE FROM rate_totals WHERE replica = $1 AND kind = $2 AND principal = $3";
+const SET_RATE_TOTAL: &str = "INSERT INTO rate_totals (replica, kind, principal, total, at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (replica, kind, principal) \
+     DO UPDATE SET total = $4, at = $5";
+const FORGET_RATE_TOTALS: &str = "DELETE FROM rate_totals WHERE at < $1";
+const FORGET_REPLICAS: &str = "DELETE FROM replicas WHERE last_seen < $1";
+const HEARTBEAT: &str = "INSERT INTO replicas (id, version, policy_version, started_at, \
+     last_seen) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+     version = $2, policy_version = $3, started_at = $4, last_seen = $5";
+const INSERT_REQUEST: &str = "INSERT INTO access_requests (id, created_at, principal, action, \
+     resource, scopes, duration_secs, reason, source_ip, decision, status, policies, \
+     policy_version, risk_score, risk_signals, approvals_required, expires_at, context, \
+     lifetime_secs, granted_scopes, audience) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)";
+const INSERT_TOKEN: &str = "INSERT INTO tokens (jti, request_id, subject, kid, scope, issued_at, \
+     expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const APPEND_AUDIT: &str = "INSERT INTO audit_events (seq, at, type, request_id, subject, data, \
+     prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// Locks the request's row: a replica checking the same request waits for this transaction,
+/// then sees what it did.
+const REQUEST_STATUS: &str =
+    "SELECT status, expires_at FROM access_requests WHERE id = $1 FOR UPDATE";
+const INSERT_APPROVAL: &str = "INSERT INTO approvals (request_id, approver, decision, comment, \
+     at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+const APPROVE_AT_QUORUM: &str = "UPDATE access_requests SET status = 'approved', \
+     decided_at = $1 WHERE id = $2 AND status = 'pending' AND approvals_required <= \
+     (SELECT COUNT(*) FROM approvals WHERE request_id = $2 AND decision = 'approve')";
+const INSERT_REVOCATION: &str = "INSERT INTO revocations (id, kind, value, reason, revoked_by, \
+     revoked_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+const BLOCKING_REVOCATION: &str = "SELECT reason FROM revocations WHERE (kind = 'subject' \
+     AND value = $1 AND lifted_at IS NULL) OR (kind = 'request_id' AND value = $2) LIMIT 1";
+const QUEUE: &str = "INSERT INTO webhook_outbox (delivery_id, hook, event, request_id, body, \
+     created_ms, next_attempt_ms) VALUES ($1, $2, $3, $4, $5, $6, $6)";
+pub(super) const LOCK_HEAD: &str = "SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE";
+pub(super) const MOVE_HEAD: &str = "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1";
+
+/// Every statement the writer runs.
+const STATEMENTS: &[&str] = &[
+    INSERT_SOURCE,
+    INSERT_DRY_RUN_DENIAL,
+    PRUNE_DRY_RUN_DENIALS,
+    SET_STATUS,
+    EXPIRE,
+    LIFT_REVOCATION,
+    PRUNE_REVOCATIONS,
+    DELIVERY_FINISHED,
+    DELIVERY_RETRY,
+    PRUNE_DELIVERIES,
+    INSERT_SIGNING_KEY,
+    DROP_SIGNING_KEY,
+    DROP_RATE_TOTAL,
+    SET_RATE_TOTAL,
+    FORGET_RATE_TOTALS,
+    FORGET_REPLICAS,
+    HEARTBEAT,
+    INSERT_REQUEST,
+    INSERT_TOKEN,
+    APPEND_AUDIT,
+    REQUEST_STATUS,
+    INSERT_APPROVAL,
+    APPROVE_AT_QUORUM,
+    INSERT_REVOCATION,
+    BLOCKING_REVOCATION,
+    QUEUE,
+    LOCK_HEAD,
+    MOVE_HEAD,
+];
+
+/// The writer's statements, prepared on its connection.
+#[derive(Debug)]
 pub(super) struct Statements {
     prepared: HashMap<&'static str, Statement>,
 }
 
 impl Statements {
-    pub(super) async fn get(
-        &mut self,
-        tx: &Transaction<'_>,
-        sql: &'static str,
-    ) -> Result<Statement, Failure> {
-        if let Some(statement) = self.prepared.get(sql) {
-            return Ok(statement.clone());
+    /// Prepares every statement on `client` (one round trip each, once per connection).
+    pub(super) async fn prepare(client: &Client) -> Result<Self, Failure> {
+        let mut prepared = HashMap::with_capacity(STATEMENTS.len());
+        for sql in STATEMENTS {
+            prepared.insert(*sql, client.prepare(sql).await?);
         }
-        let statement = tx.prepare(sql).await?;
-        self.prepared.insert(sql, statement.clone());
-        Ok(statement)
+        Ok(Self { prepared })
+    }
+
+    pub(super) fn get(&self, sql: &'static str) -> Result<&Statement, Failure> {
+        self.prepared
+            .get(sql)
+            .ok_or_else(|| Failure::Database(format!("statement not prepared: {sql}")))
     }
 }
 
-/// One job's view of the transaction: where to run statements, and the statements prepared.
+/// One job's view of the transaction.
 struct Tx<'t, 'c> {
     tx: &'t Transaction<'c>,
-    statements: &'t mut Statements,
+    statements: &'t Statements,
+    head: &'t Mutex<ChainHead>,
 }
 
 impl Tx<'_, '_> {
     /// Runs `sql`; the number of rows it changed.
-    async fn changes(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, Failure> {
-        let statement = self.statements.get(self.tx, sql).await?;
-        Ok(self.tx.execute(&statement, params).await?)
+    async fn changes(&self, sql: &'static str, params: Params<'_>) -> Result<u64, Failure> {
+        let statement = self.statements.get(sql)?;
+        Ok(self.tx.execute(statement, params).await?)
     }
 
-    async fn execute(&mut self, sql: &'static str, params: Params<'_>) -> Result<(), Failure> {
+    async fn execute(&self, sql: &'static str, params: Params<'_>) -> Result<(), Failure> {
         self.changes(sql, params).await.map(drop)
     }
 
     /// Runs `sql`, a conditional change: a conflict (`otherwise`) unless it changed a row.
     async fn changed_one(
-        &mut self,
+        &self,
         sql: &'static str,
         params: Params<'_>,
         otherwise: &str,
@@ -73,72 +175,86 @@ impl Tx<'_, '_> {
     }
 
     async fn row(
-        &mut self,
+        &self,
         sql: &'static str,
         params: Params<'_>,
     ) -> Result<Option<tokio_postgres::Row>, Failure> {
-        let statement = self.statements.get(self.tx, sql).await?;
-        Ok(self.tx.query_opt(&statement, params).await?)
+        let statement = self.statements.get(sql)?;
+        Ok(self.tx.query_opt(statement, params).await?)
     }
 }
 
-/// Applies `write`.
-pub(super) async fn apply(
+type Pending<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
+
+/// Runs `prefix` (savepoint commands) and then `writes` in `tx` with their statements
+/// pipelined: each write's first statement is sent, in order, before any answer is awaited (a
+/// tokio-postgres query goes out on the first poll of its future). Returns the first failure.
+pub(super) async fn run_job(
     tx: &Transaction<'_>,
-    statements: &mut Statements,
-    head: &mut ChainHead,
-    write: &Write,
+    statements: &Statements,
+    head: &Mutex<ChainHead>,
+    prefix: &'static str,
+    writes: &[Write],
 ) -> Result<(), Failure> {
-    let mut tx = Tx { tx, statements };
-    let tx = &mut tx;
+    let job = Tx {
+        tx,
+        statements,
+        head,
+    };
+    let savepoint = async move { Ok::<_, Failure>(tx.batch_execute(prefix).await?) };
+    let mut pending: Vec<Pending<'_>> = std::iter::once(Box::pin(savepoint) as Pending<'_>)
+        .chain(
+            writes
+                .iter()
+                .map(|w| Box::pin(apply(&job, w)) as Pending<'_>),
+        )
+        .collect();
+    let outcomes: Vec<Option<Result<(), Failure>>> = {
+        let mut context = Context::from_waker(Waker::noop());
+        pending
+            .iter_mut()
+            .map(|write| match write.as_mut().poll(&mut context) {
+                Poll::Ready(outcome) => Some(outcome),
+                Poll::Pending => None,
+            })
+            .collect()
+    };
+    let mut first_failure = None;
+    for (write, outcome) in pending.iter_mut().zip(outcomes) {
+        let outcome = match outcome {
+            Some(outcome) => outcome,
+            None => write.await,
+        };
+        if let Err(failure) = outcome {
+            first_failure.get_or_insert(failure);
+        }
+    }
+    first_failure.map_or(Ok(()), Err)
+}
+
+/// Applies `write`. Whatever it does to the chain's head happens before its first await, so
+/// writes sent in order append in order.
+async fn apply(tx: &Tx<'_, '_>, write: &Write) -> Result<(), Failure> {
     match write {
         Write::Request(record) => insert_request(tx, record).await,
         Write::Token(record) => insert_token(tx, record).await,
-        Write::Audit(record) => append_audit(tx, head, record).await,
+        Write::Audit(record) => append_audit(tx, record).await,
         Write::SourceSeen {
             principal,
             source_ip,
             at,
-        } => {
-            tx.execute(
-                "INSERT INTO principal_sources (principal, source_ip, first_seen) \
-                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[principal, source_ip, at],
-            )
-            .await
-        }
+        } => tx.execute(INSERT_SOURCE, &[principal, source_ip, at]).await,
         Write::DryRunDenied { principal, at } => {
-            tx.execute(
-                "INSERT INTO dry_run_denials (principal, at) VALUES ($1, $2)",
-                &[principal, at],
-            )
-            .await
+            tx.execute(INSERT_DRY_RUN_DENIAL, &[principal, at]).await
         }
-        Write::PruneDryRunDenials { before } => {
-            tx.execute("DELETE FROM dry_run_denials WHERE at < $1", &[before])
-                .await
-        }
+        Write::PruneDryRunDenials { before } => tx.execute(PRUNE_DRY_RUN_DENIALS, &[before]).await,
         Write::RequireStatus { id, status, at } => require_status(tx, id, status, *at).await,
         Write::Approval(record) => insert_approval(tx, record).await,
-        Write::SetStatus { id, status, at } => {
-            tx.execute(
-                "UPDATE access_requests SET status = $1, decided_at = $2 WHERE id = $3",
-                &[status, at, id],
-            )
-            .await
-        }
+        Write::SetStatus { id, status, at } => tx.execute(SET_STATUS, &[status, at, id]).await,
         Write::ApproveAtQuorum { id, at, announce } => {
             approve_at_quorum(tx, id, *at, announce).await
         }
-        Write::Expire { id, at } => {
-            tx.changed_one(
-                "UPDATE access_requests SET status = 'expired', decided_at = expires_at \
-                 WHERE id = $1 AND status = 'pending' AND expires_at <= $2",
-                &[id, at],
-                "not pending",
-            )
-            .await
-        }
+        Write::Expire { id, at } => tx.changed_one(EXPIRE, &[id, at], "not pending").await,
         Write::Outbox(record) => queue(tx, record).await,
         Write::Revocation(record) => insert_revocation(tx, record).await,
         Write::RequireNotRevoked {
@@ -146,23 +262,11 @@ pub(super) async fn apply(
             request_id,
         } => require_not_revoked(tx, subject, request_id).await,
         Write::LiftRevocation { id, at } => {
-            tx.changed_one(
-                "UPDATE revocations SET lifted_at = $1 \
-                 WHERE id = $2 AND kind = 'subject' AND lifted_at IS NULL",
-                &[at, id],
-                "not an active subject revocation",
-            )
-            .await
+            let otherwise = "not an active subject revocation";
+            tx.changed_one(LIFT_REVOCATION, &[at, id], otherwise).await
         }
         // A subject block that is not lifted stays, whatever its tokens did.
-        Write::PruneRevocations { now } => {
-            tx.execute(
-                "DELETE FROM revocations WHERE expires_at <= $1 \
-                 AND (kind != 'subject' OR lifted_at IS NOT NULL)",
-                &[now],
-            )
-            .await
-        }
+        Write::PruneRevocations { now } => tx.execute(PRUNE_REVOCATIONS, &[now]).await,
         Write::DeliveryFinished {
             id,
             failed,
@@ -170,106 +274,57 @@ pub(super) async fn apply(
             error,
         } => {
             let state = if *failed { "failed" } else { "delivered" };
-            tx.execute(
-                "UPDATE webhook_outbox SET state = $1, attempts = attempts + 1, \
-                 finished_ms = $2, last_error = COALESCE($3, last_error) WHERE id = $4",
-                &[&state, at_ms, error, id],
-            )
-            .await
+            tx.execute(DELIVERY_FINISHED, &[&state, at_ms, error, id])
+                .await
         }
         Write::DeliveryRetry {
             id,
             next_attempt_ms,
             error,
         } => {
-            tx.execute(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = $1, \
-                 last_error = $2 WHERE id = $3",
-                &[next_attempt_ms, error, id],
-            )
-            .await
-        }
-        Write::PruneDeliveries { before_ms } => {
-            tx.execute(
-                "DELETE FROM webhook_outbox WHERE state != 'pending' AND finished_ms < $1",
-                &[before_ms],
-            )
-            .await
-        }
-        Write::SigningKey(key) => {
-            tx.changed_one(
-                "INSERT INTO signing_keys (kid, alg, created, sealed_private, public_jwk) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                &[
-                    &key.kid,
-                    &key.alg,
-                    &key.created,
-                    &key.sealed_private,
-                    &key.public_jwk,
-                ],
-                "a signing key with this kid is kept",
-            )
-            .await
-        }
-        Write::DropSigningKey { kid } => {
-            tx.execute("DELETE FROM signing_keys WHERE kid = $1", &[kid])
+            tx.execute(DELIVERY_RETRY, &[next_attempt_ms, error, id])
                 .await
         }
+        Write::PruneDeliveries { before_ms } => tx.execute(PRUNE_DELIVERIES, &[before_ms]).await,
+        Write::SigningKey(key) => {
+            let params: Params<'_> = &[
+                &key.kid,
+                &key.alg,
+                &key.created,
+                &key.sealed_private,
+                &key.public_jwk,
+            ];
+            let otherwise = "a signing key with this kid is kept";
+            tx.changed_one(INSERT_SIGNING_KEY, params, otherwise).await
+        }
+        Write::DropSigningKey { kid } => tx.execute(DROP_SIGNING_KEY, &[kid]).await,
         Write::RateTotals {
             replica,
             kind,
             totals,
             at,
             forget_before,
-        } => {
-            for (principal, total) in totals {
-                if *total == 0 {
-                    tx.execute(
-                        "DELETE FROM rate_totals \
-                         WHERE replica = $1 AND kind = $2 AND principal = $3",
-                        &[replica, kind, principal],
-                    )
-                    .await?;
-                } else {
-                    tx.execute(
-                        "INSERT INTO rate_totals (replica, kind, principal, total, at) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (replica, kind, principal) \
-                         DO UPDATE SET total = $4, at = $5",
-                        &[replica, kind, principal, total, at],
-                    )
-                    .await?;
-                }
-            }
-            tx.execute("DELETE FROM rate_totals WHERE at < $1", &[forget_before])
-                .await
-        }
+        } => rate_totals(tx, replica, kind, totals, *at, *forget_before).await,
         Write::Heartbeat {
             replica: r,
             forget_before,
         } => {
-            tx.execute(
-                "DELETE FROM replicas WHERE last_seen < $1",
-                &[forget_before],
-            )
-            .await?;
-            tx.execute(
-                "INSERT INTO replicas (id, version, policy_version, started_at, last_seen) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
-                 version = $2, policy_version = $3, started_at = $4, last_seen = $5",
-                &[
-                    &r.id,
-                    &r.version,
-                    &r.policy_version,
-                    &r.started_at,
-                    &r.last_seen,
-                ],
-            )
-            .await
+            tx.execute(FORGET_REPLICAS, &[forget_before]).await?;
+            let params: Params<'_> = &[
+                &r.id,
+                &r.version,
+                &r.policy_version,
+                &r.started_at,
+                &r.last_seen,
+            ];
+            tx.execute(HEARTBEAT, params).await
         }
-        Write::RequireChainHead { seq } => match head.0 {
-            last if last == *seq => Ok(()),
-            last => Err(Failure::Conflict(format!("the chain's head is {last}"))),
-        },
+        Write::RequireChainHead { seq } => {
+            match tx.head.lock().unwrap_or_else(PoisonError::into_inner).0 {
+                last if last == *seq => Ok(()),
+                last => Err(Failure::Conflict(format!("the chain's head is {last}"))),
+            }
+        }
     }
 }
 
@@ -278,7 +333,27 @@ fn json<T: Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
-async fn insert_request(tx: &mut Tx<'_, '_>, r: &RequestRecord) -> Result<(), Failure> {
+async fn rate_totals(
+    tx: &Tx<'_, '_>,
+    replica: &String,
+    kind: &String,
+    totals: &[(String, i64)],
+    at: i64,
+    forget_before: i64,
+) -> Result<(), Failure> {
+    for (principal, total) in totals {
+        if *total == 0 {
+            tx.execute(DROP_RATE_TOTAL, &[replica, kind, principal])
+                .await?;
+        } else {
+            tx.execute(SET_RATE_TOTAL, &[replica, kind, principal, total, &at])
+                .await?;
+        }
+    }
+    tx.execute(FORGET_RATE_TOTALS, &[&forget_before]).await
+}
+
+async fn insert_request(tx: &Tx<'_, '_>, r: &RequestRecord) -> Result<(), Failure> {
     let (scopes, policies, signals, context) = (
         json(&r.scopes),
         json(&r.policies),
@@ -288,11 +363,7 @@ async fn insert_request(tx: &mut Tx<'_, '_>, r: &RequestRecord) -> Result<(), Fa
     let granted = r.granted_scopes.as_ref().map(json);
     let audience = r.audience.as_ref().map(json);
     tx.execute(
-        "INSERT INTO access_requests (id, created_at, principal, action, resource, scopes, \
-         duration_secs, reason, source_ip, decision, status, policies, policy_version, \
-         risk_score, risk_signals, approvals_required, expires_at, context, lifetime_secs, \
-         granted_scopes, audience) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-         $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+        INSERT_REQUEST,
         &[
             &r.id,
             &r.created_at,
@@ -320,10 +391,9 @@ async fn insert_request(tx: &mut Tx<'_, '_>, r: &RequestRecord) -> Result<(), Fa
     .await
 }
 
-async fn insert_token(tx: &mut Tx<'_, '_>, t: &TokenRecord) -> Result<(), Failure> {
+async fn insert_token(tx: &Tx<'_, '_>, t: &TokenRecord) -> Result<(), Failure> {
     tx.execute(
-        "INSERT INTO tokens (jti, request_id, subject, kid, scope, issued_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        INSERT_TOKEN,
         &[
             &t.jti,
             &t.request_id,
@@ -337,27 +407,28 @@ async fn insert_token(tx: &mut Tx<'_, '_>, t: &TokenRecord) -> Result<(), Failur
     .await
 }
 
-/// Appends `a` to the audit trail after `head`, which the transaction holds locked.
-async fn append_audit(
-    tx: &mut Tx<'_, '_>,
-    head: &mut ChainHead,
-    a: &AuditRecord,
-) -> Result<(), Failure> {
-    let seq = head.0 + 1;
-    let prev_hash = head.1.clone();
-    let hash = audit::chain_hash(
-        &prev_hash,
-        seq,
-        a.at,
-        &a.kind,
-        a.request_id.as_deref(),
-        a.subject.as_deref(),
-        &a.data,
-    );
+/// Appends `a` to the audit trail after the head the transaction holds locked, moving the
+/// head at once (before anything is awaited).
+async fn append_audit(tx: &Tx<'_, '_>, a: &AuditRecord) -> Result<(), Failure> {
+    let (seq, prev_hash, hash) = {
+        let mut head = tx.head.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = head.0 + 1;
+        let prev_hash = head.1.clone();
+        let hash = audit::chain_hash(
+            &prev_hash,
+            seq,
+            a.at,
+            &a.kind,
+            a.request_id.as_deref(),
+            a.subject.as_deref(),
+            &a.data,
+        );
+        *head = (seq, hash.clone());
+        (seq, prev_hash, hash)
+    };
     let data = json(&a.data);
     tx.execute(
-        "INSERT INTO audit_events (seq, at, type, request_id, subject, data, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        APPEND_AUDIT,
         &[
             &seq,
             &a.at,
@@ -369,27 +440,12 @@ async fn append_audit(
             &hash,
         ],
     )
-    .await?;
-    *head = (seq, hash);
-    Ok(())
+    .await
 }
 
-/// A conflict (naming the status there is) unless request `id` has `status` at `at`. Locks
-/// the request's row: a replica checking the same request waits for this transaction, then
-/// sees what it did.
-async fn require_status(
-    tx: &mut Tx<'_, '_>,
-    id: &str,
-    status: &str,
-    at: i64,
-) -> Result<(), Failure> {
-    let row = tx
-        .row(
-            "SELECT status, expires_at FROM access_requests WHERE id = $1 FOR UPDATE",
-            &[&id],
-        )
-        .await?;
-    let Some(row) = row else {
+/// A conflict (naming the status there is) unless request `id` has `status` at `at`.
+async fn require_status(tx: &Tx<'_, '_>, id: &str, status: &str, at: i64) -> Result<(), Failure> {
+    let Some(row) = tx.row(REQUEST_STATUS, &[&id]).await? else {
         return Err(Failure::Conflict("no such request".into()));
     };
     let current = effective_status(&row.try_get::<_, String>(0)?, row.try_get(1)?, at);
@@ -400,10 +456,9 @@ async fn require_status(
     }
 }
 
-async fn insert_approval(tx: &mut Tx<'_, '_>, a: &ApprovalRecord) -> Result<(), Failure> {
+async fn insert_approval(tx: &Tx<'_, '_>, a: &ApprovalRecord) -> Result<(), Failure> {
     tx.changed_one(
-        "INSERT INTO approvals (request_id, approver, decision, comment, at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        INSERT_APPROVAL,
         &[&a.request_id, &a.approver, &a.decision, &a.comment, &a.at],
         "already answered by this approver",
     )
@@ -412,19 +467,12 @@ async fn insert_approval(tx: &mut Tx<'_, '_>, a: &ApprovalRecord) -> Result<(), 
 
 /// Approves request `id` if its approvals reach the quorum, and only then queues `announce`.
 async fn approve_at_quorum(
-    tx: &mut Tx<'_, '_>,
+    tx: &Tx<'_, '_>,
     id: &str,
     at: i64,
     announce: &[OutboxRecord],
 ) -> Result<(), Failure> {
-    let approved = tx
-        .changes(
-            "UPDATE access_requests SET status = 'approved', decided_at = $1 \
-             WHERE id = $2 AND status = 'pending' AND approvals_required <= \
-             (SELECT COUNT(*) FROM approvals WHERE request_id = $2 AND decision = 'approve')",
-            &[&at, &id],
-        )
-        .await?;
+    let approved = tx.changes(APPROVE_AT_QUORUM, &[&at, &id]).await?;
     if approved == 1 {
         for record in announce {
             queue(tx, record).await?;
@@ -435,10 +483,9 @@ async fn approve_at_quorum(
 
 /// Records a revocation; at most one of a target is in force (a unique index): a repeat is a
 /// conflict, and the caller answers with the one there is.
-async fn insert_revocation(tx: &mut Tx<'_, '_>, r: &RevocationRecord) -> Result<(), Failure> {
+async fn insert_revocation(tx: &Tx<'_, '_>, r: &RevocationRecord) -> Result<(), Failure> {
     tx.changed_one(
-        "INSERT INTO revocations (id, kind, value, reason, revoked_by, revoked_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        INSERT_REVOCATION,
         &[
             &r.id,
             &r.kind,
@@ -455,27 +502,22 @@ async fn insert_revocation(tx: &mut Tx<'_, '_>, r: &RevocationRecord) -> Result<
 
 /// Fails with the reason of the block of `subject` or the revocation of `request_id`, if any.
 async fn require_not_revoked(
-    tx: &mut Tx<'_, '_>,
+    tx: &Tx<'_, '_>,
     subject: &str,
     request_id: &str,
 ) -> Result<(), Failure> {
-    let row = tx
-        .row(
-            "SELECT reason FROM revocations WHERE (kind = 'subject' AND value = $1 \
-             AND lifted_at IS NULL) OR (kind = 'request_id' AND value = $2) LIMIT 1",
-            &[&subject, &request_id],
-        )
-        .await?;
-    match row {
+    match tx
+        .row(BLOCKING_REVOCATION, &[&subject, &request_id])
+        .await?
+    {
         Some(row) => Err(Failure::Revoked(row.try_get(0)?)),
         None => Ok(()),
     }
 }
 
-async fn queue(tx: &mut Tx<'_, '_>, record: &OutboxRecord) -> Result<(), Failure> {
+async fn queue(tx: &Tx<'_, '_>, record: &OutboxRecord) -> Result<(), Failure> {
     tx.execute(
-        "INSERT INTO webhook_outbox (delivery_id, hook, event, request_id, body, created_ms, \
-         next_attempt_ms) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        QUEUE,
         &[
             &record.delivery_id,
             &record.hook,

@@ -5,20 +5,27 @@
 //! Each transaction first locks the audit chain's head row: the chain stays one line with
 //! several replicas writing, and since every transaction takes that lock before any other,
 //! the row locks the jobs take after it (a request being approved, say) never form a cycle.
-//! A lost connection fails the batch (its callers hear 503 and nothing is issued) and the next
-//! batch connects again.
+//! A job's statements go out pipelined with its savepoint (`apply::run_job`): about one round
+//! trip per job instead of one per statement, which is what the chain lock is held for. A lost
+//! connection fails the batch (its callers hear 503 and nothing is issued) and the next batch
+//! connects again.
+
+use std::sync::{Mutex, PoisonError};
 
 use prometheus::IntCounter;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Config};
 
-use super::apply::{ChainHead, Statements, apply};
+use super::apply::{ChainHead, LOCK_HEAD, MOVE_HEAD, Statements, run_job};
 use super::connect;
 use crate::store::batch::{Failure, Job, MAX_BATCH, answer};
 
-/// Locks the chain head for the transaction.
-const LOCK_HEAD: &str = "SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE";
-const MOVE_HEAD: &str = "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1";
+/// Opens the first savepoint of a batch.
+const FIRST_SAVEPOINT: &str = "SAVEPOINT job";
+/// Keeps what the previous job did and opens the next savepoint.
+const NEXT_SAVEPOINT: &str = "RELEASE SAVEPOINT job; SAVEPOINT job";
+/// Undoes a failed job.
+const UNDO_JOB: &str = "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job";
 
 /// Serves `jobs` until every sender is gone, counting each transaction it commits.
 pub(super) async fn run(config: Config, mut jobs: mpsc::Receiver<Job>, commits: IntCounter) {
@@ -35,10 +42,10 @@ pub(super) async fn run(config: Config, mut jobs: mpsc::Receiver<Job>, commits: 
             .as_ref()
             .is_none_or(|(client, _)| client.is_closed())
         {
-            connection = match connect(&config).await {
-                Ok(client) => Some((client, Statements::default())),
+            connection = match open(&config).await {
+                Ok(opened) => Some(opened),
                 Err(e) => {
-                    tracing::warn!(error = %e, "the store's writer cannot reach the database");
+                    tracing::warn!(error = ?e, "the store's writer cannot reach the database");
                     None
                 }
             };
@@ -54,40 +61,44 @@ pub(super) async fn run(config: Config, mut jobs: mpsc::Receiver<Job>, commits: 
     }
 }
 
+/// A connection with the writer's statements prepared on it.
+async fn open(config: &Config) -> Result<(Client, Statements), Failure> {
+    let client = connect(config)
+        .await
+        .map_err(|e| Failure::Database(e.to_string()))?;
+    let statements = Statements::prepare(&client).await?;
+    Ok((client, statements))
+}
+
 /// Applies every job of `batch` in one transaction, each under a savepoint of its own. Returns
 /// each job's result, or why the transaction as a whole failed.
 async fn commit(
     client: &mut Client,
-    statements: &mut Statements,
+    statements: &Statements,
     batch: &[Job],
 ) -> Result<Vec<Result<(), Failure>>, Failure> {
-    let mut tx = client.transaction().await?;
-    let lock = statements.get(&tx, LOCK_HEAD).await?;
-    let row = tx.query_one(&lock, &[]).await?;
+    let tx = client.transaction().await?;
+    let row = tx.query_one(statements.get(LOCK_HEAD)?, &[]).await?;
     let start: ChainHead = (row.try_get(0)?, row.try_get(1)?);
-    let mut head = start.clone();
+    let head = Mutex::new(start.clone());
     let mut results = Vec::with_capacity(batch.len());
+    let mut savepoint = FIRST_SAVEPOINT;
     for job in batch {
-        let head_before = head.clone();
-        let savepoint = tx.savepoint("job").await?;
-        let mut result = Ok(());
-        for write in &job.writes {
-            result = apply(&savepoint, statements, &mut head, write).await;
-            if result.is_err() {
-                break;
-            }
-        }
+        let head_before = head.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let result = run_job(&tx, statements, &head, savepoint, &job.writes).await;
         if result.is_ok() {
-            savepoint.commit().await?;
+            savepoint = NEXT_SAVEPOINT;
         } else {
-            savepoint.rollback().await?;
-            head = head_before;
+            tx.batch_execute(UNDO_JOB).await?;
+            *head.lock().unwrap_or_else(PoisonError::into_inner) = head_before;
+            savepoint = FIRST_SAVEPOINT;
         }
         results.push(result);
     }
+    let head = head.into_inner().unwrap_or_else(PoisonError::into_inner);
     if head != start {
-        let update = statements.get(&tx, MOVE_HEAD).await?;
-        tx.execute(&update, &[&head.0, &head.1]).await?;
+        tx.execute(statements.get(MOVE_HEAD)?, &[&head.0, &head.1])
+            .await?;
     }
     tx.commit().await?;
     Ok(results)
