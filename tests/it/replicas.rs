@@ -84,11 +84,18 @@ struct Cluster {
     http: reqwest::Client,
     dir: TempDir,
     schema: Schema,
+    /// Extra configuration every replica gets.
+    extra: String,
 }
 
 impl Cluster {
     /// Three replicas sharing the database, one issuer and one data dir (the dev issuer's key).
     async fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, String::new()).await
+    }
+
+    /// [`Cluster::start`], with `extra` configuration for every replica.
+    async fn start_with(test: &str, extra: String) -> Option<Self> {
         let schema = Schema::create(test).await?;
         let dir = TempDir::new().unwrap();
         let mut cluster = Self {
@@ -96,6 +103,7 @@ impl Cluster {
             http: reqwest::Client::new(),
             dir,
             schema,
+            extra,
         };
         for name in ["a", "b", "c"] {
             let replica = cluster.launch(name).await;
@@ -114,11 +122,13 @@ impl Cluster {
         let text = format!(
             "listen = \"127.0.0.1:{port}\"\nissuer = \"{ISSUER}\"\ndata_dir = {data:?}\n\
              database_url = {url:?}\n[policy]\ndir = {policies:?}\nschemas = {schemas:?}\n\
-             [identity.dev]\nenabled = true\n[rate_limit]\nper_principal_per_minute = 1000000\n",
+             [identity.dev]\nenabled = true\n[rate_limit]\nper_principal_per_minute = 1000000\n\
+             {extra}",
             data = self.dir.path().join("data"),
             url = self.schema.url,
             policies = repo().join("policies"),
             schemas = repo().join("schemas"),
+            extra = self.extra,
         );
         std::fs::write(&config, text).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_jitgate"))
@@ -508,4 +518,70 @@ async fn the_database_failing_stops_issuing_and_its_return_resumes_it() {
     }
     let store = cluster.store().await;
     assert!(store.verify_audit().await.unwrap().is_ok());
+}
+
+/// A notification is posted once, however many replicas deliver from the outbox: each claims
+/// what it posts. The receiver is down at first, so that every replica's delivery task finds
+/// the same retries falling due at once.
+#[tokio::test]
+async fn a_webhook_is_delivered_once_with_three_replicas() {
+    let inbox = super::webhooks::Inbox::default();
+    let addr = super::webhooks::Receiver::start("127.0.0.1:0", inbox.clone())
+        .await
+        .stop()
+        .await;
+    let hook =
+        format!("[[webhooks]]\nurl = \"http://{addr}/json\"\nsecret = \"s3cret-for-the-test\"\n");
+    let Some(cluster) = Cluster::start_with(
+        "replicas::a_webhook_is_delivered_once_with_three_replicas",
+        hook,
+    )
+    .await
+    else {
+        return;
+    };
+    let alice = cluster.token("alice", &["oncall"]);
+    let mut ids = Vec::new();
+    for on in 0..3 {
+        let (status, pending) = cluster
+            .post(on, "/v1/access-requests", &alice, write_orders())
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+        ids.push(pending["request_id"].as_str().unwrap().to_owned());
+    }
+    let store = cluster.store().await;
+    // Every first attempt fails; then the receiver comes back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store
+        .due_deliveries(i64::MAX, 10)
+        .await
+        .unwrap()
+        .iter()
+        .any(|d| d.attempts == 0)
+    {
+        assert!(Instant::now() < deadline, "no attempt was made");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _receiver = super::webhooks::Receiver::start(&addr.to_string(), inbox.clone()).await;
+    let delivered = || inbox.lock().unwrap().len();
+    wait_until(|| delivered() >= 3, "three notifications").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.next_delivery_ms().await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the outbox never emptied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let received = inbox.lock().unwrap();
+    let mut bodies: Vec<String> = received.iter().map(|r| r.body.clone()).collect();
+    assert_eq!(bodies.len(), 3, "each notification once: {bodies:#?}");
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 3);
+    for id in &ids {
+        assert!(
+            received
+                .iter()
+                .any(|r| r.event() == "request.pending" && r.body.contains(id.as_str())),
+            "{id}"
+        );
+    }
 }

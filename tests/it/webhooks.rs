@@ -23,14 +23,14 @@ const SECRET: &str = "webhook-test-secret";
 
 /// One POST the receiver accepted.
 #[derive(Debug, Clone)]
-struct Received {
-    path: String,
+pub(super) struct Received {
+    pub(super) path: String,
     headers: HeaderMap,
-    body: String,
+    pub(super) body: String,
 }
 
 impl Received {
-    fn event(&self) -> String {
+    pub(super) fn event(&self) -> String {
         let body: Value = serde_json::from_str(&self.body).unwrap();
         match self.path.as_str() {
             "/json" => body["event"].as_str().unwrap().to_owned(),
@@ -47,17 +47,17 @@ impl Received {
     }
 }
 
-type Inbox = Arc<Mutex<Vec<Received>>>;
+pub(super) type Inbox = Arc<Mutex<Vec<Received>>>;
 
 /// A webhook receiver on `addr`; stops when `stop` fires.
-struct Receiver {
-    addr: SocketAddr,
+pub(super) struct Receiver {
+    pub(super) addr: SocketAddr,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
-    async fn start(addr: &str, inbox: Inbox) -> Self {
+    pub(super) async fn start(addr: &str, inbox: Inbox) -> Self {
         async fn receive(
             State(inbox): State<Inbox>,
             uri: Uri,
@@ -88,7 +88,7 @@ impl Receiver {
         Self { addr, stop, task }
     }
 
-    async fn stop(self) -> SocketAddr {
+    pub(super) async fn stop(self) -> SocketAddr {
         let _ = self.stop.send(());
         self.task.await.unwrap();
         self.addr
