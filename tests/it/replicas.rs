@@ -455,6 +455,16 @@ async fn a_replica_killed_under_load_loses_nothing_a_client_received() {
         .unwrap()
         .expect("the chain verifies");
     assert!(report.events >= received.len() as u64 * 2, "{report:?}");
+    // The command operators run: the chain and every signed head in it, checked with the
+    // public keys the database keeps (no key-encryption key needed).
+    let verified = Command::new(env!("CARGO_BIN_EXE_jitgate"))
+        .args(["audit", "verify", "--config"])
+        .arg(&cluster.replicas[0].config)
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{verified:?}");
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(said.contains("signed head"), "{said}");
 }
 
 /// The database refusing writes: requests are 503 with no token and `/readyz` still answers;
