@@ -116,7 +116,7 @@ pub async fn sign_head(app: &App) -> Result<(), String> {
     let written = app
         .store
         .write(vec![
-            Write::RequireChainHead { seq },
+            Write::RequireNoSignedHeadAfter { seq },
             Write::Audit(AuditRecord {
                 at: stored_secs(now),
                 kind: AuditKind::AuditHead.into(),
@@ -128,8 +128,7 @@ pub async fn sign_head(app: &App) -> Result<(), String> {
         .await;
     match written {
         Ok(()) => {}
-        // The chain moved on since it was read (another replica signed it, or events came):
-        // the next tick signs what is there then.
+        // Another replica signed this head (or a later one) since it was read.
         Err(StoreError::Conflict(_)) => return Ok(()),
         Err(e) => return Err(e.to_string()),
     }

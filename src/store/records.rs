@@ -255,10 +255,10 @@ pub enum Write {
     PruneDeliveries {
         before_ms: i64,
     },
-    /// Fails the whole job with a conflict unless the audit chain's last event is `seq` (0 for
-    /// an empty chain): a signed head goes only over the head it signs, so however many
-    /// replicas try, one writes it.
-    RequireChainHead {
+    /// Fails the whole job with a conflict if a signed head (`audit.head`) was written after
+    /// event `seq`: the head signing `seq` is written once, however many replicas sign it at
+    /// once, while other events may come in between.
+    RequireNoSignedHeadAfter {
         seq: i64,
     },
     /// Keeps a signing key (a conflict if one with its `kid` is kept).

@@ -41,7 +41,7 @@ macro_rules! suite {
             audit_pages_filter_and_continue,
             expired_pending_lists_oldest_first,
             the_outbox_delivers_retries_and_forgets,
-            a_signed_head_goes_only_over_the_head_it_names,
+            a_head_is_signed_once_however_many_sign_it,
             a_delivery_is_claimed_once_until_its_lease_ends,
             heartbeats_list_the_replicas_seen_lately,
             rate_totals_sum_what_the_other_replicas_counted,

@@ -234,33 +234,52 @@ pub(crate) async fn the_chain_holds_after_many_concurrent_writes(store: &Store) 
     );
 }
 
-pub(crate) async fn a_signed_head_goes_only_over_the_head_it_names(store: &Store) {
-    let over = |seq| Write::RequireChainHead { seq };
-    store
-        .write(vec![over(0), Write::Audit(audit("r1"))])
-        .await
-        .unwrap();
-    let stale = store.write(vec![over(0), Write::Audit(audit("r2"))]).await;
-    assert_eq!(conflict(stale), "the chain's head is 1");
-    store
-        .write(vec![over(1), Write::Audit(audit("r3"))])
-        .await
-        .unwrap();
+pub(crate) async fn a_head_is_signed_once_however_many_sign_it(store: &Store) {
+    let head = |over: i64| {
+        vec![
+            Write::RequireNoSignedHeadAfter { seq: over },
+            Write::Audit(AuditRecord {
+                kind: crate::audit::HEAD_EVENT.into(),
+                ..audit("head")
+            }),
+        ]
+    };
+    store.write(vec![Write::Audit(audit("r1"))]).await.unwrap();
+    store.write(head(1)).await.unwrap();
+    assert_eq!(
+        conflict(store.write(head(1)).await),
+        "a signed head is at 2"
+    );
+    // Other events in between do not matter; heads racing over one seq write one.
+    store.write(vec![Write::Audit(audit("r3"))]).await.unwrap();
+    store.write(vec![Write::Audit(audit("r4"))]).await.unwrap();
     let racers: Vec<_> = (0..5)
-        .map(|i| {
+        .map(|_| {
             let store = store.clone();
-            let writes = vec![over(2), Write::Audit(audit(&format!("h{i}")))];
-            tokio::spawn(async move { store.write(writes).await })
+            tokio::spawn(async move { store.write(head(3)).await })
         })
         .collect();
     let mut written = 0;
     for racer in racers {
         match racer.await.unwrap() {
             Ok(()) => written += 1,
-            lost => assert_eq!(conflict(lost), "the chain's head is 3"),
+            lost => assert_eq!(conflict(lost), "a signed head is at 5"),
         }
     }
     assert_eq!(written, 1);
-    assert_eq!(store.audit_events().await.unwrap().len(), 3);
+    let kinds: Vec<String> = (store.audit_events().await.unwrap())
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "decision",
+            "audit.head",
+            "decision",
+            "decision",
+            "audit.head"
+        ]
+    );
     assert!(store.verify_audit().await.unwrap().is_ok());
 }

@@ -85,6 +85,8 @@ const BLOCKING_REVOCATION: &str = "SELECT reason FROM revocations WHERE (kind = 
      AND value = $1 AND lifted_at IS NULL) OR (kind = 'request_id' AND value = $2) LIMIT 1";
 const QUEUE: &str = "INSERT INTO webhook_outbox (delivery_id, hook, event, request_id, body, \
      created_ms, next_attempt_ms) VALUES ($1, $2, $3, $4, $5, $6, $6)";
+const SIGNED_HEAD_AFTER: &str =
+    "SELECT seq FROM audit_events WHERE seq > $1 AND type = $2 ORDER BY seq LIMIT 1";
 pub(super) const LOCK_HEAD: &str = "SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE";
 pub(super) const MOVE_HEAD: &str = "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1";
 
@@ -116,6 +118,7 @@ const STATEMENTS: &[&str] = &[
     INSERT_REVOCATION,
     BLOCKING_REVOCATION,
     QUEUE,
+    SIGNED_HEAD_AFTER,
     LOCK_HEAD,
     MOVE_HEAD,
 ];
@@ -319,10 +322,16 @@ async fn apply(tx: &Tx<'_, '_>, write: &Write) -> Result<(), Failure> {
             ];
             tx.execute(HEARTBEAT, params).await
         }
-        Write::RequireChainHead { seq } => {
-            match tx.head.lock().unwrap_or_else(PoisonError::into_inner).0 {
-                last if last == *seq => Ok(()),
-                last => Err(Failure::Conflict(format!("the chain's head is {last}"))),
+        Write::RequireNoSignedHeadAfter { seq } => {
+            match tx
+                .row(SIGNED_HEAD_AFTER, &[seq, &audit::HEAD_EVENT])
+                .await?
+            {
+                Some(row) => {
+                    let at: i64 = row.try_get(0)?;
+                    Err(Failure::Conflict(format!("a signed head is at {at}")))
+                }
+                None => Ok(()),
             }
         }
     }

@@ -168,10 +168,19 @@ pub(super) fn apply(tx: &Connection, head: &mut ChainHead, write: &Write) -> Res
                 params![r.id, r.version, r.policy_version, r.started_at, r.last_seen],
             )
         }
-        Write::RequireChainHead { seq } => match chain_head(tx, head)? {
-            (last, _) if last == *seq => Ok(()),
-            (last, _) => Err(Failure::Conflict(format!("the chain's head is {last}"))),
-        },
+        Write::RequireNoSignedHeadAfter { seq } => {
+            let signed: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT seq FROM audit_events WHERE seq > ? AND type = ? \
+                     ORDER BY seq LIMIT 1",
+                )?
+                .query_row(params![seq, audit::HEAD_EVENT], |row| row.get(0))
+                .optional()?;
+            match signed {
+                Some(at) => Err(Failure::Conflict(format!("a signed head is at {at}"))),
+                None => Ok(()),
+            }
+        }
     }
 }
 
