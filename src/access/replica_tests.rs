@@ -26,7 +26,7 @@ fn config(schema: &Schema, dir: &TempDir, name: &str, kek: Option<&str>) -> Conf
     config.policy.dir = repo.join("policies");
     config.policy.schemas = repo.join("schemas");
     config.data_dir = dir.path().join(name);
-    config.database_url = schema.url();
+    config.database_url = schema.url().into();
     config.key_encryption_key = kek.map(|kek| kek.to_owned().into());
     config
 }

@@ -64,7 +64,7 @@ pub struct Config {
     /// Keys, the SQLite file and the dev issuer key.
     pub data_dir: PathBuf,
     /// "" = SQLite in `data_dir`.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// The file holding the key-encryption key (base64 of 32 random bytes) that seals the
     /// signing keys kept in a PostgreSQL database.
     pub key_encryption_key_file: Option<PathBuf>,
@@ -116,7 +116,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             issuer: "http://127.0.0.1:8080".into(),
             data_dir: "data".into(),
-            database_url: String::new(),
+            database_url: DatabaseUrl::default(),
             key_encryption_key_file: None,
             key_encryption_key: None,
             database: DatabaseConfig::default(),
@@ -153,6 +153,42 @@ impl Default for DatabaseConfig {
         Self {
             max_connections: 10,
         }
+    }
+}
+
+/// `database_url`: read as text everywhere, printed without its password.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    /// `scheme://user:…@host/db`: the password, if any, left out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = match self.0.split_once("://") {
+            Some((scheme, rest)) => match rest.split_once('@') {
+                Some((user, host)) => {
+                    let user = user.split(':').next().unwrap_or_default();
+                    format!("{scheme}://{user}:…@{host}")
+                }
+                None => self.0.clone(),
+            },
+            None => self.0.clone(),
+        };
+        write!(f, "{shown:?}")
     }
 }
 

@@ -288,3 +288,22 @@ fn the_key_encryption_key_comes_from_its_file_or_the_environment_never_printed()
         "{zero}"
     );
 }
+
+#[test]
+fn a_database_password_is_never_printed() {
+    let config = from_toml(
+        "database_url = \"postgres://jitgate:hunter2@db.internal:5432/jitgate\"",
+        &[],
+    )
+    .unwrap();
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(
+        shown.contains("postgres://jitgate:…@db.internal:5432/jitgate"),
+        "{shown}"
+    );
+    assert_eq!(
+        &*config.database_url,
+        "postgres://jitgate:hunter2@db.internal:5432/jitgate"
+    );
+}
