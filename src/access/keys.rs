@@ -36,10 +36,14 @@ fn stored_error(kid: &str, message: impl ToString) -> KeysError {
 
 /// The keys the database keeps, opened with `kek`.
 pub async fn read(store: &Store, kek: &KeyEncryptionKey) -> Result<KeyRing, KeysError> {
-    let mut keys = Vec::new();
-    for stored in store.signing_keys().await? {
-        keys.push(open_key(&stored, kek)?);
-    }
+    open_all(&store.signing_keys().await?, kek)
+}
+
+fn open_all(stored: &[StoredKey], kek: &KeyEncryptionKey) -> Result<KeyRing, KeysError> {
+    let keys = stored
+        .iter()
+        .map(|key| open_key(key, kek))
+        .collect::<Result<_, _>>()?;
     Ok(KeyRing::of(keys))
 }
 
@@ -69,7 +73,7 @@ pub async fn open(
     if ring.active().is_some_and(|key| key.alg == alg) {
         return Ok(ring);
     }
-    rotate(store, kek, alg, now).await
+    add_key(store, kek, &ring, alg, now).await
 }
 
 /// Adds a new key of `alg`, which every replica signs with once it has seen it; returns the
@@ -81,6 +85,18 @@ pub async fn rotate(
     now: u64,
 ) -> Result<KeyRing, KeysError> {
     let ring = read(store, kek).await?;
+    add_key(store, kek, &ring, alg, now).await
+}
+
+/// Keeps a new key of `alg`, created after every key of `ring` (the database's), and returns
+/// the keys the database then holds.
+async fn add_key(
+    store: &Store,
+    kek: &KeyEncryptionKey,
+    ring: &KeyRing,
+    alg: SigningAlg,
+    now: u64,
+) -> Result<KeyRing, KeysError> {
     // After every key held, so that the newest is the one that signs.
     let created = ring
         .active()
@@ -143,13 +159,15 @@ pub async fn follow(app: AppState, kek: std::sync::Arc<KeyEncryptionKey>) {
     }
 }
 
-/// Swaps in the database's keys if they changed; whether they did.
+/// Swaps in the database's keys if they changed; whether they did. Keys are opened only
+/// then: an unchanged set costs one read.
 pub async fn refresh(app: &AppState, kek: &KeyEncryptionKey) -> Result<bool, KeysError> {
-    let ring = read(&app.store, kek).await?;
-    let kids: Vec<String> = ring.keys().iter().map(|k| k.kid.clone()).collect();
-    if kids == app.tokens.kids() || ring.active().is_none() {
+    let stored = app.store.signing_keys().await?;
+    let kids: Vec<String> = stored.iter().map(|k| k.kid.clone()).collect();
+    if stored.is_empty() || kids == app.tokens.kids() {
         return Ok(false);
     }
+    let ring = open_all(&stored, kek)?;
     let issued_until = app.store.latest_expiry_by_kid().await?;
     tracing::info!(
         kid = ring.active().map(|k| k.kid.as_str()).unwrap_or_default(),

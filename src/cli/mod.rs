@@ -503,7 +503,7 @@ fn keys(args: &ConfigArgs, command: &KeysCommand) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    if config.database_url.starts_with("postgres") {
+    if Store::is_shared_url(&config.database_url) {
         return keys_in_database(&config, command);
     }
     let dir = config.data_dir.join("keys");

@@ -2,7 +2,7 @@
 //! why a job did not commit ([`Failure`]), and the commit counter `/metrics` shows.
 
 use prometheus::IntCounter;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{StoreError, Write};
 
@@ -57,24 +57,69 @@ pub(super) fn answer(batch: Vec<Job>, results: Result<Vec<Result<(), Failure>>, 
     }
 }
 
-/// Sends `writes` to the writer behind `queue` and waits for its answer.
-pub(super) async fn submit(
-    queue: &tokio::sync::mpsc::Sender<Job>,
-    writes: Vec<Write>,
-) -> Result<(), StoreError> {
-    let (done, committed) = oneshot::channel();
-    queue
-        .send(Job { writes, done })
-        .await
-        .map_err(|_| StoreError::WriterGone)?;
-    committed
-        .await
-        .map_err(|_| StoreError::WriterGone)?
-        .map_err(StoreError::from)
+/// The way to a backend's writer, the same for every backend: its queue (none when the store
+/// was opened read-only) and the count of its commits, for `/metrics`.
+#[derive(Debug, Clone)]
+pub(super) struct WriterQueue {
+    queue: Option<mpsc::Sender<Job>>,
+    commits: IntCounter,
 }
 
-/// The count of a writer's commits, for `/metrics`.
-pub(super) fn commit_counter() -> Result<IntCounter, StoreError> {
+impl WriterQueue {
+    /// A queue, and the end of it the backend's writer serves.
+    pub(super) fn open() -> Result<(Self, mpsc::Receiver<Job>), StoreError> {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        let commits = commit_counter()?;
+        Ok((
+            Self {
+                queue: Some(queue),
+                commits,
+            },
+            jobs,
+        ))
+    }
+
+    /// No writer: every write is refused.
+    pub(super) fn read_only() -> Result<Self, StoreError> {
+        Ok(Self {
+            queue: None,
+            commits: commit_counter()?,
+        })
+    }
+
+    pub(super) fn is_read_only(&self) -> bool {
+        self.queue.is_none()
+    }
+
+    /// Sends `writes` to the writer and waits for its answer: returns once they are durable.
+    pub(super) async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let queue = self.queue.as_ref().ok_or(StoreError::ReadOnly)?;
+        let (done, committed) = oneshot::channel();
+        queue
+            .send(Job { writes, done })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        committed
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+            .map_err(StoreError::from)
+    }
+
+    /// The count the writer increments at each commit.
+    pub(super) fn commits(&self) -> IntCounter {
+        self.commits.clone()
+    }
+
+    /// Jobs waiting for the writer.
+    pub(super) fn queued(&self) -> usize {
+        self.queue
+            .as_ref()
+            .map_or(0, |queue| queue.max_capacity() - queue.capacity())
+    }
+}
+
+/// The count of a writer's commits.
+fn commit_counter() -> Result<IntCounter, StoreError> {
     IntCounter::new(
         "jitgate_store_commits_total",
         "Store transactions committed, each an fsync.",

@@ -97,7 +97,7 @@ enum Location {
 
 impl Location {
     fn of(database_url: &str, data_dir: &Path) -> Result<Self, StoreError> {
-        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        if Store::is_shared_url(database_url) {
             Ok(Self::Postgres(Box::new(postgres::config(database_url)?)))
         } else {
             sqlite::database_path(database_url, data_dir).map(Self::Sqlite)
@@ -408,6 +408,12 @@ impl Store {
         on_database!(self, |db| db
             .rate_totals_of_others(kind, replica, since)
             .await)
+    }
+
+    /// Whether `database_url` names a database replicas share (PostgreSQL), as [`Store::open`]
+    /// reads it.
+    pub fn is_shared_url(database_url: &str) -> bool {
+        database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
     }
 
     /// Whether replicas share this store (PostgreSQL): they then keep their signing keys in it

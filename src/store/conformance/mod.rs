@@ -155,6 +155,19 @@ pub(super) fn outbox(delivery_id: &str, created_ms: i64) -> OutboxRecord {
     }
 }
 
+/// What an approver's answer that may complete the quorum of `id` writes (as the core does).
+pub(crate) fn approving(id: &str, approver: &str) -> Vec<Write> {
+    vec![
+        require(id, "pending", 1100),
+        approval(id, approver),
+        Write::ApproveAtQuorum {
+            id: id.into(),
+            at: 1100,
+            announce: vec![outbox(&format!("{id}-{approver}"), 10)],
+        },
+    ]
+}
+
 pub(super) fn require(id: &str, status: &str, at: i64) -> Write {
     Write::RequireStatus {
         id: id.into(),

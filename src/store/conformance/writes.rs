@@ -143,15 +143,7 @@ pub(crate) async fn two_approvers_racing_for_the_last_approval_one_wins(store: &
         store.write(vec![pending(&id, 1, 5000)]).await.unwrap();
         let racers = ["bob", "carol"].map(|approver| {
             let store = store.clone();
-            let writes = vec![
-                require(&id, "pending", 1100),
-                approval(&id, approver),
-                Write::ApproveAtQuorum {
-                    id: id.clone(),
-                    at: 1100,
-                    announce: vec![outbox(&format!("{id}-{approver}"), 10)],
-                },
-            ];
+            let writes = approving(&id, approver);
             tokio::spawn(async move { store.write(writes).await })
         });
         let mut won = 0;

@@ -18,10 +18,9 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use prometheus::IntCounter;
-use tokio::sync::mpsc;
 use tokio_postgres::{Config, NoTls, Row, types::ToSql};
 
-use super::batch::{Failure, Job, QUEUE, commit_counter, submit};
+use super::batch::{Failure, WriterQueue};
 use super::{StoreError, Write};
 
 mod apply;
@@ -104,16 +103,13 @@ async fn connect(config: &Config) -> Result<tokio_postgres::Client, StoreError> 
 #[derive(Clone)]
 pub(super) struct Postgres {
     pool: Pool,
-    /// The writer's queue; `None` when opened read-only.
-    writer: Option<mpsc::Sender<Job>>,
-    /// Transactions the writer committed, for `/metrics`.
-    commits: IntCounter,
+    writer: WriterQueue,
 }
 
 impl std::fmt::Debug for Postgres {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Postgres")
-            .field("read_only", &self.writer.is_none())
+            .field("read_only", &self.writer.is_read_only())
             .finish_non_exhaustive()
     }
 }
@@ -125,13 +121,11 @@ impl Postgres {
         let mut client = connect(&config).await?;
         migrate::run(&mut client).await?;
         drop(client);
-        let commits = commit_counter()?;
-        let (sender, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(writer::run(config.clone(), jobs, commits.clone()));
+        let (queue, jobs) = WriterQueue::open()?;
+        tokio::spawn(writer::run(config.clone(), jobs, queue.commits()));
         Ok(Self {
             pool: pool(config, readers)?,
-            writer: Some(sender),
-            commits,
+            writer: queue,
         })
     }
 
@@ -151,8 +145,7 @@ impl Postgres {
         drop(client);
         Ok(Self {
             pool: pool(config, readers)?,
-            writer: None,
-            commits: commit_counter()?,
+            writer: WriterQueue::read_only()?,
         })
     }
 
@@ -164,22 +157,20 @@ impl Postgres {
 
     /// Commits `writes` together; returns once they are durable.
     pub(super) async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        submit(self.writer.as_ref().ok_or(StoreError::ReadOnly)?, writes).await
+        self.writer.write(writes).await
     }
 
     pub(super) fn commit_counter(&self) -> IntCounter {
-        self.commits.clone()
+        self.writer.commits()
     }
 
     pub(super) fn queued_writes(&self) -> usize {
-        self.writer
-            .as_ref()
-            .map_or(0, |writer| writer.max_capacity() - writer.capacity())
+        self.writer.queued()
     }
 
     /// Whether the database answers and takes writes (a standby does not).
     pub(super) async fn probe_writable(&self) -> Result<(), StoreError> {
-        if self.writer.is_none() {
+        if self.writer.is_read_only() {
             return Err(StoreError::ReadOnly);
         }
         let primary = self.row("SELECT NOT pg_is_in_recovery()", &[]).await?;

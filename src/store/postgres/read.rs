@@ -394,7 +394,7 @@ impl Postgres {
         until_ms: i64,
         limit: i64,
     ) -> Result<Vec<PendingDelivery>, StoreError> {
-        if self.writer.is_none() {
+        if self.writer.is_read_only() {
             return Err(StoreError::ReadOnly);
         }
         let rows = self

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use tokio_postgres::NoTls;
 
-use crate::store::conformance::{self, approval, conflict, outbox, pending, require};
+use crate::store::conformance::{self, approval, approving, conflict, pending};
 use crate::store::{Store, StoreError, Write};
 
 /// A schema of the test database, dropped when this is.
@@ -225,15 +225,7 @@ async fn two_replicas_racing_for_the_last_approval_one_wins() {
             .zip(&replicas)
             .map(|(approver, store)| {
                 let store = store.clone();
-                let writes = vec![
-                    require(&id, "pending", 1100),
-                    approval(&id, approver),
-                    Write::ApproveAtQuorum {
-                        id: id.clone(),
-                        at: 1100,
-                        announce: vec![outbox(&format!("{id}-{approver}"), 10)],
-                    },
-                ];
+                let writes = approving(&id, approver);
                 tokio::spawn(async move { store.write(writes).await })
             })
             .collect();

@@ -20,9 +20,8 @@ use std::time::Duration;
 
 use prometheus::IntCounter;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::mpsc;
 
-use super::batch::{Failure, Job, QUEUE, commit_counter, submit};
+use super::batch::{Failure, WriterQueue};
 use super::{StoreError, Write};
 
 mod apply;
@@ -114,10 +113,7 @@ impl From<rusqlite::Error> for Failure {
 #[derive(Debug, Clone)]
 pub(super) struct Sqlite {
     readers: read::Readers,
-    /// The writer's queue; `None` when opened read-only.
-    writer: Option<mpsc::Sender<Job>>,
-    /// Transactions the writer committed (each an fsync), for `/metrics`.
-    commits: IntCounter,
+    writer: WriterQueue,
 }
 
 impl Sqlite {
@@ -133,17 +129,15 @@ impl Sqlite {
         })
         .await
         .map_err(|e| StoreError::Database(format!("cannot open the database: {e}")))??;
-        let commits = commit_counter()?;
-        let (sender, jobs) = mpsc::channel(QUEUE);
-        let writer_commits = commits.clone();
+        let (queue, jobs) = WriterQueue::open()?;
+        let writer_commits = queue.commits();
         std::thread::Builder::new()
             .name("jitgate-store-writer".into())
             .spawn(move || writer::run(connection, jobs, &writer_commits))
             .map_err(|e| StoreError::Unsupported(format!("cannot start the store writer: {e}")))?;
         Ok(Self {
             readers: read::Readers::new(readers_path, false)?,
-            writer: Some(sender),
-            commits,
+            writer: queue,
         })
     }
 
@@ -157,36 +151,30 @@ impl Sqlite {
         readers
             .run(move |connection| migrate::check(connection, migrate::MIGRATIONS, &path))
             .await?;
-        let commits = commit_counter()?;
-        Ok(Self {
-            readers,
-            writer: None,
-            commits,
-        })
+        let writer = WriterQueue::read_only()?;
+        Ok(Self { readers, writer })
     }
 
     /// Commits `writes` together; returns once they are durable.
     pub(super) async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        submit(self.writer.as_ref().ok_or(StoreError::ReadOnly)?, writes).await
+        self.writer.write(writes).await
     }
 
     fn read_only(&self) -> bool {
-        self.writer.is_none()
+        self.writer.is_read_only()
     }
 
     pub(super) fn commit_counter(&self) -> IntCounter {
-        self.commits.clone()
+        self.writer.commits()
     }
 
     pub(super) fn queued_writes(&self) -> usize {
-        self.writer
-            .as_ref()
-            .map_or(0, |writer| writer.max_capacity() - writer.capacity())
+        self.writer.queued()
     }
 
     /// Whether a write transaction could be started: takes the write lock and lets it go.
     pub(super) async fn probe_writable(&self) -> Result<(), StoreError> {
-        if self.writer.is_none() {
+        if self.read_only() {
             return Err(StoreError::ReadOnly);
         }
         self.readers
