@@ -49,4 +49,17 @@ async fn the_cluster_lists_this_replica_to_administrators_only() {
         server.get("/v1/cluster", None).await.status(),
         StatusCode::UNAUTHORIZED
     );
+
+    // A revoked administrator sees nothing either.
+    let sue = server.dev_token("sue", &["security"], true);
+    let (status, body) = server
+        .post(
+            "/v1/revocations",
+            Some(&sue),
+            serde_json::json!({"subject": "User::\"sam\"", "reason": "left"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let revoked = server.get("/v1/cluster", Some(&admin)).await;
+    assert_eq!(revoked.status(), StatusCode::FORBIDDEN);
 }
