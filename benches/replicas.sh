@@ -8,10 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 database=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 rounds=${ROUNDS:-2}
+export PGOPTIONS="-c client_min_messages=warning"
 cargo build --release --workspace --features bench --bins
 load=./target/release/jitgate-load
 schema() {
-    local name="jitgate_bench_$1_$$"
+    local name="jitgate_bench_$1_$2_$$"
     psql "$database" -qc "DROP SCHEMA IF EXISTS $name CASCADE; CREATE SCHEMA $name" >&2
     echo "$database?options=-c%20search_path%3D$name"
 }
