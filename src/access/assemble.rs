@@ -125,6 +125,7 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Start
         readiness: Default::default(),
         replica: super::cluster::Replica::new(stored_secs(now)),
         key_encryption_key: kek.map(Arc::new),
+        polls: Default::default(),
     }))
 }
 

@@ -23,6 +23,7 @@ pub mod housekeeping;
 pub(crate) mod issue;
 pub mod keys;
 pub mod mint;
+pub mod poll;
 mod readiness;
 pub mod refusal;
 pub mod revocation;
@@ -73,6 +74,8 @@ pub struct App {
     pub replica: cluster::Replica,
     /// Seals the signing keys a shared database keeps (`None`: keys are files).
     pub key_encryption_key: Option<Arc<crate::token::KeyEncryptionKey>>,
+    /// When each escalated request was last polled through the token endpoint.
+    pub polls: poll::PollPace,
 }
 
 pub type AppState = Arc<App>;

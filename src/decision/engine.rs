@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{DecisionRequest, Grant, RequestError};
+use super::{DecisionRequest, EntityRef, Grant, RequestError};
 
 /// Whether a policy grants or refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,6 +58,11 @@ pub trait Engine {
     /// Whether `action` is one of [`Engine::requestable_actions`], without building the list:
     /// it is asked on every request.
     fn is_requestable(&self, action: &str) -> bool;
+
+    /// The (action, resource) pairs whose permit policies name one action and one resource
+    /// (`==`) and grant every scope of `scopes` to `principal_id`, each once: how an OAuth
+    /// client asking by `scope` alone is understood (it is, only when there is exactly one).
+    fn targets_granting(&self, scopes: &[String], principal_id: &str) -> Vec<(String, EntityRef)>;
 }
 
 /// The engine a reload swaps in and out is shared: `decide(&current, …)`.
@@ -76,5 +81,9 @@ impl<E: Engine + ?Sized> Engine for Arc<E> {
 
     fn is_requestable(&self, action: &str) -> bool {
         E::is_requestable(self, action)
+    }
+
+    fn targets_granting(&self, scopes: &[String], principal_id: &str) -> Vec<(String, EntityRef)> {
+        E::targets_granting(self, scopes, principal_id)
     }
 }

@@ -75,6 +75,10 @@ impl Engine for Fake {
     fn is_requestable(&self, action: &str) -> bool {
         action == "read"
     }
+
+    fn targets_granting(&self, _: &[String], _: &str) -> Vec<(String, EntityRef)> {
+        Vec::new()
+    }
 }
 
 fn permit(id: &str, scopes: &str) -> Policy {

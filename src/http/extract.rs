@@ -155,7 +155,7 @@ mod tests {
 
 /// The body, at most [`MAX_BODY_BYTES`] (413 beyond), within `http.body_read_timeout` (408
 /// beyond: a client trickling a body must not hold a connection and a task).
-async fn read_body(
+pub(super) async fn read_body(
     request: Request<Body>,
     state: &AppState,
 ) -> Result<axum::body::Bytes, ApiError> {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::extract::Authenticated;
 use super::guard::Privileged;
+use super::oauth;
 use crate::access::AppState;
 use crate::access::answer::{ClusterView, PolicyStatus};
 
@@ -22,12 +23,19 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
 pub async fn metadata(State(state): State<AppState>) -> Json<ServerMetadata> {
     let issuer = state.tokens.issuer().trim_end_matches('/');
+    let auth_methods = oauth::CLIENT_AUTH_METHODS.map(str::to_owned).to_vec();
     Json(ServerMetadata {
         issuer: state.tokens.issuer().to_owned(),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        token_endpoint: format!("{issuer}/oauth2/token"),
+        introspection_endpoint: format!("{issuer}/oauth2/introspect"),
+        revocation_endpoint: format!("{issuer}/oauth2/revoke"),
         response_types_supported: Vec::new(),
-        grant_types_supported: Vec::new(),
-        token_endpoint_auth_methods_supported: Vec::new(),
+        grant_types_supported: oauth::GRANT_TYPES.map(str::to_owned).to_vec(),
+        token_endpoint_auth_methods_supported: auth_methods.clone(),
+        introspection_endpoint_auth_methods_supported: auth_methods.clone(),
+        revocation_endpoint_auth_methods_supported: auth_methods,
+        authorization_details_types_supported: vec![oauth::AUTHORIZATION_DETAILS_TYPE.to_owned()],
         jitgate_access_request_endpoint: format!("{issuer}/v1/access-requests"),
         jitgate_decision_endpoint: format!("{issuer}/v1/decisions"),
     })
@@ -38,9 +46,15 @@ pub async fn metadata(State(state): State<AppState>) -> Json<ServerMetadata> {
 pub struct ServerMetadata {
     issuer: String,
     jwks_uri: String,
+    token_endpoint: String,
+    introspection_endpoint: String,
+    revocation_endpoint: String,
     response_types_supported: Vec<String>,
     grant_types_supported: Vec<String>,
     token_endpoint_auth_methods_supported: Vec<String>,
+    introspection_endpoint_auth_methods_supported: Vec<String>,
+    revocation_endpoint_auth_methods_supported: Vec<String>,
+    authorization_details_types_supported: Vec<String>,
     jitgate_access_request_endpoint: String,
     jitgate_decision_endpoint: String,
 }

@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod guard;
 mod meta;
+mod oauth;
 mod revocation;
 mod serve;
 
@@ -61,6 +62,12 @@ pub fn router(state: AppState) -> Router {
             post(approval::mint).layer(middleware::map_response(no_store)),
         )
         .route("/v1/decisions", post(access::dry_run))
+        .route(
+            "/oauth2/token",
+            post(oauth::token).layer(middleware::map_response(no_store)),
+        )
+        .route("/oauth2/introspect", post(oauth::introspect))
+        .route("/oauth2/revoke", post(oauth::revoke))
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/head", get(audit::head))
         .route("/v1/tokens/revoke", post(revocation::revoke_token))

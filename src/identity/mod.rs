@@ -233,6 +233,20 @@ impl Authenticator {
         self.verified.len()
     }
 
+    /// The service whose API key is named `client_id` and is `secret`: how an OAuth client
+    /// authenticates with `client_secret_basic` or `client_secret_post` (DESIGN §9.2). The
+    /// secret is compared in constant time, and with every key of that name.
+    pub fn client_secret(&self, client_id: &str, secret: &str) -> Option<Caller> {
+        let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let mut found = None;
+        for candidate in self.api_keys.iter().filter(|key| key.name == client_id) {
+            if bool::from(candidate.hash.ct_eq(&hash)) {
+                found = Some(candidate);
+            }
+        }
+        found.map(ApiKey::caller)
+    }
+
     /// Compares the key's hash with every configured one, in constant time.
     fn api_key(&self, key: &str) -> Option<Caller> {
         let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
@@ -242,12 +256,18 @@ impl Authenticator {
                 found = Some(candidate);
             }
         }
-        found.map(|key| Caller {
-            principal: key.principal.clone(),
-            groups: key.groups.clone(),
+        found.map(ApiKey::caller)
+    }
+}
+
+impl ApiKey {
+    fn caller(&self) -> Caller {
+        Caller {
+            principal: self.principal.clone(),
+            groups: self.groups.clone(),
             mfa: false,
-            client_id: key.name.clone(),
-        })
+            client_id: self.name.clone(),
+        }
     }
 }
 

@@ -1,12 +1,16 @@
 //! The pack as a decision [`Engine`]: Cedar evaluates the request against the policies that
 //! can apply (its slice, see `slice`), and reports which were satisfied and which failed.
 
-use cedar_policy::{AuthorizationError, Authorizer};
+use cedar_policy::{
+    ActionConstraint, AuthorizationError, Authorizer, PolicyId, ResourceConstraint,
+};
 
 use std::collections::HashSet;
 
 use super::{PolicyInfo, PolicyPack, RESERVED_ACTIONS};
-use crate::decision::{DecisionRequest, Engine, Evaluation, Failure, RequestError};
+use crate::decision::{
+    DecisionRequest, Effect, Engine, EntityRef, Evaluation, Failure, RequestError, ScopeVars,
+};
 
 impl Engine for PolicyPack {
     fn version(&self) -> &str {
@@ -43,6 +47,37 @@ impl Engine for PolicyPack {
                 .action_groups()
                 .any(|uid| uid.id().unescaped() == action)
     }
+
+    fn targets_granting(&self, scopes: &[String], principal_id: &str) -> Vec<(String, EntityRef)> {
+        let mut targets: Vec<(String, EntityRef)> = Vec::new();
+        for info in self.policies().filter(|info| info.effect == Effect::Permit) {
+            let Some(policy) = self.policy_set.policy(&PolicyId::new(&info.id)) else {
+                continue;
+            };
+            let (ActionConstraint::Eq(action), ResourceConstraint::Eq(resource)) =
+                (policy.action_constraint(), policy.resource_constraint())
+            else {
+                continue;
+            };
+            let action = action.id().unescaped().to_owned();
+            if !self.is_requestable(&action) {
+                continue;
+            }
+            let resource =
+                EntityRef::new(resource.type_name().to_string(), resource.id().unescaped());
+            let (granted, _) = info.grant.expand_scopes(ScopeVars {
+                principal_id,
+                resource_id: &resource.id,
+                resource_type: &resource.type_name,
+                action: &action,
+            });
+            let target = (action, resource);
+            if scopes.iter().all(|scope| granted.contains(scope)) && !targets.contains(&target) {
+                targets.push(target);
+            }
+        }
+        targets
+    }
 }
 
 /// The pack evaluated whole, as Cedar alone would: the reference that slicing is tested and
@@ -65,6 +100,10 @@ impl Engine for Unsliced<'_> {
 
     fn is_requestable(&self, action: &str) -> bool {
         self.0.is_requestable(action)
+    }
+
+    fn targets_granting(&self, scopes: &[String], principal_id: &str) -> Vec<(String, EntityRef)> {
+        self.0.targets_granting(scopes, principal_id)
     }
 }
 

@@ -16,6 +16,7 @@ mod connections;
 mod harness;
 mod issuers;
 mod load;
+mod oauth;
 mod privileges;
 mod reload;
 mod replicas;
