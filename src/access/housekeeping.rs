@@ -28,6 +28,7 @@ pub async fn run(state: AppState) {
             .map_or(0, |config| stored_secs(config.window.as_secs()));
         let prune = vec![
             Write::PruneRevocations { now },
+            Write::PruneUsedOnce { now },
             Write::PruneDryRunDenials {
                 before: now.saturating_sub(denials_window),
             },

@@ -335,8 +335,14 @@ fn default_groups_claim() -> String {
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     pub name: String,
-    /// `sha256:<hex>` of the key.
-    pub hash: String,
+    /// `sha256:<hex>` of the key: the secret of `client_secret_basic` and `client_secret_post`
+    /// too. Optional for a client that authenticates with `jwks` alone.
+    #[serde(default)]
+    pub hash: Option<String>,
+    /// `file:///path/to/jwks.json`: the public keys the client signs its `private_key_jwt`
+    /// assertions with (RFC 7523).
+    #[serde(default)]
+    pub jwks: Option<String>,
     /// e.g. `Service::"deployer"`.
     pub principal: String,
     #[serde(default)]
@@ -349,6 +355,7 @@ impl fmt::Debug for ApiKeyConfig {
             .field("name", &self.name)
             .field("principal", &self.principal)
             .field("groups", &self.groups)
+            .field("jwks", &self.jwks)
             .finish_non_exhaustive()
     }
 }
@@ -736,9 +743,22 @@ impl Config {
         }
         for (i, api_key) in self.identity.api_keys.iter().enumerate() {
             let key = |field: &str| format!("identity.api_keys[{i}].{field}");
-            let hex = api_key.hash.strip_prefix("sha256:").unwrap_or_default();
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(invalid(key("hash"), "must be sha256:<64 hex digits>"));
+            if api_key.hash.is_none() && api_key.jwks.is_none() {
+                return Err(invalid(
+                    key("hash"),
+                    "give the key's hash, a `jwks` for private_key_jwt, or both",
+                ));
+            }
+            if let Some(hash) = &api_key.hash {
+                let hex = hash.strip_prefix("sha256:").unwrap_or_default();
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(invalid(key("hash"), "must be sha256:<64 hex digits>"));
+                }
+            }
+            if let Some(jwks) = &api_key.jwks
+                && !jwks.starts_with("file://")
+            {
+                return Err(invalid(key("jwks"), "must be a file:// URL of a JWK set"));
             }
             api_key
                 .principal

@@ -196,6 +196,18 @@ fn errors_name_the_key() {
             "sha256:",
         ),
         (
+            "[[identity.api_keys]]\nname = \"a\"\nprincipal = 'Service::\"a\"'",
+            &[],
+            "identity.api_keys[0].hash",
+            "jwks",
+        ),
+        (
+            "[[identity.api_keys]]\nname = \"a\"\njwks = \"https://a/jwks\"\nprincipal = 'Service::\"a\"'",
+            &[],
+            "identity.api_keys[0].jwks",
+            "file://",
+        ),
+        (
             "[[identity.issuers]]\nissuer = \"i\"\naudience = \"a\"\njwks = \"http://x\"\nalgorithms = [\"RS256\"]",
             &[],
             "identity.issuers[0].jwks",

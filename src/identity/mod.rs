@@ -4,7 +4,10 @@
 //! Every failure is the same `invalid_token` to the caller; the precise reason is only logged.
 
 pub use jitgate_verify::jwt;
+mod assertion;
 pub mod subject;
+
+pub use assertion::{ASSERTION_TYPE, ClientAssertion, assertion_algorithms};
 
 use std::path::Path;
 use std::sync::{PoisonError, RwLock};
@@ -69,6 +72,8 @@ pub enum IdentityError {
     DevKey(#[from] KeyError),
     #[error("identity.issuers[{index}]: {message}")]
     Issuer { index: usize, message: String },
+    #[error("identity.api_keys[{index}].jwks: {message}")]
+    ClientKeys { index: usize, message: String },
     #[error("HTTP client: {0}")]
     Client(String),
 }
@@ -117,9 +122,12 @@ impl VerifiedTokens {
 #[derive(Debug)]
 struct ApiKey {
     name: String,
-    hash: [u8; 32],
+    /// `None` for a client that authenticates with `client_keys` alone.
+    hash: Option<[u8; 32]>,
     principal: EntityRef,
     groups: Vec<EntityRef>,
+    /// The keys its `private_key_jwt` assertions are signed with.
+    client_keys: Option<JwkSet>,
 }
 
 impl Authenticator {
@@ -147,22 +155,32 @@ impl Authenticator {
                     .map_err(|message| IdentityError::Issuer { index, message })?,
             );
         }
-        let api_keys = config
-            .identity
-            .api_keys
-            .iter()
-            .filter_map(|key| {
-                let hex = key.hash.strip_prefix("sha256:")?;
-                let mut hash = [0u8; 32];
-                hex::decode_to_slice(hex, &mut hash).ok()?;
-                Some(ApiKey {
-                    name: key.name.clone(),
-                    hash,
-                    principal: key.principal.parse().ok()?,
-                    groups: key.groups.iter().filter_map(|g| g.parse().ok()).collect(),
-                })
-            })
-            .collect();
+        let mut api_keys = Vec::with_capacity(config.identity.api_keys.len());
+        for (index, key) in config.identity.api_keys.iter().enumerate() {
+            let client_keys = match &key.jwks {
+                Some(url) => Some(
+                    assertion::read_client_keys(url)
+                        .map_err(|message| IdentityError::ClientKeys { index, message })?,
+                ),
+                None => None,
+            };
+            let hash = key.hash.as_deref().and_then(|hash| {
+                let mut bytes = [0u8; 32];
+                hex::decode_to_slice(hash.strip_prefix("sha256:")?, &mut bytes).ok()?;
+                Some(bytes)
+            });
+            // Validated with the configuration: a key that does not parse is never used.
+            let Ok(principal) = key.principal.parse() else {
+                continue;
+            };
+            api_keys.push(ApiKey {
+                name: key.name.clone(),
+                hash,
+                principal,
+                groups: key.groups.iter().filter_map(|g| g.parse().ok()).collect(),
+                client_keys,
+            });
+        }
         Ok(Self {
             dev,
             issuers,
@@ -240,7 +258,10 @@ impl Authenticator {
         let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         let mut found = None;
         for candidate in self.api_keys.iter().filter(|key| key.name == client_id) {
-            if bool::from(candidate.hash.ct_eq(&hash)) {
+            if candidate
+                .hash
+                .is_some_and(|known| bool::from(known.ct_eq(&hash)))
+            {
                 found = Some(candidate);
             }
         }
@@ -252,7 +273,10 @@ impl Authenticator {
         let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         let mut found = None;
         for candidate in &self.api_keys {
-            if bool::from(candidate.hash.ct_eq(&hash)) {
+            if candidate
+                .hash
+                .is_some_and(|known| bool::from(known.ct_eq(&hash)))
+            {
                 found = Some(candidate);
             }
         }

@@ -51,12 +51,13 @@ async fn fixture() -> Fixture {
     });
     config.identity.api_keys.push(ApiKeyConfig {
         name: "deployer".into(),
-        hash: format!(
+        hash: Some(format!(
             "sha256:{}",
             hex::encode(Sha256::digest(b"jg_secret-deploy-key"))
-        ),
+        )),
         principal: "Service::\"deployer\"".into(),
         groups: vec!["Group::\"deployers\"".into()],
+        jwks: None,
     });
     let auth = Authenticator::from_config(&config, NOW).await.unwrap();
     let dev = DevIssuer::open(&config.data_dir, NOW).unwrap();
@@ -603,4 +604,41 @@ async fn rejection_at(f: &Fixture, token: &str, now: u64) -> AuthError {
         .authenticate(Some(&bearer(token)), now)
         .await
         .unwrap_err()
+}
+
+#[test]
+fn client_keys_are_public_asymmetric_keys_from_a_file() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        format!("file://{}", path.display())
+    };
+    let public = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#;
+    let private = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#;
+    let secret = r#"{"kty":"oct","k":"c2VjcmV0"}"#;
+    let read = |url: &str| super::assertion::read_client_keys(url);
+    assert!(read(&write("ok.json", &format!(r#"{{"keys":[{public}]}}"#))).is_ok());
+    for (name, text, says) in [
+        (
+            "private.json",
+            format!(r#"{{"keys":[{private}]}}"#),
+            "private key",
+        ),
+        (
+            "secret.json",
+            format!(r#"{{"keys":[{secret}]}}"#),
+            "shared secret",
+        ),
+        ("empty.json", r#"{"keys":[]}"#.to_owned(), "no key"),
+        ("bad.json", "not json".to_owned(), "not JSON"),
+    ] {
+        let error = read(&write(name, &text)).unwrap_err();
+        assert!(error.contains(says), "{name}: {error}");
+    }
+    assert!(
+        read("file:///no/such/file")
+            .unwrap_err()
+            .contains("cannot read")
+    );
 }

@@ -277,6 +277,18 @@ pub enum Write {
         at: i64,
         forget_before: i64,
     },
+    /// A value meant to be used once (`kind`: what it is, e.g. a client assertion's `jti`) is
+    /// used, and kept until `expires_at`; a conflict if it was used before.
+    UseOnce {
+        kind: String,
+        id: String,
+        expires_at: i64,
+    },
+    /// Forgets used-once values that expired before `now` (their tokens are refused by
+    /// their expiry alone).
+    PruneUsedOnce {
+        now: i64,
+    },
     /// A replica is alive (replaces what it said before), and replicas not seen since
     /// `forget_before` are forgotten.
     Heartbeat {

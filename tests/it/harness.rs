@@ -45,12 +45,13 @@ impl TestServer {
         config.data_dir = pack.dir.path().join("data");
         config.identity.api_keys.push(ApiKeyConfig {
             name: "deployer".into(),
-            hash: format!(
+            hash: Some(format!(
                 "sha256:{}",
                 hex::encode(Sha256::digest(b"jg_deploy-secret"))
-            ),
+            )),
             principal: "Service::\"deployer\"".into(),
             groups: vec!["Group::\"deployers\"".into()],
+            jwks: None,
         });
         configure(&mut config);
         Self::start_with(pack, config).await

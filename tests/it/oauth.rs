@@ -672,7 +672,11 @@ async fn the_metadata_announces_the_oauth_endpoints() {
     ] {
         assert_eq!(
             metadata[key],
-            json!(["client_secret_basic", "client_secret_post"]),
+            json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt"
+            ]),
             "{key}"
         );
     }
@@ -681,4 +685,150 @@ async fn the_metadata_announces_the_oauth_endpoints() {
         json!(["jitgate_access"])
     );
     assert_eq!(metadata["response_types_supported"], json!([]));
+    let algorithms = metadata["token_endpoint_auth_signing_alg_values_supported"].to_string();
+    assert!(
+        algorithms.contains("\"ES256\"") && !algorithms.contains("HS"),
+        "{algorithms}"
+    );
+}
+
+/// A client key pair in `dir`: its PEM (to sign assertions) and its public JWK set file.
+fn client_key(
+    dir: &std::path::Path,
+    name: &str,
+) -> (jsonwebtoken::EncodingKey, String, std::path::PathBuf) {
+    let now = super::harness::unix_now();
+    let ring =
+        jitgate::token::KeyRing::open(&dir.join(name), jitgate::config::SigningAlg::Es256, now)
+            .unwrap();
+    let key = ring.active().unwrap();
+    let pem = std::fs::read(key.path.as_ref().unwrap()).unwrap();
+    let jwks = dir.join(format!("{name}.jwks.json"));
+    std::fs::write(&jwks, json!({"keys": [key.public]}).to_string()).unwrap();
+    (
+        jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
+        key.kid.clone(),
+        jwks,
+    )
+}
+
+fn assertion(key: &jsonwebtoken::EncodingKey, kid: &str, claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, key).unwrap()
+}
+
+#[tokio::test]
+async fn private_key_jwt_authenticates_a_client_once_per_assertion() {
+    let keys = tempfile::TempDir::new().unwrap();
+    let (signing, kid, jwks) = client_key(keys.path(), "signer");
+    let (stranger, stranger_kid, _) = client_key(keys.path(), "stranger");
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.identity.api_keys.push(jitgate::config::ApiKeyConfig {
+            name: "signer".into(),
+            hash: None,
+            principal: "Service::\"signer\"".into(),
+            groups: vec!["Group::\"deployers\"".into()],
+            jwks: Some(format!("file://{}", jwks.display())),
+        });
+    })
+    .await;
+    let now = super::harness::unix_now();
+    let token_endpoint = format!("{}/oauth2/token", server.base);
+    let claims = |aud: &str, exp: u64, jti: &str| json!({"iss": "signer", "sub": "signer", "aud": aud, "iat": now, "exp": exp, "jti": jti});
+    let details = deploy_web_1();
+    let ask = |assertion: String| {
+        vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("authorization_details", details.clone()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+            ),
+            ("client_assertion", assertion),
+        ]
+    };
+    let send = |form: Vec<(&'static str, String)>| {
+        let server = &server;
+        async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, body, _) = token(server, Client::None, &form).await;
+            (status, body)
+        }
+    };
+    let good = assertion(&signing, &kid, &claims(&token_endpoint, now + 60, "a-1"));
+    let (status, body) = send(ask(good.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["scope"], "deploy:web-1 deployer:signer");
+
+    let refused = [
+        ("replayed", good),
+        (
+            "expired",
+            assertion(&signing, &kid, &claims(&token_endpoint, now - 60, "a-2")),
+        ),
+        (
+            "another audience",
+            assertion(
+                &signing,
+                &kid,
+                &claims("https://elsewhere.example", now + 60, "a-3"),
+            ),
+        ),
+        (
+            "living an hour",
+            assertion(&signing, &kid, &claims(&token_endpoint, now + 3600, "a-4")),
+        ),
+        (
+            "signed by a stranger",
+            assertion(
+                &stranger,
+                &stranger_kid,
+                &claims(&token_endpoint, now + 60, "a-5"),
+            ),
+        ),
+        (
+            "no jti",
+            assertion(
+                &signing,
+                &kid,
+                &json!({"iss": "signer", "sub": "signer", "aud": token_endpoint, "exp": now + 60}),
+            ),
+        ),
+    ];
+    for (case, assertion) in refused {
+        let (status, body) = send(ask(assertion)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+            "{case}: {body}"
+        );
+    }
+
+    // The introspection endpoint is an audience too.
+    let (_, issued) = send(ask(assertion(
+        &signing,
+        &kid,
+        &claims(&token_endpoint, now + 60, "a-6"),
+    )))
+    .await;
+    let introspect = format!("{}/oauth2/introspect", server.base);
+    let form = [
+        ("token", issued["access_token"].as_str().unwrap().to_owned()),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+        ),
+        (
+            "client_assertion",
+            assertion(&signing, &kid, &claims(&introspect, now + 60, "a-7")),
+        ),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body, _) = post_form(&server, "/oauth2/introspect", Client::None, &form).await;
+    assert_eq!(
+        (status, body["active"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{body}"
+    );
 }

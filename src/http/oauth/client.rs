@@ -1,7 +1,7 @@
 //! What an OAuth client sends: its parameters as a form (RFC 6749 §3.2), and who it is
-//! (RFC 6749 §2.3): `client_secret_basic`, `client_secret_post`, or a bearer token as on the
-//! rest of the API. A client is a service API key: `client_id` is the key's `name`, the secret
-//! is the key.
+//! (RFC 6749 §2.3): `client_secret_basic`, `client_secret_post`, `private_key_jwt` (RFC 7523),
+//! or a bearer token as on the rest of the API. A client is a service API key: `client_id` is
+//! the key's `name`, the secret is the key, the assertion keys are its `jwks`.
 
 use std::collections::HashMap;
 
@@ -13,7 +13,11 @@ use base64::Engine as _;
 use super::error::{BASIC_CHALLENGE, BEARER_CHALLENGE, OAuthError};
 use crate::access::AppState;
 use crate::http::extract::read_body;
-use crate::identity::{AuthError, Caller};
+use crate::identity::{ASSERTION_TYPE, AuthError, Caller};
+use crate::store::{StoreError, Write};
+
+/// The kind under which assertion `jti`s are remembered ([`Write::UseOnce`]).
+const USED_ASSERTION: &str = "client assertion";
 
 /// The parameters of an OAuth request, each at most once.
 #[derive(Debug)]
@@ -69,11 +73,13 @@ impl FromRequest<AppState> for OAuthForm {
 }
 
 /// Who the client is, if it authenticated; `invalid_client` if it tried and failed, or
-/// `invalid_request` if it used more than one method (RFC 6749 §2.3).
+/// `invalid_request` if it used more than one method (RFC 6749 §2.3). `endpoint` is the path
+/// called, one of the audiences a client assertion may name.
 pub async fn client(
     state: &AppState,
     headers: &HeaderMap,
     form: &OAuthForm,
+    endpoint: &str,
 ) -> Result<Option<Caller>, OAuthError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -81,10 +87,16 @@ pub async fn client(
     let scheme = authorization.map(|v| v.split_once(' ').map_or(v, |(scheme, _)| scheme));
     let basic = scheme.is_some_and(|s| s.eq_ignore_ascii_case("basic"));
     let post = form.get("client_secret").is_some();
-    if authorization.is_some() && post {
+    let assertion =
+        form.get("client_assertion").is_some() || form.get("client_assertion_type").is_some();
+    let methods = usize::from(authorization.is_some()) + usize::from(post) + usize::from(assertion);
+    if methods > 1 {
         return Err(OAuthError::invalid_request(
-            "use one client authentication method, not the Authorization header and client_secret",
+            "use one client authentication method (RFC 6749 §2.3)",
         ));
+    }
+    if assertion {
+        return with_assertion(state, form, endpoint).await.map(Some);
     }
     if basic {
         let (client_id, secret) = authorization.and_then(basic_credentials).ok_or_else(|| {
@@ -121,6 +133,54 @@ pub async fn client(
                 BEARER_CHALLENGE,
             ))
         }
+    }
+}
+
+/// The client whose `private_key_jwt` assertion the form carries, its `jti` recorded so that
+/// the assertion is refused if it comes again (on any replica).
+async fn with_assertion(
+    state: &AppState,
+    form: &OAuthForm,
+    endpoint: &str,
+) -> Result<Caller, OAuthError> {
+    let kind = form.require("client_assertion_type")?;
+    if kind != ASSERTION_TYPE {
+        return Err(OAuthError::invalid_request(format!(
+            "client_assertion_type must be {ASSERTION_TYPE}"
+        )));
+    }
+    let assertion = form.require("client_assertion")?;
+    let issuer = state.tokens.issuer().trim_end_matches('/');
+    let audiences = [
+        issuer.to_owned(),
+        format!("{issuer}/oauth2/token"),
+        format!("{issuer}{endpoint}"),
+    ];
+    let now = state.now();
+    let verified = state
+        .auth
+        .client_assertion(assertion, form.get("client_id"), &audiences, now)
+        .map_err(|reason| {
+            tracing::info!(auth.rejected = reason.as_str(), "client assertion refused");
+            OAuthError::invalid_client("the client assertion is not valid", BASIC_CHALLENGE)
+        })?;
+    let remember = Write::UseOnce {
+        kind: USED_ASSERTION.to_owned(),
+        id: format!("{}:{}", verified.caller.client_id, verified.jti),
+        expires_at: crate::clock::stored_secs(
+            verified.expires_at + crate::identity::jwt::LEEWAY_SECS,
+        ),
+    };
+    match state.store.write(vec![remember]).await {
+        Ok(()) => Ok(verified.caller),
+        Err(StoreError::Conflict(_)) => {
+            tracing::info!(oauth.client_id = %verified.caller.client_id, "client assertion replayed");
+            Err(OAuthError::invalid_client(
+                "the client assertion was used before",
+                BASIC_CHALLENGE,
+            ))
+        }
+        Err(other) => Err(crate::access::ApiError::from(other).into()),
     }
 }
 

@@ -36,7 +36,11 @@ const SUBJECT_TOKEN_TYPES: [&str; 2] = [
 /// What a token exchange issues (RFC 8693 §3).
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// The client authentication methods of every OAuth endpoint (RFC 8414 names).
-pub const CLIENT_AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+pub const CLIENT_AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
 /// The grants `POST /oauth2/token` takes.
 pub const GRANT_TYPES: [&str; 3] = [TOKEN_EXCHANGE, CLIENT_CREDENTIALS, CIBA];
 pub use grant::JITGATE_ACCESS as AUTHORIZATION_DETAILS_TYPE;
@@ -86,7 +90,7 @@ pub async fn token(
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<Response, OAuthError> {
-    let client = client(&state, &headers, &form).await?;
+    let client = client(&state, &headers, &form, "/oauth2/token").await?;
     let answer = match form.require("grant_type")? {
         CLIENT_CREDENTIALS => {
             let caller = client.ok_or_else(|| {
@@ -242,10 +246,13 @@ async fn admitted(
     state: &AppState,
     headers: &HeaderMap,
     form: &OAuthForm,
+    endpoint: &str,
 ) -> Result<Caller, OAuthError> {
-    let caller = client(state, headers, form).await?.ok_or_else(|| {
-        OAuthError::invalid_client("client authentication is required", BASIC_CHALLENGE)
-    })?;
+    let caller = client(state, headers, form, endpoint)
+        .await?
+        .ok_or_else(|| {
+            OAuthError::invalid_client("client authentication is required", BASIC_CHALLENGE)
+        })?;
     state.admit_operation(&caller.principal.to_string())?;
     Ok(caller)
 }
@@ -256,7 +263,7 @@ pub async fn introspect(
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<Json<Introspection>, OAuthError> {
-    admitted(&state, &headers, &form).await?;
+    admitted(&state, &headers, &form, "/oauth2/introspect").await?;
     let token = form.require("token")?;
     Ok(Json(revocation::introspect(&state, token).await?))
 }
@@ -267,7 +274,7 @@ pub async fn revoke(
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<StatusCode, OAuthError> {
-    let caller = admitted(&state, &headers, &form).await?;
+    let caller = admitted(&state, &headers, &form, "/oauth2/revoke").await?;
     let token = form.require("token")?;
     revocation::revoke_token(&state, &caller, token).await?;
     Ok(StatusCode::OK)

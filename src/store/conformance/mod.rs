@@ -45,6 +45,7 @@ macro_rules! suite {
             a_delivery_is_claimed_once_until_its_lease_ends,
             heartbeats_list_the_replicas_seen_lately,
             rate_totals_sum_what_the_other_replicas_counted,
+            a_value_is_used_once,
         );
     };
 }

@@ -275,3 +275,52 @@ pub(crate) async fn a_head_is_signed_once_however_many_sign_it(store: &Store) {
     );
     assert!(store.verify_audit().await.unwrap().is_ok());
 }
+
+/// A value used once is refused the second time, in any job and alongside other writes,
+/// until it expired and was pruned; the same value of another kind is another value.
+pub(crate) async fn a_value_is_used_once(store: &Store) {
+    let once = |kind: &str, id: &str, expires_at| Write::UseOnce {
+        kind: kind.into(),
+        id: id.into(),
+        expires_at,
+    };
+    store
+        .write(vec![once("client assertion", "j1", 100)])
+        .await
+        .unwrap();
+    let again = store
+        .write(vec![
+            Write::SourceSeen {
+                principal: ALICE.into(),
+                source_ip: "192.0.2.1".into(),
+                at: 50,
+            },
+            once("client assertion", "j1", 200),
+        ])
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    // The job failed whole: its other write did not happen.
+    let standing = store.standing(ALICE, 0, "192.0.2.1").await.unwrap();
+    assert!(!standing.seen_from);
+    store
+        .write(vec![once("dpop proof", "j1", 100)])
+        .await
+        .unwrap();
+    store
+        .write(vec![Write::PruneUsedOnce { now: 100 }])
+        .await
+        .unwrap();
+    let kept = store.write(vec![once("client assertion", "j1", 300)]).await;
+    assert!(
+        matches!(kept, Err(StoreError::Conflict(_))),
+        "not expired yet: {kept:?}"
+    );
+    store
+        .write(vec![Write::PruneUsedOnce { now: 101 }])
+        .await
+        .unwrap();
+    store
+        .write(vec![once("client assertion", "j1", 300)])
+        .await
+        .unwrap();
+}

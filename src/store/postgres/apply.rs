@@ -57,6 +57,9 @@ const SET_RATE_TOTAL: &str = "INSERT INTO rate_totals (replica, kind, principal,
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (replica, kind, principal) \
      DO UPDATE SET total = $4, at = $5";
 const FORGET_RATE_TOTALS: &str = "DELETE FROM rate_totals WHERE at < $1";
+const USE_ONCE: &str = "INSERT INTO used_once (kind, id, expires_at) VALUES ($1, $2, $3) \
+     ON CONFLICT DO NOTHING";
+const PRUNE_USED_ONCE: &str = "DELETE FROM used_once WHERE expires_at < $1";
 const FORGET_REPLICAS: &str = "DELETE FROM replicas WHERE last_seen < $1";
 const HEARTBEAT: &str = "INSERT INTO replicas (id, version, policy_version, started_at, \
      last_seen) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
@@ -92,6 +95,8 @@ pub(super) const MOVE_HEAD: &str = "UPDATE audit_chain_head SET seq = $1, hash =
 
 /// Every statement the writer runs.
 const STATEMENTS: &[&str] = &[
+    USE_ONCE,
+    PRUNE_USED_ONCE,
     INSERT_SOURCE,
     INSERT_DRY_RUN_DENIAL,
     PRUNE_DRY_RUN_DENIALS,
@@ -322,6 +327,16 @@ async fn apply(tx: &Tx<'_, '_>, write: &Write) -> Result<(), Failure> {
             ];
             tx.execute(HEARTBEAT, params).await
         }
+        Write::UseOnce {
+            kind,
+            id,
+            expires_at,
+        } => {
+            let otherwise = format!("this {kind} was used before");
+            tx.changed_one(USE_ONCE, &[kind, id, expires_at], &otherwise)
+                .await
+        }
+        Write::PruneUsedOnce { now } => tx.execute(PRUNE_USED_ONCE, &[now]).await,
         Write::RequireNoSignedHeadAfter { seq } => {
             match tx
                 .row(SIGNED_HEAD_AFTER, &[seq, &audit::HEAD_EVENT])

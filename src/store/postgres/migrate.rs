@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     migration!("postgres", 2, "signing keys", "0002_signing_keys.sql"),
     migration!("postgres", 3, "replicas", "0003_replicas.sql"),
     migration!("postgres", 4, "rate totals", "0004_rate_totals.sql"),
+    migration!("postgres", 5, "used once", "0005_used_once.sql"),
 ];
 
 /// The advisory lock migrations run under ("jitgate" in ASCII).

@@ -168,6 +168,23 @@ pub(super) fn apply(tx: &Connection, head: &mut ChainHead, write: &Write) -> Res
                 params![r.id, r.version, r.policy_version, r.started_at, r.last_seen],
             )
         }
+        Write::UseOnce {
+            kind,
+            id,
+            expires_at,
+        } => match changes(
+            tx,
+            "INSERT OR IGNORE INTO used_once (kind, id, expires_at) VALUES (?, ?, ?)",
+            params![kind, id, expires_at],
+        )? {
+            0 => Err(Failure::Conflict(format!("this {kind} was used before"))),
+            _ => Ok(()),
+        },
+        Write::PruneUsedOnce { now } => execute(
+            tx,
+            "DELETE FROM used_once WHERE expires_at < ?",
+            params![now],
+        ),
         Write::RequireNoSignedHeadAfter { seq } => {
             let signed: Option<i64> = tx
                 .prepare_cached(

@@ -28,6 +28,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     migration!("sqlite", 10, "signing keys", "0010_signing_keys.sql"),
     migration!("sqlite", 11, "replicas", "0011_replicas.sql"),
     migration!("sqlite", 12, "rate totals", "0012_rate_totals.sql"),
+    migration!("sqlite", 13, "used once", "0013_used_once.sql"),
 ];
 
 /// The table of applied migrations, as sqlx creates it.
