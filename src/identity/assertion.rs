@@ -11,8 +11,9 @@ use super::{ApiKey, Authenticator, Caller};
 
 /// `client_assertion_type` of a JWT client assertion.
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-/// Longest an assertion may live: its `jti` is remembered until it expires.
-const MAX_LIFETIME_SECS: u64 = 300;
+/// Longest an assertion may live: its `jti` is remembered until it expires. An hour is what
+/// common client libraries sign for by default (authlib does).
+const MAX_LIFETIME_SECS: u64 = 3600;
 /// Longest `jti` accepted.
 const MAX_JTI_BYTES: usize = 256;
 /// The asymmetric algorithms an assertion may be signed with.
@@ -76,7 +77,7 @@ pub(super) fn read_client_keys(url: &str) -> Result<JwkSet, String> {
 impl Authenticator {
     /// Verifies `assertion` at `now`: signed by a key of the client its `iss` names (and
     /// `client_id`, when the client sent one), `iss` and `sub` that client, an `aud` among
-    /// `audiences`, unexpired and living at most five minutes, and a `jti`.
+    /// `audiences`, unexpired and living at most an hour, and a `jti`.
     pub fn client_assertion(
         &self,
         assertion: &str,

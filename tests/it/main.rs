@@ -17,6 +17,7 @@ mod harness;
 mod issuers;
 mod load;
 mod oauth;
+mod oauth_clients;
 mod privileges;
 mod reload;
 mod replicas;

@@ -776,8 +776,8 @@ async fn private_key_jwt_authenticates_a_client_once_per_assertion() {
             ),
         ),
         (
-            "living an hour",
-            assertion(&signing, &kid, &claims(&token_endpoint, now + 3600, "a-4")),
+            "living two hours",
+            assertion(&signing, &kid, &claims(&token_endpoint, now + 7200, "a-4")),
         ),
         (
             "signed by a stranger",
