@@ -256,7 +256,7 @@ pub fn run_case(
 }
 
 /// The access-request context of a case: server keys not given take their neutral values
-/// (127.0.0.1, 0, false, "", 0, now); `duration_secs` is the requested duration.
+/// (127.0.0.1, 0, false, "", 0, now, false); `duration_secs` is the requested duration.
 fn request_context(table: &toml::Table) -> Result<(RequestContext, Option<Duration>), String> {
     let mut context = RequestContext::neutral(RequestTime::now_utc());
     let mut duration = None;
@@ -273,6 +273,9 @@ fn request_context(table: &toml::Table) -> Result<(RequestContext, Option<Durati
                 context.risk_score = value.as_integer().ok_or_else(|| wrong("an integer"))?;
             }
             "mfa" => context.mfa = value.as_bool().ok_or_else(|| wrong("a boolean"))?,
+            "dpop_bound" => {
+                context.dpop_bound = value.as_bool().ok_or_else(|| wrong("a boolean"))?;
+            }
             "reason" => {
                 context.reason = value.as_str().ok_or_else(|| wrong("a string"))?.to_owned();
             }

@@ -244,7 +244,11 @@ impl Introspection {
     pub fn active(claims: AccessClaims) -> Self {
         Self {
             active: true,
-            token_type: Some("Bearer"),
+            token_type: Some(if claims.cnf.is_some() {
+                "DPoP"
+            } else {
+                "Bearer"
+            }),
             claims: Some(claims),
         }
     }

@@ -134,13 +134,14 @@ fn issue_now(
         tracing::warn!(request.id = %request_id, principal.id = %record.principal, "BREAK-GLASS: token issued without approval; needs review");
     }
     let resource = request.resource.to_string();
-    let grant = grant_of(
+    let mut grant = grant_of(
         caller,
         request_id,
         (&request.action, &resource),
         decision,
         Vec::new(),
     );
+    grant.bound_to = evaluated.dpop_jkt.clone();
     let issued = sign(app, &grant, *now)?;
     writes.extend(token_writes(&issued, &grant, at, json!({})));
     if break_glass {
@@ -177,6 +178,7 @@ fn request_record(
         decision,
         risk,
         source_ip,
+        ..
     } = evaluated;
     let secs = |d: Duration| stored_secs(d.as_secs());
     RequestRecord {

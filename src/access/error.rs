@@ -27,6 +27,8 @@ pub enum ApiError {
     RateLimited {
         retry_after_secs: u64,
     },
+    /// The DPoP proof is missing a check RFC 9449 §4.3 asks for (which one).
+    InvalidDpopProof(String),
     /// A revocation refuses the caller tokens (its reason).
     Revoked(String),
     /// The store could not record the decision: no token leaves the server.

@@ -32,6 +32,8 @@ pub struct AccessRequest {
     /// Declares an emergency: an escalation every deciding policy allows it for is issued at
     /// once and left for review.
     pub break_glass: bool,
+    /// The thumbprint of the DPoP key the client proved it holds: the token is bound to it.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A decided request, before it is recorded.
@@ -43,6 +45,8 @@ pub(super) struct Evaluated {
     pub decision: Decision,
     pub risk: Risk,
     pub source_ip: IpAddr,
+    /// The DPoP key the token is to be bound to.
+    pub dpop_jkt: Option<String>,
 }
 
 /// What [`evaluate`] does for a caller whose subject is revoked.
@@ -82,6 +86,7 @@ pub(super) async fn evaluate(
     if let (Some(block), WhenRevoked::Refuse) = (block, when_revoked) {
         return Err(refuse_revoked(app, &caller, Attempt::Token, block).await);
     }
+    let dpop_jkt = command.dpop_jkt;
     let request = DecisionRequest {
         principal: caller.principal.clone(),
         groups: caller.groups.clone(),
@@ -93,6 +98,7 @@ pub(super) async fn evaluate(
             mfa: caller.mfa,
             reason: command.reason,
             time,
+            dpop_bound: dpop_jkt.is_some(),
             extra: command.context,
         }),
         scopes: command.scopes,
@@ -119,6 +125,7 @@ pub(super) async fn evaluate(
         decision,
         risk,
         source_ip,
+        dpop_jkt,
     })
 }
 
@@ -219,6 +226,7 @@ pub(super) fn decision_event(kind: AuditKind, evaluated: &Evaluated) -> AuditRec
         decision,
         risk,
         source_ip,
+        ..
     } = evaluated;
     AuditRecord {
         at: crate::clock::stored_secs(*now),

@@ -37,6 +37,7 @@ pub(crate) fn grant_of(
             policy_version: decision.policy_version.clone(),
             approvers,
         },
+        bound_to: None,
     }
 }
 
@@ -61,6 +62,9 @@ pub(super) fn token_writes(
     });
     if let (Value::Object(data), Value::Object(extra)) = (&mut data, extra) {
         data.extend(extra);
+        if let Some(jkt) = &grant.bound_to {
+            data.insert("cnf_jkt".into(), Value::String(jkt.clone()));
+        }
     }
     let principal = grant.jit.principal.clone();
     let request_id = grant.jit.request_id.clone();
@@ -111,7 +115,11 @@ pub(super) fn issued_answer(
         break_glass: None,
         expires_at: rfc3339(issued.expires_at),
         access_token: issued.token,
-        token_type: "Bearer",
+        token_type: if grant.bound_to.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        },
         expires_in: grant.lifetime.as_secs(),
         scope: issued.scope,
         policies: decision.policies.clone(),

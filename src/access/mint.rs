@@ -27,12 +27,14 @@ pub enum Minted {
     Denied(DeniedAnswer),
 }
 
-/// `caller` mints the token of approved request `id` from `source_ip`.
+/// `caller` mints the token of approved request `id` from `source_ip`, bound to the DPoP key
+/// `dpop_jkt` when the caller proved it holds one.
 pub async fn mint(
     app: &App,
     caller: &Caller,
     source_ip: IpAddr,
     id: &str,
+    dpop_jkt: Option<String>,
 ) -> Result<Minted, ApiError> {
     let principal = caller.principal.to_string();
     // Before anything is read or audited: refusals cost a write each.
@@ -56,7 +58,13 @@ pub async fn mint(
     let time = app.request_time(now);
     // The block, if any, was refused above.
     let (risk, _) = risk_for(app, caller, source_ip, time.hour, requests_last_minute).await?;
-    let request = decided_again(caller, &stored, source_ip, risk.score, time)?;
+    let request = decided_again(
+        caller,
+        &stored,
+        (source_ip, dpop_jkt.is_some()),
+        risk.score,
+        time,
+    )?;
     let pack = app.policies.current();
     let decision = crate::decision::decide(&pack, &request, &app.config.grant_defaults())?;
     if decision.outcome == Outcome::Deny {
@@ -93,6 +101,7 @@ pub async fn mint(
     grant.audience = narrowed.audience;
     grant.scopes = narrowed.scopes;
     grant.lifetime = decision.lifetime.min(Duration::from_secs(remaining));
+    grant.bound_to = dpop_jkt;
     let issued = sign(app, &grant, now)?;
     let mut writes = Vec::new();
     if status == RequestStatus::Approved {
@@ -132,7 +141,7 @@ fn mintable_status(stored: &StoredRequest, now: i64) -> Result<RequestStatus, Ap
 fn decided_again(
     caller: &Caller,
     stored: &StoredRequest,
-    source_ip: IpAddr,
+    (source_ip, dpop_bound): (IpAddr, bool),
     risk_score: i64,
     time: crate::decision::RequestTime,
 ) -> Result<DecisionRequest, ApiError> {
@@ -153,6 +162,7 @@ fn decided_again(
             mfa: caller.mfa,
             reason: r.reason.clone(),
             time,
+            dpop_bound,
             extra,
         }),
         scopes: r.scopes.clone(),

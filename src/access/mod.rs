@@ -17,6 +17,7 @@ pub mod approval;
 pub mod ask;
 mod assemble;
 pub mod cluster;
+pub mod dpop;
 mod error;
 mod evaluate;
 pub mod housekeeping;

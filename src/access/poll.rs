@@ -60,13 +60,14 @@ impl PollPace {
     }
 }
 
-/// `caller` polls request `id` from `source_ip`. Only the requester may; anyone else hears
-/// that there is no such request.
+/// `caller` polls request `id` from `source_ip` (the token bound to DPoP key `dpop_jkt`, if
+/// any). Only the requester may; anyone else hears that there is no such request.
 pub async fn poll(
     app: &App,
     caller: &Caller,
     source_ip: IpAddr,
     id: &str,
+    dpop_jkt: Option<String>,
 ) -> Result<Polled, ApiError> {
     app.admit_operation(&caller.principal.to_string())?;
     let stored = load(app, id).await?;
@@ -85,7 +86,7 @@ pub async fn poll(
             Ok(Polled::Denied)
         }
         Some(RequestStatus::Approved | RequestStatus::Issued) => {
-            match mint(app, caller, source_ip, id).await {
+            match mint(app, caller, source_ip, id, dpop_jkt).await {
                 Ok(Minted::Issued(answer)) => Ok(Polled::Issued {
                     answer,
                     action: stored.record.action,

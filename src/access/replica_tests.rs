@@ -145,7 +145,7 @@ async fn a_request_asked_on_one_replica_is_approved_on_another_and_minted_on_a_t
     assert_eq!(approved.status, "approved");
     let again = approval::answer(&c, &dave, &id, Answer::Approve, "again".into()).await;
     assert!(again.is_err(), "{again:?}");
-    let Minted::Issued(issued) = mint(&c, &alice, HERE, &id).await.unwrap() else {
+    let Minted::Issued(issued) = mint(&c, &alice, HERE, &id, None).await.unwrap() else {
         panic!("an approved request mints on any replica");
     };
     assert!(introspect(&a, &issued.access_token).await.unwrap().active);

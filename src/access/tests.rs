@@ -59,6 +59,7 @@ pub(super) fn asking(action: &str) -> AccessRequest {
         reason: "INC-42".into(),
         context: Map::new(),
         break_glass: false,
+        dpop_jkt: None,
     }
 }
 
@@ -110,7 +111,7 @@ async fn an_escalation_is_approved_by_another_and_minted_with_its_approvers() {
 
     let own = approval::answer(&core.app, &alice, &id, Answer::Approve, String::new()).await;
     assert!(matches!(own, Err(ApiError::Forbidden(_))), "{own:?}");
-    let early = mint(&core.app, &alice, HERE, &id).await;
+    let early = mint(&core.app, &alice, HERE, &id, None).await;
     assert!(
         matches!(&early, Err(ApiError::Conflict { status }) if status == "pending"),
         "{early:?}"
@@ -120,11 +121,11 @@ async fn an_escalation_is_approved_by_another_and_minted_with_its_approvers() {
         .await
         .unwrap();
     assert_eq!(approved.status, "approved");
-    let Minted::Issued(issued) = mint(&core.app, &alice, HERE, &id).await.unwrap() else {
+    let Minted::Issued(issued) = mint(&core.app, &alice, HERE, &id, None).await.unwrap() else {
         panic!("an approved request mints");
     };
     assert_eq!(issued.approvers, Some(vec!["User::\"dave\"".to_owned()]));
-    let someone_else = mint(&core.app, &dave, HERE, &id).await;
+    let someone_else = mint(&core.app, &dave, HERE, &id, None).await;
     assert!(matches!(someone_else, Err(ApiError::Forbidden(_))));
 }
 

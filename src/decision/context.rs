@@ -10,13 +10,14 @@ use serde::{Deserialize, Serialize};
 use super::RequestError;
 
 /// Context keys only the server sets; a client's `context` may not use them.
-pub const SERVER_CONTEXT_KEYS: [&str; 6] = [
+pub const SERVER_CONTEXT_KEYS: [&str; 7] = [
     "source_ip",
     "risk_score",
     "mfa",
     "reason",
     "duration_secs",
     "time",
+    "dpop_bound",
 ];
 
 /// The context of a decision.
@@ -39,6 +40,8 @@ pub struct RequestContext {
     /// The requester's reason, "" when none.
     pub reason: String,
     pub time: RequestTime,
+    /// The token will be bound to a DPoP key the client proved it holds.
+    pub dpop_bound: bool,
     /// Client-supplied keys, checked against the schema with the rest of the context.
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
@@ -53,6 +56,7 @@ impl RequestContext {
             mfa: false,
             reason: String::new(),
             time,
+            dpop_bound: false,
             extra: serde_json::Map::new(),
         }
     }

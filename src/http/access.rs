@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::extract::{Authenticated, ClientIp, JsonBody};
+use super::extract::{Authenticated, ClientIp, DpopKey, JsonBody};
 use crate::access::AppState;
 use crate::access::answer::DryRunAnswer;
 use crate::access::ask::{self, AccessRequest, Asked};
@@ -75,18 +75,23 @@ impl TryFrom<AccessRequestBody> for AccessRequest {
             reason: body.reason.unwrap_or_default(),
             context: body.context,
             break_glass: body.break_glass,
+            dpop_jkt: None,
         })
     }
 }
 
-/// 201 with the token, 202 pending, 403 denied.
+/// 201 with the token (bound to the key of a `DPoP` proof, if one came), 202 pending, 403
+/// denied.
 pub async fn create(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     ClientIp(ip): ClientIp,
+    DpopKey(dpop_jkt): DpopKey,
     JsonBody(body): JsonBody<AccessRequestBody>,
 ) -> Result<Response, ApiError> {
-    let response = match ask::ask(&state, caller, ip, body.try_into()?).await? {
+    let mut request: AccessRequest = body.try_into()?;
+    request.dpop_jkt = dpop_jkt;
+    let response = match ask::ask(&state, caller, ip, request).await? {
         Asked::Issued(issued) => (StatusCode::CREATED, Json(issued)).into_response(),
         Asked::Pending(pending) => (StatusCode::ACCEPTED, Json(pending)).into_response(),
         Asked::Denied(denied) => (StatusCode::FORBIDDEN, Json(denied)).into_response(),

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::extract::{Authenticated, ClientIp, OptionalJsonBody};
+use super::extract::{Authenticated, ClientIp, DpopKey, OptionalJsonBody};
 use super::guard::{Admitted, Privileged};
 use crate::access::answer::{PendingPage, RequestView};
 use crate::access::approval::{self, PendingQuery};
@@ -115,14 +115,16 @@ pub async fn cancel(
 }
 
 /// `POST /v1/access-requests/{id}/token`: after approval, the requester mints; 201 with the
-/// token, or 403 when the request no longer passes the policies.
+/// token (bound to the key of a `DPoP` proof, if one came), or 403 when the request no longer
+/// passes the policies.
 pub async fn mint(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
+    DpopKey(dpop_jkt): DpopKey,
 ) -> Result<Response, ApiError> {
-    let response = match mint::mint(&state, &caller, ip, &id).await? {
+    let response = match mint::mint(&state, &caller, ip, &id, dpop_jkt).await? {
         Minted::Issued(issued) => (StatusCode::CREATED, Json(issued)).into_response(),
         Minted::Denied(denied) => (StatusCode::FORBIDDEN, Json(denied)).into_response(),
     };

@@ -47,6 +47,7 @@ impl IntoResponse for ApiError {
                     "the bearer token is not valid".to_owned(),
                 )
             }
+            ApiError::InvalidDpopProof(m) => (StatusCode::BAD_REQUEST, "invalid_dpop_proof", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             ApiError::Revoked(reason) => (

@@ -38,6 +38,48 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// The DPoP key a request's `DPoP` header proves (RFC 9449), checked and used up; `None`
+/// without the header.
+#[derive(Debug)]
+pub struct DpopKey(pub Option<String>);
+
+impl FromRequestParts<AppState> for DpopKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        dpop_key(
+            state,
+            &parts.headers,
+            parts.method.as_str(),
+            parts.uri.path(),
+        )
+        .await
+        .map(DpopKey)
+    }
+}
+
+/// The key the `DPoP` header of a `method` request to `path` proves, if it has one.
+pub async fn dpop_key(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    method: &str,
+    path: &str,
+) -> Result<Option<String>, ApiError> {
+    let mut proofs = headers.get_all("dpop").iter();
+    let Some(proof) = proofs.next() else {
+        return Ok(None);
+    };
+    if proofs.next().is_some() {
+        return Err(ApiError::InvalidDpopProof("send one DPoP header".into()));
+    }
+    let proof = proof
+        .to_str()
+        .map_err(|_| ApiError::InvalidDpopProof("the DPoP header is not text".into()))?;
+    crate::access::dpop::proven_key(state, proof, method, path)
+        .await
+        .map(Some)
+}
+
 /// The client's address: the socket peer, or, when the peer is a trusted proxy, the nearest
 /// untrusted address in `X-Forwarded-For`.
 #[derive(Debug, Clone, Copy)]

@@ -24,6 +24,9 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 pub async fn metadata(State(state): State<AppState>) -> Json<ServerMetadata> {
     let issuer = state.tokens.issuer().trim_end_matches('/');
     let auth_methods = oauth::CLIENT_AUTH_METHODS.map(str::to_owned).to_vec();
+    let asymmetric: Vec<String> = (crate::identity::jwt::ASYMMETRIC_ALGORITHMS.iter())
+        .map(|alg| format!("{alg:?}"))
+        .collect();
     Json(ServerMetadata {
         issuer: state.tokens.issuer().to_owned(),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
@@ -35,7 +38,8 @@ pub async fn metadata(State(state): State<AppState>) -> Json<ServerMetadata> {
         token_endpoint_auth_methods_supported: auth_methods.clone(),
         introspection_endpoint_auth_methods_supported: auth_methods.clone(),
         revocation_endpoint_auth_methods_supported: auth_methods,
-        token_endpoint_auth_signing_alg_values_supported: crate::identity::assertion_algorithms(),
+        token_endpoint_auth_signing_alg_values_supported: asymmetric.clone(),
+        dpop_signing_alg_values_supported: asymmetric,
         authorization_details_types_supported: vec![oauth::AUTHORIZATION_DETAILS_TYPE.to_owned()],
         jitgate_access_request_endpoint: format!("{issuer}/v1/access-requests"),
         jitgate_decision_endpoint: format!("{issuer}/v1/decisions"),
@@ -56,6 +60,7 @@ pub struct ServerMetadata {
     introspection_endpoint_auth_methods_supported: Vec<String>,
     revocation_endpoint_auth_methods_supported: Vec<String>,
     token_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    dpop_signing_alg_values_supported: Vec<String>,
     authorization_details_types_supported: Vec<String>,
     jitgate_access_request_endpoint: String,
     jitgate_decision_endpoint: String,

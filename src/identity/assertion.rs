@@ -2,11 +2,10 @@
 //! with a private key whose public part its API key entry names (`jwks = "file://…"`). The
 //! assertion's `jti` is returned so that the caller records it and refuses a replay.
 
-use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use serde_json::{Map, Value};
 
-use super::jwt::{self, LEEWAY_SECS, MAX_TOKEN_BYTES, Rejection};
+use super::jwt::{self, ASYMMETRIC_ALGORITHMS, LEEWAY_SECS, MAX_TOKEN_BYTES, Rejection};
 use super::{ApiKey, Authenticator, Caller};
 
 /// `client_assertion_type` of a JWT client assertion.
@@ -16,24 +15,6 @@ pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jw
 const MAX_LIFETIME_SECS: u64 = 3600;
 /// Longest `jti` accepted.
 const MAX_JTI_BYTES: usize = 256;
-/// The asymmetric algorithms an assertion may be signed with.
-const ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
-
-/// The names of the algorithms an assertion may be signed with (RFC 8414's
-/// `token_endpoint_auth_signing_alg_values_supported`).
-pub fn assertion_algorithms() -> Vec<String> {
-    ALGORITHMS.iter().map(|alg| format!("{alg:?}")).collect()
-}
 
 /// A verified client assertion.
 #[derive(Debug, Clone)]
@@ -99,7 +80,7 @@ impl Authenticator {
         for client in self.api_keys.iter().filter(|key| key.name == issuer) {
             let keys = client.client_keys.iter().flat_map(|set| &set.keys);
             for key in keys.filter(|key| kid.is_none() || key.common.key_id == kid) {
-                match jwt::verify_signature(assertion, key, &ALGORITHMS) {
+                match jwt::verify_signature(assertion, key, &ASYMMETRIC_ALGORITHMS) {
                     Ok(payload) => return checked(&payload, client, audiences, now),
                     Err(rejection) => refused = rejection,
                 }

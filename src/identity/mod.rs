@@ -7,7 +7,7 @@ pub use jitgate_verify::jwt;
 mod assertion;
 pub mod subject;
 
-pub use assertion::{ASSERTION_TYPE, ClientAssertion, assertion_algorithms};
+pub use assertion::{ASSERTION_TYPE, ClientAssertion};
 
 use std::path::Path;
 use std::sync::{PoisonError, RwLock};

@@ -18,6 +18,7 @@ entity User in [Group];
 entity Doc { secret: Bool };
 type Ctx = {
   source_ip: ipaddr, risk_score: Long, mfa: Bool, reason: String, duration_secs: Long,
+  dpop_bound: Bool,
   time: { unix: Long, hour: Long, weekday: String },
   ticket?: String,
 };

@@ -195,6 +195,10 @@ fn access_context(
             RestrictedExpression::new_long(duration_secs),
         ),
         ("time".to_owned(), time),
+        (
+            "dpop_bound".to_owned(),
+            RestrictedExpression::new_bool(context.dpop_bound),
+        ),
     ];
     let cedar = if context.extra.is_empty() {
         Context::from_pairs(server)

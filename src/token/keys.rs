@@ -9,7 +9,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey};
 
 use crate::config::SigningAlg;
@@ -384,24 +384,7 @@ impl SigningKey {
     }
 }
 
-/// RFC 7638 SHA-256 thumbprint. jsonwebtoken computes it for EC and RSA keys but not for OKP
-/// (Ed25519) ones, whose required members are `crv`, `kty`, `x`.
-pub fn thumbprint(jwk: &Jwk) -> Result<String, String> {
-    use base64::Engine as _;
-    use jsonwebtoken::jwk::AlgorithmParameters;
-    use sha2::{Digest, Sha256};
-    match &jwk.algorithm {
-        AlgorithmParameters::OctetKeyPair(okp) => {
-            let crv = serde_json::to_string(&okp.curve).map_err(|e| e.to_string())?;
-            let canonical = format!(r#"{{"crv":{crv},"kty":"OKP","x":"{}"}}"#, okp.x);
-            Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(Sha256::digest(canonical.as_bytes())))
-        }
-        _ => jwk
-            .thumbprint(ThumbprintHash::SHA256)
-            .map_err(|e| e.to_string()),
-    }
-}
+pub use jitgate_verify::dpop::thumbprint;
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::config::SigningAlg;
 pub use jitgate_verify::claims::{AccessClaims, Audience, JitClaims};
+use jitgate_verify::dpop::Confirmation;
 pub(crate) use keys::generate_pem;
 pub use keys::{KeyError, KeyRing, SigningKey, thumbprint};
 pub use seal::{KeyEncryptionKey, SealError};
@@ -26,6 +27,9 @@ pub struct TokenGrant {
     pub scopes: Vec<String>,
     pub lifetime: Duration,
     pub jit: JitClaims,
+    /// The thumbprint of the DPoP key the token is bound to (`cnf.jkt`); `None`: a bearer
+    /// token.
+    pub bound_to: Option<String>,
 }
 
 /// A signed token and what the audit trail keeps of it (never the token itself).
@@ -114,6 +118,7 @@ impl TokenIssuer {
             scope: grant.scopes.join(" "),
             client_id: grant.client_id.clone(),
             jit: grant.jit.clone(),
+            cnf: grant.bound_to.clone().map(|jkt| Confirmation { jkt }),
         };
         let token = sign(&claims, "at+jwt", key)?;
         Ok(IssuedToken {
@@ -214,6 +219,7 @@ mod tests {
                 policy_version: "abc".into(),
                 approvers: vec![],
             },
+            bound_to: None,
         }
     }
 

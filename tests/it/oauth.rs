@@ -832,3 +832,214 @@ async fn private_key_jwt_authenticates_a_client_once_per_assertion() {
         "{body}"
     );
 }
+
+/// A DPoP proof by `key` (whose public JWK is `public`) for a `method` request to `url`.
+fn dpop_proof(
+    key: &jsonwebtoken::EncodingKey,
+    public: &jsonwebtoken::jwk::Jwk,
+    (method, url): (&str, &str),
+    iat: u64,
+    jti: &str,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("dpop+jwt".into());
+    header.jwk = Some(public.clone());
+    let claims = json!({"jti": jti, "htm": method, "htu": url, "iat": iat});
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+/// A DPoP key: signing half, public JWK, RFC 7638 thumbprint.
+fn dpop_key(dir: &std::path::Path) -> (jsonwebtoken::EncodingKey, jsonwebtoken::jwk::Jwk, String) {
+    let ring = jitgate::token::KeyRing::open(
+        &dir.join("dpop"),
+        jitgate::config::SigningAlg::Es256,
+        super::harness::unix_now(),
+    )
+    .unwrap();
+    let key = ring.active().unwrap();
+    let pem = std::fs::read(key.path.as_ref().unwrap()).unwrap();
+    let jkt = jitgate::token::thumbprint(&key.public).unwrap();
+    (
+        jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
+        key.public.clone(),
+        jkt,
+    )
+}
+
+#[tokio::test]
+async fn a_dpop_proof_binds_the_token_to_its_key_once() {
+    let keys = tempfile::TempDir::new().unwrap();
+    let (signing, public, jkt) = dpop_key(keys.path());
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let now = super::harness::unix_now();
+    let token_url = format!("{}/oauth2/token", server.base);
+    let details = deploy_web_1();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("authorization_details", details.as_str()),
+    ];
+    let with_proof = |proof: String| {
+        let request = server
+            .http
+            .post(&token_url)
+            .basic_auth("deployer", Some(SECRET))
+            .header("dpop", proof)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap());
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let proof = dpop_proof(&signing, &public, ("POST", &token_url), now, "p-1");
+    let (status, body) = with_proof(proof.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    let access_token = body["access_token"].as_str().unwrap().to_owned();
+    let claims = server.verify(&access_token, "deploy-api").await;
+    assert_eq!(claims.cnf.map(|c| c.jkt), Some(jkt.clone()));
+
+    // Introspection tells a resource server what the token is bound to.
+    let (_, answer, _) = post_form(
+        &server,
+        "/oauth2/introspect",
+        Client::Basic("deployer", SECRET),
+        &[("token", &access_token)],
+    )
+    .await;
+    assert_eq!(
+        (answer["token_type"].as_str(), answer["cnf"]["jkt"].as_str()),
+        (Some("DPoP"), Some(jkt.as_str()))
+    );
+
+    let access_url = format!("{}/v1/access-requests", server.base);
+    let mut plain = public.clone();
+    plain.common.key_id = None;
+    let mut typ_jwt = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    typ_jwt.jwk = Some(public.clone());
+    for (case, proof) in [
+        ("replayed", proof),
+        (
+            "for another URL",
+            dpop_proof(&signing, &public, ("POST", &access_url), now, "p-2"),
+        ),
+        (
+            "for another method",
+            dpop_proof(&signing, &public, ("GET", &token_url), now, "p-3"),
+        ),
+        (
+            "two minutes old",
+            dpop_proof(&signing, &public, ("POST", &token_url), now - 120, "p-4"),
+        ),
+        (
+            "without typ dpop+jwt",
+            jsonwebtoken::encode(
+                &typ_jwt,
+                &json!({"jti": "p-5", "htm": "POST", "htu": token_url, "iat": now}),
+                &signing,
+            )
+            .unwrap(),
+        ),
+        ("garbage", "not.a.proof".to_owned()),
+    ] {
+        let (status, body) = with_proof(proof).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_dpop_proof")),
+            "{case}: {body}"
+        );
+    }
+
+    // The access-request endpoint binds too, and says what was wrong the same way.
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let ask = |proof: String| {
+        let request = server
+            .http
+            .post(&access_url)
+            .bearer_auth(&alice)
+            .header("dpop", proof)
+            .json(
+                &json!({"action": "read", "resource": "Database::\"orders\"", "reason": "INC-3"}),
+            );
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = ask(dpop_proof(
+        &signing,
+        &public,
+        ("POST", &access_url),
+        now,
+        "p-6",
+    ))
+    .await;
+    assert_eq!(
+        (status, body["token_type"].as_str()),
+        (StatusCode::CREATED, Some("DPoP")),
+        "{body}"
+    );
+    let (status, body) = ask(dpop_proof(
+        &signing,
+        &public,
+        ("POST", &token_url),
+        now,
+        "p-7",
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_dpop_proof")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_can_require_a_dpop_bound_token() {
+    let pack = TempPack::shipped();
+    pack.write(
+        "policies/dpop.cedar",
+        r#"
+@id("deploy-needs-dpop")
+@advice("Deploy tokens are DPoP-bound: send a DPoP proof.")
+forbid (principal, action == Action::"deploy", resource)
+unless { context.dpop_bound };
+"#,
+    );
+    let server = TestServer::start(pack, |_| {}).await;
+    let keys = tempfile::TempDir::new().unwrap();
+    let (signing, public, _) = dpop_key(keys.path());
+    let details = deploy_web_1();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("authorization_details", details.as_str()),
+    ];
+    let (status, body, _) = token(&server, Client::Basic("deployer", SECRET), &form).await;
+    assert_error(status, &body, (StatusCode::BAD_REQUEST, "access_denied"));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("DPoP-bound"),
+        "{body}"
+    );
+    let token_url = format!("{}/oauth2/token", server.base);
+    let proof = dpop_proof(
+        &signing,
+        &public,
+        ("POST", &token_url),
+        super::harness::unix_now(),
+        "q-1",
+    );
+    let response = server
+        .http
+        .post(&token_url)
+        .basic_auth("deployer", Some(SECRET))
+        .header("dpop", proof)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

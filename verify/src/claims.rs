@@ -48,4 +48,7 @@ pub struct AccessClaims {
     pub scope: String,
     pub client_id: String,
     pub jit: JitClaims,
+    /// The key a DPoP-bound token is bound to (RFC 9449 §6); absent for a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<crate::dpop::Confirmation>,
 }

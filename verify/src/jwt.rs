@@ -12,6 +12,19 @@ pub const LEEWAY_SECS: u64 = 5;
 /// Longer tokens are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// The asymmetric JWS algorithms a client may sign with (a client assertion, a DPoP proof).
+pub const ASYMMETRIC_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
 /// Why a token was refused. Logged for operators; callers only ever see `invalid_token`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {

@@ -13,6 +13,7 @@
 //! this crate as `jitgate::verify`.
 
 pub mod claims;
+pub mod dpop;
 mod fetch;
 pub mod jwt;
 mod resource;

@@ -405,6 +405,7 @@ mod tests {
 
     fn claims(jti: &str, request_id: &str, sub: &str, iat: u64) -> AccessClaims {
         AccessClaims {
+            cnf: None,
             iss: "i".into(),
             sub: sub.into(),
             aud: Audience::One("a".into()),

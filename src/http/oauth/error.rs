@@ -130,6 +130,9 @@ impl From<ApiError> for OAuthError {
             ApiError::InvalidToken => {
                 Self::invalid_client("the bearer token is not valid", BEARER_CHALLENGE)
             }
+            ApiError::InvalidDpopProof(m) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", m)
+            }
             ApiError::NotFound(m) => Self::invalid_grant(m),
             ApiError::Forbidden(m) => Self::access_denied(m, None),
             ApiError::Revoked(reason) => {

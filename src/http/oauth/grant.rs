@@ -109,5 +109,6 @@ fn from_scope(
         reason: String::new(),
         context: Map::new(),
         break_glass: false,
+        dpop_jkt: None,
     })
 }

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::extract::ClientIp;
+use super::extract::{ClientIp, dpop_key};
 use crate::access::answer::{Introspection, IssuedAnswer};
 use crate::access::ask::{self, AccessRequest, Asked};
 use crate::access::poll::{POLL_INTERVAL_SECS, Polled, poll};
@@ -24,6 +24,8 @@ use error::BASIC_CHALLENGE;
 pub use error::OAuthError;
 use grant::{GrantedAccess, JITGATE_ACCESS, requested_access};
 
+/// Where the token endpoint is served (and what a DPoP proof's `htu` names).
+const TOKEN_PATH: &str = "/oauth2/token";
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 /// The grant a client polls an escalated request with (OpenID CIBA Core §10.1).
@@ -83,14 +85,15 @@ impl TokenAnswer {
     }
 }
 
-/// `POST /oauth2/token`.
+/// `POST /oauth2/token`; with a `DPoP` proof, the token is bound to its key.
 pub async fn token(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<Response, OAuthError> {
-    let client = client(&state, &headers, &form, "/oauth2/token").await?;
+    let client = client(&state, &headers, &form, TOKEN_PATH).await?;
+    let dpop_jkt = dpop_key(&state, &headers, "POST", TOKEN_PATH).await?;
     let answer = match form.require("grant_type")? {
         CLIENT_CREDENTIALS => {
             let caller = client.ok_or_else(|| {
@@ -99,14 +102,15 @@ pub async fn token(
                     BASIC_CHALLENGE,
                 )
             })?;
-            exchange(&state, caller, ip, &form, None).await?
+            exchange(&state, (caller, dpop_jkt), ip, &form, None).await?
         }
         TOKEN_EXCHANGE => {
             let mut caller = subject(&state, &form).await?;
             if let Some(client) = client {
                 caller.client_id = client.client_id;
             }
-            exchange(&state, caller, ip, &form, Some(ACCESS_TOKEN_TYPE)).await?
+            let issued_type = Some(ACCESS_TOKEN_TYPE);
+            exchange(&state, (caller, dpop_jkt), ip, &form, issued_type).await?
         }
         CIBA => {
             let caller = match (client, form.get("subject_token")) {
@@ -119,7 +123,8 @@ pub async fn token(
                     ));
                 }
             };
-            polled(&state, &caller, ip, form.require("auth_req_id")?).await?
+            let id = form.require("auth_req_id")?;
+            polled(&state, (&caller, dpop_jkt), ip, id).await?
         }
         other => {
             return Err(OAuthError::unsupported_grant_type(format!(
@@ -168,16 +173,18 @@ async fn subject(state: &AppState, form: &OAuthForm) -> Result<Caller, OAuthErro
         .map_err(|_| OAuthError::invalid_grant("the subject_token is not valid"))
 }
 
-/// Asks the core for the access `form` names, on behalf of `caller`.
+/// Asks the core for the access `form` names, on behalf of `caller` (the token bound to DPoP
+/// key `dpop_jkt`, if any).
 async fn exchange(
     state: &AppState,
-    caller: Caller,
+    (caller, dpop_jkt): (Caller, Option<String>),
     ip: std::net::IpAddr,
     form: &OAuthForm,
     issued_token_type: Option<&'static str>,
 ) -> Result<TokenAnswer, OAuthError> {
     let pack = state.policies.current();
-    let request: AccessRequest = requested_access(form, &pack, &caller.principal.id)?;
+    let mut request: AccessRequest = requested_access(form, &pack, &caller.principal.id)?;
+    request.dpop_jkt = dpop_jkt;
     let action = request.action.clone();
     let resource = request.resource.to_string();
     match ask::ask(state, caller, ip, request).await? {
@@ -202,11 +209,11 @@ async fn exchange(
 /// The token of escalated request `id`, or why not yet.
 async fn polled(
     state: &AppState,
-    caller: &Caller,
+    (caller, dpop_jkt): (&Caller, Option<String>),
     ip: std::net::IpAddr,
     id: &str,
 ) -> Result<TokenAnswer, OAuthError> {
-    match poll(state, caller, ip, id).await? {
+    match poll(state, caller, ip, id, dpop_jkt).await? {
         Polled::Issued {
             answer,
             action,
