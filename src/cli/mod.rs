@@ -119,6 +119,15 @@ enum TokenCommand {
         /// Check that the token is for this audience
         #[arg(long)]
         audience: Option<String>,
+        /// The DPoP proof the token is presented with (a DPoP-bound token needs one)
+        #[arg(long, value_name = "JWT", requires_all = ["method", "url"])]
+        dpop_proof: Option<String>,
+        /// The method of the request the proof is for
+        #[arg(long, requires = "dpop_proof")]
+        method: Option<String>,
+        /// The URL of the request the proof is for
+        #[arg(long, requires = "dpop_proof")]
+        url: Option<String>,
         token: String,
     },
 }
@@ -258,14 +267,25 @@ pub fn run(cli: Cli) -> ExitCode {
                     server,
                     jwks,
                     audience,
+                    dpop_proof,
+                    method,
+                    url,
                     token,
                 },
-        } => verify_token(
-            server.as_deref(),
-            jwks.as_deref(),
-            audience.as_deref(),
-            &token,
-        ),
+        } => {
+            let presentation = match (&dpop_proof, &method, &url) {
+                (Some(proof), Some(method), Some(url)) => {
+                    crate::verify::Presentation::Dpop { proof, method, url }
+                }
+                _ => crate::verify::Presentation::Bearer,
+            };
+            verify_token(
+                (server.as_deref(), jwks.as_deref()),
+                audience.as_deref(),
+                &token,
+                presentation,
+            )
+        }
         Command::Request(ask) => request::run(&ask),
         Command::Check { pack, config } => match config {
             Some(path) => check_config(&path),
@@ -635,10 +655,10 @@ fn list_keys(ring: &KeyRing, config: &Config) {
 }
 
 fn verify_token(
-    server: Option<&str>,
-    jwks: Option<&str>,
+    (server, jwks): (Option<&str>, Option<&str>),
     audience: Option<&str>,
     token: &str,
+    presentation: crate::verify::Presentation<'_>,
 ) -> ExitCode {
     let runtime = match runtime() {
         Ok(runtime) => runtime,
@@ -654,7 +674,13 @@ fn verify_token(
             }),
         }
     });
-    let result = verifier.and_then(|v| v.verify(token.trim(), audience, now()));
+    let token = token.trim();
+    let result = verifier
+        .and_then(|v| v.verify(token, audience, now()))
+        .and_then(|claims| {
+            crate::verify::check_presentation(token, &claims, presentation, now())?;
+            Ok(claims)
+        });
     match result {
         Ok(claims) => {
             println!(

@@ -309,3 +309,146 @@ async fn a_revoked_token_stays_refused_through_the_leeway_after_it_expires() {
         Err(VerifyError::Invalid("expired"))
     ));
 }
+
+/// A DPoP key: its signing half and public JWK.
+fn dpop_key(
+    dir: &std::path::Path,
+    name: &str,
+) -> (jsonwebtoken::EncodingKey, jsonwebtoken::jwk::Jwk) {
+    let ring = KeyRing::open(
+        &dir.join(name),
+        jitgate::config::SigningAlg::Es256,
+        unix_now(),
+    )
+    .unwrap();
+    let key = ring.active().unwrap();
+    let pem = std::fs::read(key.path.as_ref().unwrap()).unwrap();
+    (
+        jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
+        key.public.clone(),
+    )
+}
+
+/// A proof by `key` with `claims` (`htm`, `htu`, `iat`, `jti`, maybe `ath`).
+fn proof(
+    key: &(jsonwebtoken::EncodingKey, jsonwebtoken::jwk::Jwk),
+    claims: &serde_json::Value,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("dpop+jwt".into());
+    header.jwk = Some(key.1.clone());
+    jsonwebtoken::encode(&header, claims, &key.0).unwrap()
+}
+
+#[tokio::test]
+async fn a_dpop_bound_token_passes_only_with_a_fresh_proof_of_its_key() {
+    let keys = tempfile::TempDir::new().unwrap();
+    let holder = dpop_key(keys.path(), "holder");
+    let thief = dpop_key(keys.path(), "thief");
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let now = unix_now();
+    let url = format!("{}/v1/access-requests", server.base);
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let issue_proof = proof(
+        &holder,
+        &json!({"jti": "i-1", "htm": "POST", "htu": url, "iat": now}),
+    );
+    let response = server
+        .http
+        .post(&url)
+        .bearer_auth(&alice)
+        .header("dpop", issue_proof)
+        .json(&json!({"action": "read", "resource": "Database::\"orders\"", "reason": "INC-1"}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let verifier = ResourceVerifier::connect(config(&server, "db-proxy"))
+        .await
+        .unwrap();
+
+    assert!(matches!(
+        verifier.verify(&token).await,
+        Err(VerifyError::DpopRequired)
+    ));
+    let resource = ("GET", "https://db-proxy.example/orders");
+    let ath = jitgate::verify::dpop::access_token_hash(&token);
+    let claims = |jti: &str, ath: &str| json!({"jti": jti, "htm": "GET", "htu": "https://db-proxy.example/orders?x=1", "iat": now, "ath": ath});
+    let good = proof(&holder, &claims("r-1", &ath));
+    let verified = verifier.verify_dpop(&token, &good, resource).await.unwrap();
+    assert_eq!(verified.sub, "alice");
+    assert!(matches!(
+        verifier.verify_dpop(&token, &good, resource).await,
+        Err(VerifyError::DpopReplayed)
+    ));
+    let stolen = proof(&thief, &claims("r-2", &ath));
+    assert!(matches!(
+        verifier.verify_dpop(&token, &stolen, resource).await,
+        Err(VerifyError::DpopKeyMismatch)
+    ));
+    let other_token = proof(&holder, &claims("r-3", "not-the-hash"));
+    assert!(matches!(
+        verifier.verify_dpop(&token, &other_token, resource).await,
+        Err(VerifyError::InvalidDpopProof(
+            jitgate::verify::dpop::ProofError::AccessTokenHash
+        ))
+    ));
+    let elsewhere = proof(&holder, &claims("r-4", &ath));
+    assert!(matches!(
+        verifier
+            .verify_dpop(
+                &token,
+                &elsewhere,
+                ("GET", "https://db-proxy.example/admin")
+            )
+            .await,
+        Err(VerifyError::InvalidDpopProof(
+            jitgate::verify::dpop::ProofError::Url
+        ))
+    ));
+    // A bearer token is not presented with DPoP.
+    let bearer = read_token(&server).await;
+    let ath = jitgate::verify::dpop::access_token_hash(&bearer);
+    let for_bearer = proof(&holder, &claims("r-5", &ath));
+    assert!(matches!(
+        verifier.verify_dpop(&bearer, &for_bearer, resource).await,
+        Err(VerifyError::NotDpopBound)
+    ));
+
+    // `jitgate token verify` holds the same line.
+    let jitgate = env!("CARGO_BIN_EXE_jitgate");
+    let cli = |extra: &[&str]| {
+        let mut command = std::process::Command::new(jitgate);
+        command
+            .args(["token", "verify", "--server", &server.base])
+            .args(extra)
+            .arg(&token);
+        command
+    };
+    let mut bearer_way = cli(&[]);
+    let mut dpop_way = cli(&[
+        "--dpop-proof",
+        &proof(
+            &holder,
+            &claims("r-6", &jitgate::verify::dpop::access_token_hash(&token)),
+        ),
+        "--method",
+        "GET",
+        "--url",
+        "https://db-proxy.example/orders",
+    ]);
+    let (bearer_way, dpop_way) = tokio::task::spawn_blocking(move || {
+        (bearer_way.output().unwrap(), dpop_way.output().unwrap())
+    })
+    .await
+    .unwrap();
+    assert!(!bearer_way.status.success());
+    assert!(String::from_utf8_lossy(&bearer_way.stderr).contains("DPoP-bound"));
+    assert!(
+        dpop_way.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dpop_way.stderr)
+    );
+    assert!(String::from_utf8_lossy(&dpop_way.stdout).contains("\"jkt\""));
+}

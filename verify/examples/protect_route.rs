@@ -6,6 +6,9 @@
 //! curl -H "Authorization: Bearer $ACCESS_TOKEN" http://127.0.0.1:3000/orders
 //! ```
 //!
+//! A DPoP-bound token goes as `Authorization: DPoP $ACCESS_TOKEN` with a `DPoP` proof for
+//! `GET http://127.0.0.1:3000/orders` carrying the token's hash (`ath`).
+//!
 //! `JITGATE_FEED_KEY` (an API key jitgate accepts) turns on the revocation feed; without it,
 //! revoked tokens pass until they expire.
 
@@ -28,18 +31,34 @@ struct Guard {
     scopes: &'static [&'static str],
 }
 
-/// The layer: 401 without a valid token, 403 without the scopes; otherwise the verified
-/// claims ride along in the request's extensions.
+/// Where this example listens: a DPoP proof names the URL it was made for.
+const ORIGIN: &str = "http://127.0.0.1:3000";
+
+/// The layer: 401 without a valid token (a DPoP-bound one with its proof), 403 without the
+/// scopes; otherwise the verified claims ride along in the request's extensions.
 async fn require_token(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(token) = token else {
-        return (StatusCode::UNAUTHORIZED, "a bearer token is required").into_response();
+    let headers = request.headers();
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
     };
-    let claims = match guard.verifier.verify(token).await {
+    let Some((scheme, token)) = text(header::AUTHORIZATION).and_then(|v| v.split_once(' ')) else {
+        return (StatusCode::UNAUTHORIZED, "an access token is required").into_response();
+    };
+    let url = format!("{ORIGIN}{}", request.uri().path());
+    let verified = match (scheme, text(header::HeaderName::from_static("dpop"))) {
+        ("DPoP", Some(proof)) => {
+            let method = request.method().as_str();
+            guard
+                .verifier
+                .verify_dpop(token, proof, (method, &url))
+                .await
+        }
+        ("DPoP", None) => Err(VerifyError::DpopRequired),
+        _ => guard.verifier.verify(token).await,
+    };
+    let claims = match verified {
         Ok(claims) => claims,
         Err(e @ (VerifyError::StaleRevocations | VerifyError::StaleKeys)) => {
             return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
@@ -74,7 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new()
         .route("/orders", get(orders))
         .layer(middleware::from_fn_with_state(guard, require_token));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    let listener = tokio::net::TcpListener::bind(ORIGIN.trim_start_matches("http://")).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())

@@ -51,6 +51,61 @@ pub enum VerifyError {
     StaleKeys,
     #[error("the token lacks scope {}", .0.join(" "))]
     InsufficientScope(Vec<String>),
+    /// A DPoP-bound token presented as a bearer token (RFC 9449 §7.1).
+    #[error("the token is DPoP-bound: present it as `Authorization: DPoP` with a DPoP proof")]
+    DpopRequired,
+    /// A bearer token presented with the DPoP scheme.
+    #[error("the token is not DPoP-bound: present it as `Authorization: Bearer`")]
+    NotDpopBound,
+    #[error("{0}")]
+    InvalidDpopProof(#[from] dpop::ProofError),
+    #[error("the DPoP proof is signed by another key than the token is bound to")]
+    DpopKeyMismatch,
+    #[error("the DPoP proof was used before")]
+    DpopReplayed,
+}
+
+/// How a request presented its access token.
+#[derive(Debug, Clone, Copy)]
+pub enum Presentation<'a> {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `Authorization: DPoP <token>`, with the request's `DPoP` proof header, method and URL.
+    Dpop {
+        proof: &'a str,
+        method: &'a str,
+        url: &'a str,
+    },
+}
+
+/// Checks that `token` (with its verified `claims`) was presented as its binding requires
+/// (RFC 9449 §7): a DPoP-bound token only with a proof, for this request, by the key it is
+/// bound to and carrying the token's hash (`ath`); a bearer token only as Bearer. Returns the
+/// proof, whose `jti` the caller must not accept twice.
+pub fn check_presentation(
+    token: &str,
+    claims: &AccessClaims,
+    presentation: Presentation<'_>,
+    now: u64,
+) -> Result<Option<dpop::Proof>, VerifyError> {
+    match (&claims.cnf, presentation) {
+        (None, Presentation::Bearer) => Ok(None),
+        (None, Presentation::Dpop { .. }) => Err(VerifyError::NotDpopBound),
+        (Some(_), Presentation::Bearer) => Err(VerifyError::DpopRequired),
+        (Some(bound), Presentation::Dpop { proof, method, url }) => {
+            let expected = dpop::Expected {
+                method,
+                url,
+                now,
+                access_token: Some(token),
+            };
+            let proof = dpop::check_proof(proof, &expected)?;
+            if proof.jkt != bound.jkt {
+                return Err(VerifyError::DpopKeyMismatch);
+            }
+            Ok(Some(proof))
+        }
+    }
 }
 
 /// Fails with the scopes in `required` that `claims` does not carry.

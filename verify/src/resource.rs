@@ -1,5 +1,6 @@
 //! [`ResourceVerifier`]: the verifier a resource server keeps for its lifetime.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use crate::claims::AccessClaims;
 use crate::fetch::Http;
 use crate::jwt::LEEWAY_SECS;
-use crate::{Verifier, VerifyError};
+use crate::{Presentation, Verifier, VerifyError, check_presentation};
 
 /// Where a [`ResourceVerifier`] reads the time: the system clock, or one a test moves.
 #[derive(Clone)]
@@ -227,6 +228,38 @@ pub struct ResourceVerifier {
     /// When the JWKS was last fetched or tried.
     last_fetch: Mutex<SystemTime>,
     deny: RwLock<DenyList>,
+    /// The DPoP proofs seen lately, refused a second time.
+    proofs: SeenProofs,
+}
+
+/// The `jti`s of DPoP proofs accepted within the proof window, by key. Per verifier: a
+/// service with several instances accepts a proof once per instance, which RFC 9449 §11.1
+/// allows for; the proof is bound to one method and URL and lives a minute.
+#[derive(Debug, Default)]
+struct SeenProofs {
+    seen: Mutex<HashMap<(String, String), u64>>,
+}
+
+/// Most proofs remembered; beyond it, every proof is refused until old ones age out (never
+/// forgetting one that could still be replayed).
+const MAX_SEEN_PROOFS: usize = 100_000;
+
+impl SeenProofs {
+    fn remember(&self, proof: crate::dpop::Proof, now: u64) -> Result<(), VerifyError> {
+        let mut seen = self.seen.lock().map_err(poisoned)?;
+        let window = crate::dpop::PROOF_WINDOW_SECS + LEEWAY_SECS;
+        seen.retain(|_, iat| iat.saturating_add(window) >= now);
+        if seen.len() >= MAX_SEEN_PROOFS {
+            return Err(VerifyError::DpopReplayed);
+        }
+        match seen.entry((proof.jkt, proof.jti)) {
+            Entry::Occupied(_) => Err(VerifyError::DpopReplayed),
+            Entry::Vacant(slot) => {
+                slot.insert(proof.iat);
+                Ok(())
+            }
+        }
+    }
 }
 
 fn unix(at: SystemTime) -> u64 {
@@ -259,6 +292,7 @@ impl ResourceVerifier {
             }),
             last_fetch: Mutex::new(now),
             deny: RwLock::new(DenyList::default()),
+            proofs: SeenProofs::default(),
         });
         if verifier.config.feed_credential.is_some() {
             verifier.poll_revocations().await?;
@@ -266,11 +300,43 @@ impl ResourceVerifier {
         Ok(verifier)
     }
 
-    /// Verifies `token` for this service's audience: signature against a JWKS read within
-    /// `keys_stale_after`, `typ`, issuer, audience, `exp`/`nbf`/`iat`, and that no revocation
-    /// the feed reported covers it.
+    /// Verifies `token`, presented as a bearer token, for this service's audience: signature
+    /// against a JWKS read within `keys_stale_after`, `typ`, issuer, audience,
+    /// `exp`/`nbf`/`iat`, that no revocation the feed reported covers it, and that it is not
+    /// DPoP-bound (such a token needs [`ResourceVerifier::verify_dpop`]).
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
         let now = self.config.clock.now();
+        let claims = self.verify_token(token, now).await?;
+        check_presentation(token, &claims, Presentation::Bearer, unix(now))?;
+        Ok(claims)
+    }
+
+    /// Verifies a DPoP-bound `token` presented as `Authorization: DPoP` with `proof` (the
+    /// request's `DPoP` header) on a `method` request to `url` (without query): everything
+    /// [`ResourceVerifier::verify`] checks, and the proof (RFC 9449 §4.3, §7): its key is the
+    /// one the token is bound to, `ath` is the token's hash, and its `jti` was not seen by
+    /// this verifier within the proof window.
+    pub async fn verify_dpop(
+        &self,
+        token: &str,
+        proof: &str,
+        (method, url): (&str, &str),
+    ) -> Result<AccessClaims, VerifyError> {
+        let now = self.config.clock.now();
+        let claims = self.verify_token(token, now).await?;
+        let presentation = Presentation::Dpop { proof, method, url };
+        if let Some(proof) = check_presentation(token, &claims, presentation, unix(now))? {
+            self.proofs.remember(proof, unix(now))?;
+        }
+        Ok(claims)
+    }
+
+    /// The signature, claims and revocation checks of a token however it was presented.
+    async fn verify_token(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<AccessClaims, VerifyError> {
         let audience = Some(self.config.audience.as_str());
         self.refresh_keys_if_due(now).await;
         let first = self.fresh_keys(now)?.verify(token, audience, unix(now));
