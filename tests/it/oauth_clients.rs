@@ -11,7 +11,7 @@ use super::harness::{TestServer, unix_now};
 use super::{TempPack, repo};
 
 /// Every check the script prints when it passes.
-const CHECKS: [&str; 9] = [
+const CHECKS: [&str; 10] = [
     "client credentials with client_secret_basic",
     "introspection and revocation with client_secret_basic",
     "client credentials with client_secret_post",
@@ -21,6 +21,7 @@ const CHECKS: [&str; 9] = [
     "token exchange with authorization_details",
     "an escalated request polled to its token after approval",
     "errors carry the RFC error codes",
+    "DPoP with a library-generated proof",
 ];
 
 #[tokio::test]

@@ -7,11 +7,13 @@ and exits non-zero.
 
 import json
 import os
+import secrets
 import time
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from joserfc import jwt as jose_jwt
 from joserfc.jwk import ECKey
 
 BASE = os.environ["JITGATE_BASE"]
@@ -195,3 +197,42 @@ refused(
     ),
 )
 check("errors carry the RFC error codes")
+
+# DPoP (RFC 9449) with a proof made by joserfc, the JOSE library authlib builds on.
+dpop_key = ECKey.generate_key("P-256")
+
+
+def dpop_proof(method, url, jti=None):
+    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": dpop_key.as_dict(private=False)}
+    claims = {
+        "jti": jti or secrets.token_urlsafe(16),
+        "htm": method,
+        "htu": url,
+        "iat": int(time.time()),
+    }
+    return jose_jwt.encode(header, claims, dpop_key, algorithms=["ES256"])
+
+
+client = session("client_secret_basic")
+proof = dpop_proof("POST", TOKEN)
+token = client.fetch_token(
+    TOKEN,
+    grant_type="client_credentials",
+    authorization_details=DEPLOY,
+    headers={"DPoP": proof},
+)
+assert token["token_type"] == "DPoP", token
+answer = client.introspect_token(INTROSPECT, token=token["access_token"]).json()
+assert answer["token_type"] == "DPoP", answer
+assert answer["cnf"] == {"jkt": dpop_key.thumbprint()}, answer
+for bad_proof in [proof, dpop_proof("POST", INTROSPECT), dpop_proof("GET", TOKEN)]:
+    refused(
+        "invalid_dpop_proof",
+        lambda: client.fetch_token(
+            TOKEN,
+            grant_type="client_credentials",
+            authorization_details=DEPLOY,
+            headers={"DPoP": bad_proof},
+        ),
+    )
+check("DPoP with a library-generated proof")
