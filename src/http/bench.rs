@@ -85,6 +85,7 @@ async fn stripped(
             mfa: body.mfa,
             reason: body.reason,
             time,
+            dpop_bound: false,
             extra: serde_json::Map::new(),
         }),
         scopes: Vec::new(),
