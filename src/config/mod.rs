@@ -729,11 +729,10 @@ impl Config {
                 return Err(invalid(key("algorithms"), "name at least one algorithm"));
             }
             for alg in &issuer.algorithms {
-                if ![
-                    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-                ]
-                .contains(&alg.as_str())
-                {
+                let accepted = alg
+                    .parse::<jsonwebtoken::Algorithm>()
+                    .is_ok_and(|alg| crate::identity::jwt::ASYMMETRIC_ALGORITHMS.contains(&alg));
+                if !accepted {
                     return Err(invalid(
                         key("algorithms"),
                         format!("`{alg}` is not an asymmetric JWS algorithm jitgate accepts"),

@@ -265,6 +265,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
     }
 }
 
+/// Whether `headers` say the body is `application/x-www-form-urlencoded`.
+pub(super) fn is_form(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
 /// A body as `application/x-www-form-urlencoded` (what OAuth clients send to RFC 7009 and
 /// RFC 7662 endpoints) or as JSON, held to the same limits as [`JsonBody`].
 #[derive(Debug)]
@@ -274,16 +286,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for FormOrJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
-        let is_form = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| {
-                mime.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !is_form {
+        if !is_form(request.headers()) {
             return JsonBody::from_request(request, state)
                 .await
                 .map(|JsonBody(value)| FormOrJson(value));

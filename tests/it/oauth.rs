@@ -692,24 +692,45 @@ async fn the_metadata_announces_the_oauth_endpoints() {
     );
 }
 
-/// A client key pair in `dir`: its PEM (to sign assertions) and its public JWK set file.
-fn client_key(
-    dir: &std::path::Path,
-    name: &str,
-) -> (jsonwebtoken::EncodingKey, String, std::path::PathBuf) {
-    let now = super::harness::unix_now();
-    let ring =
-        jitgate::token::KeyRing::open(&dir.join(name), jitgate::config::SigningAlg::Es256, now)
-            .unwrap();
-    let key = ring.active().unwrap();
-    let pem = std::fs::read(key.path.as_ref().unwrap()).unwrap();
-    let jwks = dir.join(format!("{name}.jwks.json"));
-    std::fs::write(&jwks, json!({"keys": [key.public]}).to_string()).unwrap();
-    (
-        jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
-        key.kid.clone(),
-        jwks,
-    )
+/// A client's key pair, made in a temp dir: what signs its assertions, and its public JWK set.
+pub(super) struct ClientKey {
+    pub signing: jsonwebtoken::EncodingKey,
+    pub kid: String,
+    /// The private key (PEM, PKCS#8).
+    pub pem: std::path::PathBuf,
+    /// `{"keys": [public]}`.
+    pub jwks: std::path::PathBuf,
+}
+
+impl ClientKey {
+    pub(super) fn new(dir: &std::path::Path, name: &str) -> Self {
+        let now = super::harness::unix_now();
+        let ring =
+            jitgate::token::KeyRing::open(&dir.join(name), jitgate::config::SigningAlg::Es256, now)
+                .unwrap();
+        let key = ring.active().unwrap();
+        let pem = key.path.clone().unwrap();
+        let jwks = dir.join(format!("{name}.jwks.json"));
+        std::fs::write(&jwks, json!({"keys": [key.public]}).to_string()).unwrap();
+        Self {
+            signing: jsonwebtoken::EncodingKey::from_ec_pem(&std::fs::read(&pem).unwrap()).unwrap(),
+            kid: key.kid.clone(),
+            pem,
+            jwks,
+        }
+    }
+
+    /// The API key entry of client `signer` (a deployer service) that authenticates with this
+    /// key alone.
+    pub(super) fn signer(&self) -> jitgate::config::ApiKeyConfig {
+        jitgate::config::ApiKeyConfig {
+            name: "signer".into(),
+            hash: None,
+            principal: "Service::\"signer\"".into(),
+            groups: vec!["Group::\"deployers\"".into()],
+            jwks: Some(format!("file://{}", self.jwks.display())),
+        }
+    }
 }
 
 fn assertion(key: &jsonwebtoken::EncodingKey, kid: &str, claims: &Value) -> String {
@@ -721,18 +742,14 @@ fn assertion(key: &jsonwebtoken::EncodingKey, kid: &str, claims: &Value) -> Stri
 #[tokio::test]
 async fn private_key_jwt_authenticates_a_client_once_per_assertion() {
     let keys = tempfile::TempDir::new().unwrap();
-    let (signing, kid, jwks) = client_key(keys.path(), "signer");
-    let (stranger, stranger_kid, _) = client_key(keys.path(), "stranger");
+    let signer = ClientKey::new(keys.path(), "signer");
+    let stranger = ClientKey::new(keys.path(), "stranger");
     let server = TestServer::start(TempPack::shipped(), |c| {
-        c.identity.api_keys.push(jitgate::config::ApiKeyConfig {
-            name: "signer".into(),
-            hash: None,
-            principal: "Service::\"signer\"".into(),
-            groups: vec!["Group::\"deployers\"".into()],
-            jwks: Some(format!("file://{}", jwks.display())),
-        });
+        c.identity.api_keys.push(signer.signer());
     })
     .await;
+    let (signing, kid) = (&signer.signing, signer.kid.as_str());
+    let (stranger, stranger_kid) = (&stranger.signing, stranger.kid.as_str());
     let now = super::harness::unix_now();
     let token_endpoint = format!("{}/oauth2/token", server.base);
     let claims = |aud: &str, exp: u64, jti: &str| json!({"iss": "signer", "sub": "signer", "aud": aud, "iat": now, "exp": exp, "jti": jti});
@@ -756,7 +773,7 @@ async fn private_key_jwt_authenticates_a_client_once_per_assertion() {
             (status, body)
         }
     };
-    let good = assertion(&signing, &kid, &claims(&token_endpoint, now + 60, "a-1"));
+    let good = assertion(signing, kid, &claims(&token_endpoint, now + 60, "a-1"));
     let (status, body) = send(ask(good.clone())).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["scope"], "deploy:web-1 deployer:signer");
@@ -765,33 +782,33 @@ async fn private_key_jwt_authenticates_a_client_once_per_assertion() {
         ("replayed", good),
         (
             "expired",
-            assertion(&signing, &kid, &claims(&token_endpoint, now - 60, "a-2")),
+            assertion(signing, kid, &claims(&token_endpoint, now - 60, "a-2")),
         ),
         (
             "another audience",
             assertion(
-                &signing,
-                &kid,
+                signing,
+                kid,
                 &claims("https://elsewhere.example", now + 60, "a-3"),
             ),
         ),
         (
             "living two hours",
-            assertion(&signing, &kid, &claims(&token_endpoint, now + 7200, "a-4")),
+            assertion(signing, kid, &claims(&token_endpoint, now + 7200, "a-4")),
         ),
         (
             "signed by a stranger",
             assertion(
-                &stranger,
-                &stranger_kid,
+                stranger,
+                stranger_kid,
                 &claims(&token_endpoint, now + 60, "a-5"),
             ),
         ),
         (
             "no jti",
             assertion(
-                &signing,
-                &kid,
+                signing,
+                kid,
                 &json!({"iss": "signer", "sub": "signer", "aud": token_endpoint, "exp": now + 60}),
             ),
         ),
@@ -807,8 +824,8 @@ async fn private_key_jwt_authenticates_a_client_once_per_assertion() {
 
     // The introspection endpoint is an audience too.
     let (_, issued) = send(ask(assertion(
-        &signing,
-        &kid,
+        signing,
+        kid,
         &claims(&token_endpoint, now + 60, "a-6"),
     )))
     .await;
@@ -821,7 +838,7 @@ async fn private_key_jwt_authenticates_a_client_once_per_assertion() {
         ),
         (
             "client_assertion",
-            assertion(&signing, &kid, &claims(&introspect, now + 60, "a-7")),
+            assertion(signing, kid, &claims(&introspect, now + 60, "a-7")),
         ),
     ];
     let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();

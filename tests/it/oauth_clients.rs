@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use super::harness::{TestServer, unix_now};
+use super::harness::TestServer;
 use super::{TempPack, repo};
 
 /// Every check the script prints when it passes.
@@ -36,23 +36,9 @@ async fn authlib_drives_every_grant_and_client_authentication() {
         return;
     };
     let keys = tempfile::TempDir::new().unwrap();
-    let ring = jitgate::token::KeyRing::open(
-        &keys.path().join("signer"),
-        jitgate::config::SigningAlg::Es256,
-        unix_now(),
-    )
-    .unwrap();
-    let key = ring.active().unwrap();
-    let jwks = keys.path().join("signer.jwks.json");
-    std::fs::write(&jwks, serde_json::json!({"keys": [key.public]}).to_string()).unwrap();
+    let signer = super::oauth::ClientKey::new(keys.path(), "signer");
     let server = TestServer::start(TempPack::shipped(), |c| {
-        c.identity.api_keys.push(jitgate::config::ApiKeyConfig {
-            name: "signer".into(),
-            hash: None,
-            principal: "Service::\"signer\"".into(),
-            groups: vec!["Group::\"deployers\"".into()],
-            jwks: Some(format!("file://{}", jwks.display())),
-        });
+        c.identity.api_keys.push(signer.signer());
     })
     .await;
     let mut command = Command::new(python);
@@ -68,8 +54,8 @@ async fn authlib_drives_every_grant_and_client_authentication() {
             "JITGATE_DORA_TOKEN",
             server.dev_token("dora", &["dba"], true),
         )
-        .env("JITGATE_SIGNER_KEY", key.path.as_ref().unwrap())
-        .env("JITGATE_SIGNER_KID", &key.kid);
+        .env("JITGATE_SIGNER_KEY", &signer.pem)
+        .env("JITGATE_SIGNER_KID", &signer.kid);
     // On a thread of its own: the server answers the script on this test's runtime.
     let output = tokio::task::spawn_blocking(move || command.output())
         .await

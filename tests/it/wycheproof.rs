@@ -11,17 +11,7 @@ use serde_json::Value;
 use super::repo;
 
 /// Every asymmetric algorithm an identity issuer may be pinned to.
-const ACCEPTED: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+const ACCEPTED: [Algorithm; 9] = jitgate::identity::jwt::ASYMMETRIC_ALGORITHMS;
 
 /// Known label errors in the file: tc367 and tc370 are byte-identical to the valid tc357 but
 /// labelled invalid; tc372 and tc373 contain a `?` but are labelled valid.

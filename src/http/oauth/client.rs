@@ -12,7 +12,7 @@ use base64::Engine as _;
 
 use super::error::{BASIC_CHALLENGE, BEARER_CHALLENGE, OAuthError};
 use crate::access::AppState;
-use crate::http::extract::read_body;
+use crate::http::extract::{is_form, read_body};
 use crate::identity::{ASSERTION_TYPE, AuthError, Caller};
 use crate::store::{StoreError, Write};
 
@@ -42,16 +42,7 @@ impl FromRequest<AppState> for OAuthForm {
     type Rejection = OAuthError;
 
     async fn from_request(request: Request<Body>, state: &AppState) -> Result<Self, OAuthError> {
-        let is_form = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| {
-                mime.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !is_form {
+        if !is_form(request.headers()) {
             return Err(OAuthError::invalid_request(
                 "send the parameters as application/x-www-form-urlencoded",
             ));
