@@ -13,6 +13,7 @@ use jitgate::config::Config;
 use jitgate::identity::DevIssuer;
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 use tempfile::TempDir;
 use tower::ServiceExt as _;
 
@@ -55,7 +56,7 @@ const TOKENS: &[&str] = &[
 
 /// A body close to what clients send: every field present or not, mostly right, sometimes
 /// wrong (each wrong field alone, often enough, to reach the checks after the others).
-fn structured() -> impl Strategy<Value = Value> {
+pub(super) fn structured() -> impl Strategy<Value = Value> {
     let action = prop_oneof![
         8 => prop::sample::select(vec![
             "read", "write", "admin", "ssh", "sudo", "deploy", "approve", "administer",
@@ -149,19 +150,34 @@ fn input() -> impl Strategy<Value = Input> {
     ]
 }
 
-struct Server {
+pub(super) struct Server {
     _dir: TempDir,
-    router: Router,
-    bearer: String,
+    pub(super) router: Router,
+    pub(super) bearer: String,
 }
 
-async fn server() -> Server {
+pub(super) async fn server() -> Server {
     let dir = TempDir::new().unwrap();
     let mut config = Config::quickstart();
     config.policy.dir = repo().join("policies");
     config.policy.schemas = repo().join("schemas");
     config.data_dir = dir.path().join("data");
     config.rate_limit.per_principal_per_minute = u32::MAX;
+    config.rate_limit.operations_per_principal_per_minute = u32::MAX;
+    // The OAuth client of the token endpoint's cases (`deployer:jg_deploy-secret`).
+    config
+        .identity
+        .api_keys
+        .push(jitgate::config::ApiKeyConfig {
+            name: "deployer".into(),
+            hash: Some(format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(b"jg_deploy-secret"))
+            )),
+            principal: "Service::\"deployer\"".into(),
+            groups: vec!["Group::\"deployers\"".into()],
+            jwks: None,
+        });
     let state = jitgate::access::build(config, jitgate::clock::SystemClock::shared())
         .await
         .unwrap();

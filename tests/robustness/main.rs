@@ -1,6 +1,6 @@
 //! Robustness: arbitrary and mutated input thrown at the parsers that face the outside — the
-//! bodies of `POST /v1/access-requests` and `POST /v1/decisions`, identity tokens, policy packs
-//! and policy test-case files. Each must answer with a clear error, never panic or 500.
+//! bodies of `POST /v1/access-requests`, `POST /v1/decisions` and `POST /oauth2/token`,
+//! identity tokens, policy packs and policy test-case files. Each must answer with a clear error, never panic or 500.
 //!
 //! Every target runs [`DEFAULT_CASES`] cases; `PROPTEST_CASES=1000000 cargo test --release
 //! --test robustness packs` runs a long one.
@@ -16,6 +16,7 @@
 mod bodies;
 mod case_files;
 mod mutation;
+mod oauth;
 mod packs;
 mod tokens;
 
