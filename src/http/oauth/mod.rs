@@ -187,8 +187,7 @@ async fn exchange(
     request.dpop_jkt = dpop_jkt;
     let action = request.action.clone();
     let resource = request.resource.to_string();
-    // Boxed: the core's future is large, and the handler's would carry it on the stack.
-    match Box::pin(ask::ask(state, caller, ip, request)).await? {
+    match ask::ask(state, caller, ip, request).await? {
         Asked::Issued(issued) => Ok(TokenAnswer::new(
             issued,
             action,
@@ -214,7 +213,7 @@ async fn polled(
     ip: std::net::IpAddr,
     id: &str,
 ) -> Result<TokenAnswer, OAuthError> {
-    match Box::pin(poll(state, caller, ip, id, dpop_jkt)).await? {
+    match poll(state, caller, ip, id, dpop_jkt).await? {
         Polled::Issued {
             answer,
             action,
