@@ -359,6 +359,13 @@ fn check_config(path: &Path) -> ExitCode {
     for warning in config.overlapping_issuers() {
         eprintln!("warning: {warning}");
     }
+    let key_errors = crate::identity::client_key_errors(&config);
+    for error in &key_errors {
+        eprintln!("error: {error}");
+    }
+    if !key_errors.is_empty() {
+        return ExitCode::FAILURE;
+    }
     check(&config.pack_paths())
 }
 

@@ -78,6 +78,19 @@ pub enum IdentityError {
     Client(String),
 }
 
+/// What is wrong with the client key sets `config`'s API keys name (files that cannot be read,
+/// or hold private or symmetric keys), each as `identity.api_keys[i].jwks: …`: what `jitgate
+/// check --config` reports before a start would fail on it.
+pub fn client_key_errors(config: &Config) -> Vec<String> {
+    (config.identity.api_keys.iter().enumerate())
+        .filter_map(|(index, key)| Some((index, key.jwks.as_deref()?)))
+        .filter_map(|(index, url)| {
+            let message = assertion::read_client_keys(url).err()?;
+            Some(IdentityError::ClientKeys { index, message }.to_string())
+        })
+        .collect()
+}
+
 /// Verifies callers against the configured identities.
 #[derive(Debug)]
 pub struct Authenticator {

@@ -1060,3 +1060,48 @@ unless { context.dpop_bound };
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[test]
+fn check_config_reports_a_client_key_file_jitgate_cannot_use() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let private = dir.path().join("private.jwks.json");
+    std::fs::write(
+        &private,
+        r#"{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}]}"#,
+    )
+    .unwrap();
+    let good = ClientKey::new(dir.path(), "good");
+    let check = |jwks: &std::path::Path| {
+        let config = dir.path().join("jitgate.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[policy]\ndir = {:?}\nschemas = {:?}\n[[identity.api_keys]]\nname = \"signer\"\n\
+                 principal = 'Service::\"signer\"'\njwks = \"file://{}\"\n",
+                super::repo().join("policies"),
+                super::repo().join("schemas"),
+                jwks.display()
+            ),
+        )
+        .unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+            .args(["check", "--config", config.to_str().unwrap()])
+            .env_remove("JITGATE_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = check(&good.jwks);
+    assert!(out.status.success(), "{out:?}");
+    for (jwks, says) in [
+        (private.as_path(), "holds a private key"),
+        (dir.path().join("missing.json").as_path(), "cannot read"),
+    ] {
+        let out = check(jwks);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("identity.api_keys[0].jwks") && stderr.contains(says),
+            "{stderr}"
+        );
+    }
+}
