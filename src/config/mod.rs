@@ -731,7 +731,7 @@ impl Config {
             for alg in &issuer.algorithms {
                 let accepted = alg
                     .parse::<jsonwebtoken::Algorithm>()
-                    .is_ok_and(|alg| crate::identity::jwt::ASYMMETRIC_ALGORITHMS.contains(&alg));
+                    .is_ok_and(|alg| jitgate_verify::jwt::ASYMMETRIC_ALGORITHMS.contains(&alg));
                 if !accepted {
                     return Err(invalid(
                         key("algorithms"),
