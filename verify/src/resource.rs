@@ -248,12 +248,21 @@ impl SeenProofs {
     fn remember(&self, proof: crate::dpop::Proof, now: u64) -> Result<(), VerifyError> {
         let mut seen = self.seen.lock().map_err(poisoned)?;
         let window = crate::dpop::PROOF_WINDOW_SECS + LEEWAY_SECS;
-        seen.retain(|_, iat| iat.saturating_add(window) >= now);
+        let fresh = |iat: u64| iat.saturating_add(window) >= now;
+        // Aged-out proofs are swept only when the memory is full, not on every request; one
+        // met before then counts as absent.
         if seen.len() >= MAX_SEEN_PROOFS {
-            return Err(VerifyError::DpopReplayed);
+            seen.retain(|_, iat| fresh(*iat));
+            if seen.len() >= MAX_SEEN_PROOFS {
+                return Err(VerifyError::DpopReplayed);
+            }
         }
         match seen.entry((proof.jkt, proof.jti)) {
-            Entry::Occupied(_) => Err(VerifyError::DpopReplayed),
+            Entry::Occupied(slot) if fresh(*slot.get()) => Err(VerifyError::DpopReplayed),
+            Entry::Occupied(mut slot) => {
+                slot.insert(proof.iat);
+                Ok(())
+            }
             Entry::Vacant(slot) => {
                 slot.insert(proof.iat);
                 Ok(())
