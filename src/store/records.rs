@@ -80,6 +80,22 @@ pub struct AuditRecord {
     pub data: serde_json::Value,
 }
 
+impl AuditRecord {
+    /// This event's link in the chain as event `seq` after `prev_hash` (`audit::chain_hash`):
+    /// what every backend stores with it.
+    pub fn chain_hash(&self, prev_hash: &str, seq: i64) -> String {
+        crate::audit::chain_hash(
+            prev_hash,
+            seq,
+            self.at,
+            &self.kind,
+            self.request_id.as_deref(),
+            self.subject.as_deref(),
+            &self.data,
+        )
+    }
+}
+
 /// A revocation (see `migrations/sqlite/0005_revocations.sql` for what each kind covers).
 #[derive(Debug, Clone, Serialize)]
 pub struct RevocationRecord {

@@ -438,15 +438,7 @@ async fn append_audit(tx: &Tx<'_, '_>, a: &AuditRecord) -> Result<(), Failure> {
         let mut head = tx.head.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = head.0 + 1;
         let prev_hash = head.1.clone();
-        let hash = audit::chain_hash(
-            &prev_hash,
-            seq,
-            a.at,
-            &a.kind,
-            a.request_id.as_deref(),
-            a.subject.as_deref(),
-            &a.data,
-        );
+        let hash = a.chain_hash(&prev_hash, seq);
         *head = (seq, hash.clone());
         (seq, prev_hash, hash)
     };

@@ -310,15 +310,7 @@ fn chain_head(tx: &Connection, head: &mut ChainHead) -> Result<(i64, String), Fa
 fn append_audit(tx: &Connection, head: &mut ChainHead, a: &AuditRecord) -> Result<(), Failure> {
     let (last_seq, prev_hash) = chain_head(tx, head)?;
     let seq = last_seq + 1;
-    let hash = audit::chain_hash(
-        &prev_hash,
-        seq,
-        a.at,
-        &a.kind,
-        a.request_id.as_deref(),
-        a.subject.as_deref(),
-        &a.data,
-    );
+    let hash = a.chain_hash(&prev_hash, seq);
     execute(
         tx,
         "INSERT INTO audit_events (seq, at, type, request_id, subject, data, prev_hash, hash) \
