@@ -197,14 +197,12 @@ pub(super) async fn server() -> Server {
     }
 }
 
-/// Posts `body` and checks the answer: a 4xx says what was wrong, a 2xx is JSON, no 5xx.
-async fn post(server: &Server, path: &str, body: Vec<u8>) -> Result<StatusCode, String> {
-    let request = Request::post(path)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, &server.bearer)
-        .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 4711))))
-        .body(Body::from(body))
-        .unwrap();
+/// Sends `request` through the router: the status and the JSON answer, or what is wrong with
+/// them (not JSON, a 5xx).
+pub(super) async fn answered(
+    server: &Server,
+    request: Request<Body>,
+) -> Result<(StatusCode, Value), String> {
     let response = server.router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -217,6 +215,18 @@ async fn post(server: &Server, path: &str, body: Vec<u8>) -> Result<StatusCode, 
     if status.is_server_error() {
         return Err(format!("{status}: {answer}"));
     }
+    Ok((status, answer))
+}
+
+/// Posts `body` and checks the answer: a 4xx says what was wrong, a 2xx is JSON, no 5xx.
+async fn post(server: &Server, path: &str, body: Vec<u8>) -> Result<StatusCode, String> {
+    let request = Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, &server.bearer)
+        .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 4711))))
+        .body(Body::from(body))
+        .unwrap();
+    let (status, answer) = answered(server, request).await?;
     if status.is_client_error() {
         let code = answer["error"]["code"].as_str().unwrap_or_default();
         let message = answer["error"]["message"].as_str().unwrap_or_default();

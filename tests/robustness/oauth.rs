@@ -9,12 +9,10 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, header};
 use base64::Engine as _;
-use http_body_util::BodyExt as _;
 use proptest::prelude::*;
-use serde_json::{Value, json};
-use tower::ServiceExt as _;
+use serde_json::json;
 
-use super::bodies::{Server, server, structured};
+use super::bodies::{Server, answered, server, structured};
 use super::mutation::{self, Edit};
 use super::proptest_config;
 
@@ -210,23 +208,8 @@ async fn post(server: &Server, request: &TokenRequest) -> Result<bool, String> {
     if let Some(proof) = &request.dpop {
         builder = builder.header("dpop", proof);
     }
-    let response = server
-        .router
-        .clone()
-        .oneshot(builder.body(Body::from(request.form.clone())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let answer: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "{status}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })?;
-    if status.is_server_error() {
-        return Err(format!("{status}: {answer}"));
-    }
+    let request = builder.body(Body::from(request.form.clone())).unwrap();
+    let (status, answer) = answered(server, request).await?;
     if status.is_client_error() {
         let error = answer["error"].as_str().unwrap_or_default();
         let description = answer["error_description"].as_str().unwrap_or_default();
