@@ -64,7 +64,7 @@ pub fn check_head(jws: &str, keys: &JwkSet) -> Result<HeadClaims, HeadError> {
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One stored audit event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub seq: i64,
     /// Unix seconds.

@@ -11,13 +11,13 @@ use serde::Serialize;
 
 use crate::config::RiskConfig;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Signal {
     pub name: &'static str,
     pub score: u32,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Risk {
     pub score: i64,
     pub signals: Vec<Signal>,

@@ -13,7 +13,7 @@ use crate::store::{ApprovalRecord, RevocationRecord, StoredRequest, effective_st
 use crate::token::AccessClaims;
 
 /// A token issued: at once (allow, break-glass) or minted after approval. 201.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IssuedAnswer {
     pub request_id: String,
     /// `allow`, or `escalate` when break-glass skipped the approvals.
@@ -37,7 +37,7 @@ pub struct IssuedAnswer {
 }
 
 /// An escalated request waiting for approvers. 202.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PendingAnswer {
     pub request_id: String,
     pub decision: Outcome,
@@ -51,7 +51,7 @@ pub struct PendingAnswer {
 }
 
 /// A denial by the policies (of a request, or of a mint decided again). 403.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeniedAnswer {
     pub request_id: String,
     pub decision: Outcome,
@@ -65,7 +65,7 @@ pub struct DeniedAnswer {
 }
 
 /// `{"code", "message"}`, as every error body carries it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub code: &'static str,
     pub message: String,
@@ -96,7 +96,7 @@ impl DeniedAnswer {
 }
 
 /// The dry run's answer: the decision, nothing issued.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DryRunAnswer {
     pub request_id: String,
     pub decision: Outcome,
@@ -134,7 +134,7 @@ impl DryRunAnswer {
 }
 
 /// A stored request as its requester, approvers and administrators see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RequestView {
     pub request_id: String,
     /// What the request is now (a pending request past its time reads `expired`).
@@ -157,7 +157,7 @@ pub struct RequestView {
 }
 
 /// The risk a request was decided with, as recorded.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StoredRisk {
     pub score: i64,
     pub signals: Value,
@@ -193,7 +193,7 @@ impl RequestView {
 }
 
 /// A page of the requests a caller may approve.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PendingPage {
     pub requests: Vec<RequestView>,
     /// The cursor of the following page.
@@ -208,7 +208,7 @@ pub enum Revoked {
 }
 
 /// One entry of the revocation feed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FeedEntry {
     pub id: String,
     pub kind: String,
@@ -218,13 +218,14 @@ pub struct FeedEntry {
 }
 
 /// A page of the revocation feed; `next` is the cursor to poll with.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FeedPage {
     pub revocations: Vec<FeedEntry>,
     pub next: String,
 }
 
-/// RFC 7662's answer: `{"active": false}` alone, or the claims of a live token.
+/// RFC 7662's answer: `{"active": false}` alone, or the claims of a live token (its OpenAPI
+/// schema is written in `http::openapi`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Introspection {
     pub active: bool,
@@ -255,14 +256,14 @@ impl Introspection {
 }
 
 /// A page of the audit trail.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub events: Vec<AuditEvent>,
     pub next: Option<String>,
 }
 
 /// The policy pack serving, and why the last reload failed if it did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PolicyStatus {
     pub version: String,
     /// RFC 3339.
@@ -274,7 +275,7 @@ pub struct PolicyStatus {
 }
 
 /// A reload that was refused: the previous pack kept serving.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReloadFailure {
     /// RFC 3339.
     pub at: String,
@@ -301,13 +302,13 @@ impl PolicyStatus {
 }
 
 /// `GET /v1/cluster`: the replicas seen in the last 30 s.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ClusterView {
     pub replicas: Vec<ReplicaView>,
 }
 
 /// One replica, as its last heartbeat described it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReplicaView {
     pub id: String,
     /// jitgate's version.

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 /// Where an access request stands (DESIGN §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStatus {
     /// Escalated, waiting for approvers.

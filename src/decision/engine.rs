@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{DecisionRequest, EntityRef, Grant, RequestError};
 
 /// Whether a policy grants or refuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Effect {
     Permit,

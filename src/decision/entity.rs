@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// An entity's type and id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EntityRef {
     #[serde(rename = "type")]
     pub type_name: String,

@@ -13,12 +13,12 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::extract::{Authenticated, ClientIp, DpopKey, JsonBody};
 use crate::access::AppState;
-use crate::access::answer::DryRunAnswer;
+use crate::access::answer::{DryRunAnswer, IssuedAnswer, PendingAnswer};
 use crate::access::ask::{self, AccessRequest, Asked};
 use crate::decision::EntityRef;
 
 /// The body of an access request (DESIGN §3).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRequestBody {
     action: String,
@@ -36,7 +36,7 @@ pub struct AccessRequestBody {
 }
 
 /// `{"type": "Database", "id": "orders"}` or `Database::"orders"`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum ResourceField {
     Cedar(String),
@@ -44,7 +44,7 @@ enum ResourceField {
 }
 
 /// `"15m"` or seconds.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum DurationField {
     Seconds(u64),
@@ -82,6 +82,21 @@ impl TryFrom<AccessRequestBody> for AccessRequest {
 
 /// 201 with the token (bound to the key of a `DPoP` proof, if one came), 202 pending, 403
 /// denied.
+#[utoipa::path(
+    post,
+    path = "/v1/access-requests",
+    operation_id = "request_access",
+    tag = "access",
+    request_body = AccessRequestBody,
+    params(DpopKey),
+    responses(
+        ApiError,
+        (status = 201, description = "Allowed (or break-glass): the token.", body = IssuedAnswer),
+        (status = 202, description = "Escalated: waiting for approvers.", body = PendingAnswer),
+        (status = 403, description = "Denied by the policies (`DeniedAnswer`), or the caller may not ask (`Error`).", body = ref("#/components/schemas/Refusal")),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -100,6 +115,14 @@ pub async fn create(
 }
 
 /// The dry run: the same decision, audited as such, nothing issued.
+#[utoipa::path(
+    post,
+    path = "/v1/decisions",
+    tag = "access",
+    request_body = AccessRequestBody,
+    responses(ApiError, (status = 200, description = "The decision; nothing issued.", body = DryRunAnswer)),
+    security(("bearer" = [])),
+)]
 pub async fn dry_run(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -1,20 +1,74 @@
 //! The one place errors become HTTP responses: `{"error": {"code", "message"}}` with the status
 //! DESIGN §3 gives each code. Internal causes are logged once and answered opaquely.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
 
 pub use crate::access::ApiError;
 use crate::access::answer::ErrorBody;
 
 /// Every error answer: the error, and for a conflict the status the request is in.
-#[derive(Debug, Serialize)]
-struct ErrorAnswer {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorAnswer {
     error: ErrorBody,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<String>,
+}
+
+/// What each status of an [`ApiError`] means, for the OpenAPI document (a test holds every
+/// variant's status to this list).
+const DOCUMENTED: [(StatusCode, &str); 11] = [
+    (
+        StatusCode::BAD_REQUEST,
+        "`invalid_request`, `unknown_action`, `unknown_entity_type` or `invalid_dpop_proof`.",
+    ),
+    (
+        StatusCode::UNAUTHORIZED,
+        "`unauthenticated`: no bearer token, or not a valid one.",
+    ),
+    (
+        StatusCode::FORBIDDEN,
+        "`forbidden` (the caller may not), or `revoked`.",
+    ),
+    (StatusCode::NOT_FOUND, "`not_found`."),
+    (
+        StatusCode::REQUEST_TIMEOUT,
+        "`request_timeout`: the body did not arrive in time.",
+    ),
+    (
+        StatusCode::CONFLICT,
+        "`conflict`: the request is not in a state that allows this; `status` says which it is in.",
+    ),
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "`payload_too_large`: the body is larger than 64 KiB.",
+    ),
+    (
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "`unsupported_media_type`: the body is not JSON.",
+    ),
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        "`rate_limited`: retry after `Retry-After` seconds.",
+    ),
+    (StatusCode::INTERNAL_SERVER_ERROR, "`internal`."),
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "`unavailable`: the request could not be recorded; nothing was issued.",
+    ),
+];
+
+impl utoipa::IntoResponses for ApiError {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        crate::http::openapi::error_responses(&ErrorAnswer::name(), &DOCUMENTED)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -109,5 +163,70 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(name, value);
         }
         response
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// Every variant, so that a new one does not compile until it is listed here too.
+    pub(in crate::http) fn every_error() -> Vec<ApiError> {
+        let all = vec![
+            ApiError::InvalidRequest(String::new()),
+            ApiError::UnknownAction(String::new()),
+            ApiError::UnknownEntityType(String::new()),
+            ApiError::Unauthenticated,
+            ApiError::InvalidToken,
+            ApiError::InvalidDpopProof(String::new()),
+            ApiError::NotFound(String::new()),
+            ApiError::Forbidden(String::new()),
+            ApiError::Revoked(String::new()),
+            ApiError::Conflict {
+                status: String::new(),
+            },
+            ApiError::PayloadTooLarge,
+            ApiError::BodyTimeout,
+            ApiError::UnsupportedMediaType,
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            ApiError::Unavailable(String::new()),
+            ApiError::Internal(String::new()),
+        ];
+        for error in &all {
+            match error {
+                ApiError::InvalidRequest(_)
+                | ApiError::UnknownAction(_)
+                | ApiError::UnknownEntityType(_)
+                | ApiError::Unauthenticated
+                | ApiError::InvalidToken
+                | ApiError::InvalidDpopProof(_)
+                | ApiError::NotFound(_)
+                | ApiError::Forbidden(_)
+                | ApiError::Revoked(_)
+                | ApiError::Conflict { .. }
+                | ApiError::PayloadTooLarge
+                | ApiError::BodyTimeout
+                | ApiError::UnsupportedMediaType
+                | ApiError::RateLimited { .. }
+                | ApiError::Unavailable(_)
+                | ApiError::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn the_document_lists_the_status_of_every_error() {
+        let documented = <ApiError as utoipa::IntoResponses>::responses();
+        for error in every_error() {
+            let described = format!("{error:?}");
+            let status = error.into_response().status();
+            assert!(
+                documented.contains_key(status.as_str()),
+                "{described} answers {status}, which the OpenAPI document does not list"
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Extractors: who is calling, from where, and a JSON body held to jitgate's limits.
 
 use std::net::{IpAddr, SocketAddr};
+use utoipa::PartialSchema as _;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -55,6 +56,24 @@ impl FromRequestParts<AppState> for DpopKey {
         )
         .await
         .map(DpopKey)
+    }
+}
+
+/// The `DPoP` header in the OpenAPI document.
+impl utoipa::IntoParams for DpopKey {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        let header = utoipa::openapi::path::ParameterBuilder::new()
+            .name("DPoP")
+            .parameter_in(utoipa::openapi::path::ParameterIn::Header)
+            .required(utoipa::openapi::Required::False)
+            .description(Some(
+                "A DPoP proof (RFC 9449) for this method and URL: the token is bound to its key",
+            ))
+            .schema(Some(String::schema()))
+            .build();
+        vec![header]
     }
 }
 
@@ -295,5 +314,37 @@ impl<T: DeserializeOwned> FromRequest<AppState> for FormOrJson<T> {
         serde_urlencoded::from_bytes(&bytes)
             .map(FormOrJson)
             .map_err(|e| ApiError::InvalidRequest(format!("invalid form body: {e}")))
+    }
+}
+
+/// A query string read into `T`, refused as a JSON `invalid_request` naming the problem (axum's
+/// own `Query` answers in plain text).
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        axum::extract::Query::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| QueryParams(value))
+            .map_err(|e| ApiError::InvalidRequest(e.body_text()))
+    }
+}
+
+/// The path's `{id}`, refused as a JSON `invalid_request` when it is not UTF-8 once decoded
+/// (axum's own `Path` answers in plain text).
+#[derive(Debug)]
+pub struct PathId(pub String);
+
+impl FromRequestParts<AppState> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        axum::extract::Path::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(id)| PathId(id))
+            .map_err(|e| ApiError::InvalidRequest(e.body_text()))
     }
 }

@@ -15,12 +15,24 @@ use crate::access::AppState;
 use crate::access::answer::{ClusterView, PolicyStatus};
 
 /// `GET /.well-known/jwks.json`: the keys whose tokens may still be live.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "keys",
+    responses((status = 200, description = "The public keys (RFC 7517).", body = ref("#/components/schemas/JwkSet"))),
+)]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let set = state.tokens.jwks(state.now());
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(set)).into_response()
 }
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "keys",
+    responses((status = 200, description = "RFC 8414 metadata.", body = ServerMetadata)),
+)]
 pub async fn metadata(State(state): State<AppState>) -> Json<ServerMetadata> {
     let issuer = state.tokens.issuer().trim_end_matches('/');
     let auth_methods = oauth::CLIENT_AUTH_METHODS.map(str::to_owned).to_vec();
@@ -47,7 +59,7 @@ pub async fn metadata(State(state): State<AppState>) -> Json<ServerMetadata> {
 }
 
 /// RFC 8414 metadata, with jitgate's own endpoints.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServerMetadata {
     issuer: String,
     jwks_uri: String,
@@ -67,6 +79,13 @@ pub struct ServerMetadata {
 }
 
 /// `GET /v1/policies`: what is serving, and why the last reload failed if it did.
+#[utoipa::path(
+    get,
+    path = "/v1/policies",
+    tag = "operations",
+    responses(ApiError, (status = 200, description = "The pack serving, and the last reload failure.", body = PolicyStatus)),
+    security(("bearer" = [])),
+)]
 pub async fn policies(
     State(state): State<AppState>,
     Authenticated(_caller): Authenticated,
@@ -75,6 +94,13 @@ pub async fn policies(
 }
 
 /// `GET /v1/cluster`: the replicas seen lately (administrators).
+#[utoipa::path(
+    get,
+    path = "/v1/cluster",
+    tag = "operations",
+    responses(ApiError, (status = 200, description = "The replicas seen lately (administrators).", body = ClusterView)),
+    security(("bearer" = [])),
+)]
 pub async fn cluster(
     State(state): State<AppState>,
     Privileged(caller): Privileged,
@@ -85,6 +111,12 @@ pub async fn cluster(
 }
 
 /// `GET /healthz`: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process answers.", body = Health)),
+)]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
@@ -93,6 +125,12 @@ pub async fn healthz() -> Json<Health> {
 }
 
 /// `GET /readyz`: policies loaded and the store writable.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(ApiError, (status = 200, description = "Ready to decide and record.", body = Health)),
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let policy_version = state.readiness().await?;
     Ok(Json(Health {
@@ -102,7 +140,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
 }
 
 /// The answer of `/healthz` and `/readyz`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,6 +149,12 @@ pub struct Health {
 
 /// `GET /metrics`: Prometheus text. The pending gauge and the writer's queue are counted
 /// from the store at scrape time, so expiry needs no bookkeeping.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")),
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match state.store.pending_requests(state.now_stored()).await {
         Ok(pending) => state.metrics.approvals_pending.set(pending),

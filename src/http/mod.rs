@@ -11,6 +11,7 @@ mod extract;
 mod guard;
 mod meta;
 mod oauth;
+mod openapi;
 mod revocation;
 mod serve;
 
@@ -20,14 +21,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tracing::Instrument;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 pub use crate::access::{App, AppState, StartError};
 pub use error::ApiError;
@@ -45,55 +47,54 @@ pub fn router(state: AppState) -> Router {
     } else {
         Router::new()
     };
-    let app = Router::new()
-        .route(
-            "/v1/access-requests",
-            post(access::create)
-                .layer(middleware::map_response(no_store))
-                .get(approval::list),
-        )
-        .route("/v1/access-requests/{id}", get(approval::get))
-        .route("/v1/access-requests/{id}/approve", post(approval::approve))
-        .route("/v1/access-requests/{id}/deny", post(approval::deny))
-        .route("/v1/access-requests/{id}/cancel", post(approval::cancel))
-        .route("/v1/access-requests/{id}/review", post(approval::review))
-        .route(
-            "/v1/access-requests/{id}/token",
-            post(approval::mint).layer(middleware::map_response(no_store)),
-        )
-        .route("/v1/decisions", post(access::dry_run))
-        .route(
-            "/oauth2/token",
-            post(oauth::token).layer(middleware::map_response(no_store)),
-        )
-        .route("/oauth2/introspect", post(oauth::introspect))
-        .route("/oauth2/revoke", post(oauth::revoke))
-        .route("/v1/audit", get(audit::list))
-        .route("/v1/audit/head", get(audit::head))
-        .route("/v1/tokens/revoke", post(revocation::revoke_token))
-        .route("/v1/tokens/introspect", post(revocation::introspect))
-        .route(
-            "/v1/revocations",
-            post(revocation::create).get(revocation::feed),
-        )
-        .route("/v1/revocations/{id}", delete(revocation::lift))
-        .route("/v1/policies", get(meta::policies))
-        .route("/v1/cluster", get(meta::cluster))
-        .route("/.well-known/jwks.json", get(meta::jwks))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(meta::metadata),
-        )
-        .route("/healthz", get(meta::healthz))
-        .route("/readyz", get(meta::readyz))
-        .route("/metrics", get(meta::metrics))
+    let (api, document) = api().split_for_parts();
+    let document = openapi::Document(document.to_json().unwrap_or_default().into());
+    let app = api
         .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(Extension(document))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state);
     #[cfg(feature = "bench")]
     let app = app.merge(bench);
     app
+}
+
+/// Every API endpoint with its OpenAPI operation: one registration makes both the route and
+/// its entry in `GET /openapi.json`.
+fn api() -> OpenApiRouter<AppState> {
+    let no_store = || middleware::map_response(no_store);
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(access::create, approval::list).layer(no_store()))
+        .routes(routes!(approval::get))
+        .routes(routes!(approval::approve))
+        .routes(routes!(approval::deny))
+        .routes(routes!(approval::cancel))
+        .routes(routes!(approval::review))
+        .routes(routes!(approval::mint).layer(no_store()))
+        .routes(routes!(access::dry_run))
+        .routes(routes!(oauth::token).layer(no_store()))
+        .routes(routes!(oauth::introspect))
+        .routes(routes!(oauth::revoke))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::head))
+        .routes(routes!(revocation::revoke_token))
+        .routes(routes!(revocation::introspect))
+        .routes(routes!(revocation::create, revocation::feed))
+        .routes(routes!(revocation::lift))
+        .routes(routes!(meta::policies))
+        .routes(routes!(meta::cluster))
+        .routes(routes!(meta::jwks))
+        .routes(routes!(meta::metadata))
+        .routes(routes!(meta::healthz))
+        .routes(routes!(meta::readyz))
+        .routes(routes!(meta::metrics))
+        .routes(routes!(openapi::document))
+}
+
+/// The OpenAPI document `GET /openapi.json` serves.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
 }
 
 /// For the endpoints whose answer may carry an access token: no cache, shared or private,

@@ -3,12 +3,12 @@
 //! to the core ([`crate::access::revocation`]).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::extract::{Authenticated, FormOrJson, JsonBody};
+use super::extract::{Authenticated, FormOrJson, JsonBody, PathId, QueryParams};
 use super::guard::{Admitted, Privileged};
 use crate::access::AppState;
 use crate::access::answer::{FeedPage, Introspection, Revoked};
@@ -16,7 +16,7 @@ use crate::access::revocation::{self, Revocation};
 use crate::store::RevocationRecord;
 
 /// The `token` parameter of RFC 7009 and RFC 7662.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TokenParameter {
     token: String,
     /// Accepted and ignored: jitgate issues one kind of token.
@@ -29,6 +29,17 @@ pub struct TokenParameter {
 }
 
 /// `POST /v1/tokens/revoke`: 200 whether or not there was a live token to revoke.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens/revoke",
+    tag = "tokens",
+    request_body(content(
+        (TokenParameter = "application/x-www-form-urlencoded"),
+        (TokenParameter = "application/json"),
+    )),
+    responses(ApiError, (status = 200, description = "Revoked, or there was no live token to revoke.")),
+    security(("bearer" = [])),
+)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     Admitted(caller): Admitted,
@@ -39,7 +50,7 @@ pub async fn revoke_token(
 }
 
 /// Body of `POST /v1/revocations`: one of `jti`, `request_id`, `subject`, and a reason.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationBody {
     #[serde(default)]
@@ -52,6 +63,19 @@ pub struct RevocationBody {
 }
 
 /// `POST /v1/revocations`: 201 with the revocation made, 200 with the one already in force.
+#[utoipa::path(
+    post,
+    path = "/v1/revocations",
+    operation_id = "create_revocation",
+    tag = "tokens",
+    request_body = RevocationBody,
+    responses(
+        ApiError,
+        (status = 201, description = "The revocation made.", body = RevocationRecord),
+        (status = 200, description = "The revocation already in force.", body = RevocationRecord),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Privileged(caller): Privileged,
@@ -70,16 +94,25 @@ pub async fn create(
 }
 
 /// `DELETE /v1/revocations/{id}`: an administrator lifts a revocation.
+#[utoipa::path(
+    delete,
+    path = "/v1/revocations/{id}",
+    tag = "tokens",
+    params(("id" = String, Path, description = "The revocation id")),
+    responses(ApiError, (status = 200, description = "The revocation, lifted.", body = RevocationRecord)),
+    security(("bearer" = [])),
+)]
 pub async fn lift(
     State(state): State<AppState>,
     Privileged(caller): Privileged,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<RevocationRecord>, ApiError> {
     Ok(Json(revocation::lift(&state, &caller, &id).await?))
 }
 
 /// Query of the feed.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FeedQuery {
     /// `next` of the previous page; absent for the start.
@@ -90,16 +123,36 @@ pub struct FeedQuery {
 }
 
 /// `GET /v1/revocations?since=<cursor>&limit=N`, for verifiers to keep a deny-list.
+#[utoipa::path(
+    get,
+    path = "/v1/revocations",
+    tag = "tokens",
+    params(FeedQuery),
+    responses(ApiError, (status = 200, description = "A page of the revocation feed.", body = FeedPage)),
+    security(("bearer" = [])),
+)]
 pub async fn feed(
     State(state): State<AppState>,
     Authenticated(_caller): Authenticated,
-    Query(query): Query<FeedQuery>,
+    QueryParams(query): QueryParams<FeedQuery>,
 ) -> Result<Json<FeedPage>, ApiError> {
     let page = revocation::feed(&state, query.since.as_deref(), query.limit).await?;
     Ok(Json(page))
 }
 
 /// `POST /v1/tokens/introspect`, for authenticated callers.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens/introspect",
+    operation_id = "introspect_token",
+    tag = "tokens",
+    request_body(content(
+        (TokenParameter = "application/x-www-form-urlencoded"),
+        (TokenParameter = "application/json"),
+    )),
+    responses(ApiError, (status = 200, description = "RFC 7662: `active` and, for a live token, its claims.", body = Introspection)),
+    security(("bearer" = [])),
+)]
 pub async fn introspect(
     State(state): State<AppState>,
     Admitted(_caller): Admitted,

@@ -67,7 +67,7 @@ const ENTITIES_FILE: &str = "entities.json";
 pub const RESERVED_ACTIONS: [&str; 2] = ["approve", "administer"];
 
 /// One policy of a pack, as shown to operators.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PolicyInfo {
     pub id: String,
     pub effect: Effect,

@@ -45,7 +45,7 @@ pub struct StoredRequest {
 }
 
 /// One approver's answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApprovalRecord {
     pub request_id: String,
     /// Cedar form of the approver.
@@ -97,7 +97,7 @@ impl AuditRecord {
 }
 
 /// A revocation (see `migrations/sqlite/0005_revocations.sql` for what each kind covers).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RevocationRecord {
     pub id: String,
     /// `jti`, `request_id` or `subject`.

@@ -18,6 +18,7 @@ mod issuers;
 mod load;
 mod oauth;
 mod oauth_clients;
+mod openapi;
 mod privileges;
 mod reload;
 mod replicas;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// The `aud` claim: a string for one audience, an array for several.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Audience {
     One(String),
@@ -22,6 +23,7 @@ impl Audience {
 
 /// jitgate's own claims: which request and decision the token comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JitClaims {
     /// The full principal, Cedar form (e.g. `Service::"deployer"`): `sub` alone does not say
     /// whether a `User` or a `Service` holds the token.
@@ -37,6 +39,7 @@ pub struct JitClaims {
 
 /// Claims of an issued access token (DESIGN §5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessClaims {
     pub iss: String,
     pub sub: String,

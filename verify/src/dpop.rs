@@ -21,6 +21,7 @@ const MAX_JTI_BYTES: usize = 256;
 /// A token's confirmation claim (RFC 7800 §3.1, RFC 9449 §6): the thumbprint of the key it is
 /// bound to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Confirmation {
     pub jkt: String,
 }

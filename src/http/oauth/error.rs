@@ -3,10 +3,14 @@
 //! challenge of a client that failed to authenticate. Errors of the application core become
 //! OAuth errors here, and only here.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
 
 use crate::access::ApiError;
 
@@ -184,8 +188,13 @@ impl From<ApiError> for OAuthError {
 }
 
 /// The body of every OAuth error answer.
-#[derive(Debug, Serialize)]
-struct ErrorAnswer<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OAuthError)]
+pub struct ErrorAnswer<'a> {
+    /// `invalid_request`, `invalid_client`, `invalid_grant`, `unsupported_grant_type`,
+    /// `invalid_scope`, `invalid_authorization_details`, `invalid_dpop_proof`, `access_denied`,
+    /// `authorization_pending`, `slow_down`, `expired_token`, `temporarily_unavailable`,
+    /// `server_error`.
     error: &'static str,
     error_description: &'a str,
     /// The request to poll (`authorization_pending`), as OpenID CIBA names it.
@@ -197,6 +206,43 @@ struct ErrorAnswer<'a> {
     expires_in: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     jitgate_request_id: Option<&'a str>,
+}
+
+/// What each status of an [`OAuthError`] means, for the OpenAPI document (a test holds every
+/// error's status to this list).
+const DOCUMENTED: [(StatusCode, &str); 7] = [
+    (
+        StatusCode::BAD_REQUEST,
+        "RFC 6749 §5.2, RFC 9396, RFC 9449 and OpenID CIBA error codes; `authorization_pending` \
+         names the request to poll.",
+    ),
+    (
+        StatusCode::UNAUTHORIZED,
+        "`invalid_client`: client authentication failed or is missing.",
+    ),
+    (
+        StatusCode::REQUEST_TIMEOUT,
+        "`invalid_request`: the body did not arrive in time.",
+    ),
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "`invalid_request`: the body is larger than 64 KiB.",
+    ),
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        "`temporarily_unavailable`: retry after `Retry-After` seconds.",
+    ),
+    (StatusCode::INTERNAL_SERVER_ERROR, "`server_error`."),
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "`temporarily_unavailable`: the request could not be recorded; nothing was issued.",
+    ),
+];
+
+impl utoipa::IntoResponses for OAuthError {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        crate::http::openapi::error_responses(&ErrorAnswer::name(), &DOCUMENTED)
+    }
 }
 
 impl IntoResponse for OAuthError {
@@ -228,5 +274,38 @@ impl IntoResponse for OAuthError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_lists_the_status_of_every_error() {
+        let documented = <OAuthError as utoipa::IntoResponses>::responses();
+        let own = [
+            OAuthError::invalid_request(""),
+            OAuthError::invalid_client("", BASIC_CHALLENGE),
+            OAuthError::invalid_grant(""),
+            OAuthError::unsupported_grant_type(""),
+            OAuthError::invalid_scope(""),
+            OAuthError::invalid_authorization_details(""),
+            OAuthError::access_denied("", None),
+            OAuthError::authorization_pending(String::new(), 5, 0),
+            OAuthError::slow_down(5),
+            OAuthError::expired_token(""),
+        ];
+        let converted = crate::http::error::tests::every_error()
+            .into_iter()
+            .map(OAuthError::from);
+        for error in own.into_iter().chain(converted) {
+            let described = format!("{error:?}");
+            let status = error.into_response().status();
+            assert!(
+                documented.contains_key(status.as_str()),
+                "{described} answers {status}, which the OpenAPI document does not list"
+            );
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::http::access::AccessRequestBody;
 pub const JITGATE_ACCESS: &str = "jitgate_access";
 
 /// The access granted, as the token response's `authorization_details` entry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GrantedAccess {
     #[serde(rename = "type")]
     pub kind: &'static str,

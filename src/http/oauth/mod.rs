@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::extract::{ClientIp, dpop_key};
+use super::extract::{ClientIp, DpopKey, dpop_key};
 use crate::access::answer::{Introspection, IssuedAnswer};
 use crate::access::ask::{self, AccessRequest, Asked};
 use crate::access::poll::{POLL_INTERVAL_SECS, Polled, poll};
@@ -21,7 +21,7 @@ use crate::access::{AppState, revocation};
 use crate::identity::{API_KEY_PREFIX, Caller};
 use client::{OAuthForm, client};
 use error::BASIC_CHALLENGE;
-pub use error::OAuthError;
+pub use error::{ErrorAnswer as OAuthErrorAnswer, OAuthError};
 use grant::{GrantedAccess, JITGATE_ACCESS, requested_access};
 
 /// Where the token endpoint is served (and what a DPoP proof's `htu` names).
@@ -31,12 +31,12 @@ pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 /// The grant a client polls an escalated request with (OpenID CIBA Core §10.1).
 pub const CIBA: &str = "urn:openid:params:grant-type:ciba";
 /// The `subject_token_type`s of an identity token (RFC 8693 §3).
-const SUBJECT_TOKEN_TYPES: [&str; 2] = [
+pub const SUBJECT_TOKEN_TYPES: [&str; 2] = [
     "urn:ietf:params:oauth:token-type:jwt",
     "urn:ietf:params:oauth:token-type:id_token",
 ];
 /// What a token exchange issues (RFC 8693 §3).
-const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// The client authentication methods of every OAuth endpoint (RFC 8414 names).
 pub const CLIENT_AUTH_METHODS: [&str; 3] = [
     "client_secret_basic",
@@ -48,7 +48,7 @@ pub const GRANT_TYPES: [&str; 3] = [TOKEN_EXCHANGE, CLIENT_CREDENTIALS, CIBA];
 pub use grant::JITGATE_ACCESS as AUTHORIZATION_DETAILS_TYPE;
 
 /// The token answer (RFC 6749 §5.1, RFC 8693 §2.2.1, RFC 9396 §7).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenAnswer {
     access_token: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,6 +86,16 @@ impl TokenAnswer {
 }
 
 /// `POST /oauth2/token`; with a `DPoP` proof, the token is bound to its key.
+#[utoipa::path(
+    post,
+    path = "/oauth2/token",
+    operation_id = "oauth_token",
+    tag = "oauth",
+    request_body(content = ref("#/components/schemas/TokenRequest"), content_type = "application/x-www-form-urlencoded"),
+    params(DpopKey),
+    responses(OAuthError, (status = 200, description = "The token (RFC 6749 §5.1, RFC 8693 §2.2.1).", body = TokenAnswer)),
+    security((), ("client_secret_basic" = []), ("bearer" = [])),
+)]
 pub async fn token(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -265,6 +275,15 @@ async fn admitted(
 }
 
 /// `POST /oauth2/introspect` (RFC 7662).
+#[utoipa::path(
+    post,
+    path = "/oauth2/introspect",
+    operation_id = "oauth_introspect",
+    tag = "oauth",
+    request_body(content = ref("#/components/schemas/ClientTokenParameter"), content_type = "application/x-www-form-urlencoded"),
+    responses(OAuthError, (status = 200, description = "RFC 7662: `active` and, for a live token, its claims.", body = Introspection)),
+    security((), ("client_secret_basic" = []), ("bearer" = [])),
+)]
 pub async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -276,6 +295,15 @@ pub async fn introspect(
 }
 
 /// `POST /oauth2/revoke` (RFC 7009): 200 whether or not there was a live token to revoke.
+#[utoipa::path(
+    post,
+    path = "/oauth2/revoke",
+    operation_id = "oauth_revoke",
+    tag = "oauth",
+    request_body(content = ref("#/components/schemas/ClientTokenParameter"), content_type = "application/x-www-form-urlencoded"),
+    responses(OAuthError, (status = 200, description = "Revoked, or there was no live token to revoke (RFC 7009).")),
+    security((), ("client_secret_basic" = []), ("bearer" = [])),
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
