@@ -26,6 +26,9 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     /// Beyond the contract: jobs waiting for the store's writer, counted at scrape time.
     pub store_write_queue: IntGauge,
+    /// Tokens issued by break-glass, without approval, by action: the alert operators want
+    /// first.
+    pub break_glass: IntCounterVec,
     /// Replicas seen in the last 30 s, by the policy version each serves.
     pub cluster_replicas: IntGaugeVec,
 }
@@ -72,6 +75,11 @@ impl Metrics {
                 "jitgate_decisions_total",
                 "Decisions by outcome and action.",
                 &["decision", "action"],
+            )?,
+            break_glass: counter(
+                "jitgate_break_glass_total",
+                "Tokens issued by break-glass, without approval, by action.",
+                &["action"],
             )?,
             decision_duration: histogram(
                 "jitgate_decision_duration_seconds",

@@ -142,8 +142,15 @@ pub struct RequestView {
     pub requester: String,
     pub action: String,
     pub resource: String,
+    /// The scopes asked for; empty when the requester left them to the policies.
     pub scopes: Vec<String>,
+    /// The lifetime asked for, in seconds; `None` when left to the policies.
+    pub duration_secs: Option<i64>,
+    /// What a token minted for this request carries (for a pending request: what approving
+    /// grants); `None` for requests decided before jitgate recorded it.
     pub granted_scopes: Option<Vec<String>>,
+    /// The lifetime, in seconds, of a token minted for this request.
+    pub lifetime_secs: i64,
     pub audience: Option<Vec<String>>,
     pub reason: String,
     pub decision: String,
@@ -175,7 +182,9 @@ impl RequestView {
             action: r.action.clone(),
             resource: r.resource.clone(),
             scopes: r.scopes.clone(),
+            duration_secs: (r.duration_secs > 0).then_some(r.duration_secs),
             granted_scopes: r.granted_scopes.clone(),
+            lifetime_secs: r.lifetime_secs,
             audience: r.audience.clone(),
             reason: r.reason.clone(),
             decision: r.decision.clone(),

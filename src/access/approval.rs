@@ -115,7 +115,7 @@ pub async fn pending(
                     break 'scan;
                 }
                 last_included = position;
-                page.push(RequestView::new(&request, Vec::new(), now));
+                page.push(view(app, &request).await?);
             }
             after = position;
             unscanned -= 1;
@@ -132,6 +132,43 @@ pub async fn pending(
         requests: page,
         next,
     })
+}
+
+/// Break-glass requests waiting for the caller's review, oldest first, a page at a time: for
+/// administrators every one, for anyone else none (as the pending list holds only what the
+/// caller may approve).
+pub async fn awaiting_review(
+    app: &App,
+    caller: &Caller,
+    query: PendingQuery,
+) -> Result<PendingPage, ApiError> {
+    if !app.may_administer(caller) {
+        return Ok(PendingPage {
+            requests: Vec::new(),
+            next: None,
+        });
+    }
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let after: i64 = match &query.cursor {
+        None => 0,
+        Some(cursor) => cursor
+            .parse()
+            .map_err(|_| ApiError::InvalidRequest("malformed cursor".into()))?,
+    };
+    // One row more than the page tells whether there is a next one.
+    let wanted = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+    let mut rows = app.store.review_page(after, wanted).await?;
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|(position, _)| position.to_string())
+    } else {
+        None
+    };
+    let mut requests = Vec::with_capacity(rows.len());
+    for (_, request) in &rows {
+        requests.push(view(app, request).await?);
+    }
+    Ok(PendingPage { requests, next })
 }
 
 /// An approver's answer to request `id`. The writes check that the request is still pending
@@ -264,7 +301,8 @@ pub async fn review(
     }
     let data = json!({"reviewer": caller.principal.to_string(), "comment": comment});
     let to = (RequestStatus::Reviewed, AuditKind::RequestReviewed);
-    transition(app, caller, id, RequestStatus::NeedsReview, to, data).await
+    let from = RequestStatus::NeedsReview;
+    transition(app, caller, id, from, to, (data, Vec::new())).await
 }
 
 /// The requester withdraws pending request `id`.
@@ -282,40 +320,54 @@ pub async fn cancel(
     }
     let to = (RequestStatus::Cancelled, AuditKind::RequestCancelled);
     let data = json!({ "comment": comment });
-    transition(app, caller, id, RequestStatus::Pending, to, data).await
+    // Approvers who were told of the request learn that it is withdrawn.
+    let cancelled = Event::Cancelled { comment };
+    let announce = app
+        .notifier
+        .outbox(&cancelled, &request.record, app.now_ms());
+    let announce = announce.into_iter().map(Write::Outbox).collect();
+    transition(
+        app,
+        caller,
+        id,
+        RequestStatus::Pending,
+        to,
+        (data, announce),
+    )
+    .await
 }
 
 /// Moves request `id` from `from` to `to` (409 with the current status unless it is `from`),
-/// with its audit event, and shows the result.
+/// with its audit event and the notifications `announce` queues, and shows the result.
 async fn transition(
     app: &App,
     caller: &Caller,
     id: &str,
     from: RequestStatus,
     (to, kind): (RequestStatus, AuditKind),
-    data: Value,
+    (data, announce): (Value, Vec<Write>),
 ) -> Result<RequestView, ApiError> {
     let now = app.now_stored();
-    app.store
-        .write(vec![
-            Write::RequireStatus {
-                id: id.to_owned(),
-                status: from.into(),
-                at: now,
-            },
-            Write::SetStatus {
-                id: id.to_owned(),
-                status: to.into(),
-                at: now,
-            },
-            Write::Audit(AuditRecord {
-                at: now,
-                kind: kind.into(),
-                request_id: Some(id.to_owned()),
-                subject: Some(caller.principal.to_string()),
-                data,
-            }),
-        ])
-        .await?;
+    let mut writes = vec![
+        Write::RequireStatus {
+            id: id.to_owned(),
+            status: from.into(),
+            at: now,
+        },
+        Write::SetStatus {
+            id: id.to_owned(),
+            status: to.into(),
+            at: now,
+        },
+        Write::Audit(AuditRecord {
+            at: now,
+            kind: kind.into(),
+            request_id: Some(id.to_owned()),
+            subject: Some(caller.principal.to_string()),
+            data,
+        }),
+    ];
+    writes.extend(announce);
+    app.store.write(writes).await?;
     view(app, &load(app, id).await?).await
 }

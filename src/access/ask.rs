@@ -51,9 +51,16 @@ pub async fn ask(
     let pending_until = evaluated.now + app.config.pending_ttl.as_secs();
     let record = request_record(&evaluated, status, pending_until);
     let principal = record.principal.clone();
+    // The policies' outcome, and what became of the request: for break-glass, `escalate`
+    // with `needs_review`, as the API answers it.
+    let mut decided = decision_event(AuditKind::Decision, &evaluated);
+    if let serde_json::Value::Object(data) = &mut decided.data {
+        data.insert("status".into(), json!(status));
+        data.insert("break_glass".into(), json!(break_glass));
+    }
     let mut writes = vec![
         Write::Request(Box::new(record.clone())),
-        Write::Audit(decision_event(AuditKind::Decision, &evaluated)),
+        Write::Audit(decided),
         Write::SourceSeen {
             principal,
             source_ip: evaluated.source_ip.to_string(),
@@ -96,6 +103,10 @@ pub async fn ask(
     app.notifier.wake();
     if let Some(issued) = &issued {
         count_issued(app, issued);
+    }
+    if break_glass {
+        let action = evaluated.request.action.as_str();
+        app.metrics.break_glass.with_label_values(&[action]).inc();
     }
     Ok(asked)
 }

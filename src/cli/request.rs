@@ -28,11 +28,11 @@ pub struct Ask {
     #[arg(long, env = "JITGATE_TOKEN", hide_env_values = true)]
     token: String,
     /// The action, e.g. `write`
-    #[arg(long)]
-    action: String,
+    #[arg(long, required_unless_present = "resume")]
+    action: Option<String>,
     /// The resource, e.g. `Database::"orders"`
-    #[arg(long)]
-    resource: String,
+    #[arg(long, required_unless_present = "resume")]
+    resource: Option<String>,
     /// Why you need it (ticket, incident)
     #[arg(long)]
     reason: Option<String>,
@@ -42,15 +42,48 @@ pub struct Ask {
     /// A scope to ask for (repeat for several); default: what the policies grant
     #[arg(long = "scope", value_name = "SCOPE")]
     scopes: Vec<String>,
+    /// A context key the policies read, e.g. `ticket=INC-42` (a string) or `count:=3` (JSON);
+    /// repeat for several
+    #[arg(long = "context", value_name = "KEY=VALUE", value_parser = context_entry)]
+    context: Vec<(String, Value)>,
+    /// An emergency: skip the approvals where every deciding policy allows it; the token is
+    /// issued at once and an administrator reviews it afterwards
+    #[arg(long)]
+    break_glass: bool,
     /// If approval is needed, wait for it and then mint the token
     #[arg(long)]
     wait: bool,
+    /// Wait for request ID, asked earlier, instead of asking again; mints once it is approved
+    #[arg(long, value_name = "ID", conflicts_with_all = ["action", "resource", "reason", "duration", "scopes", "context", "break_glass"])]
+    resume: Option<String>,
     /// Print the server's JSON answer instead of the bare token
     #[arg(long)]
     json: bool,
     /// How often to look while waiting
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     poll_interval: Duration,
+}
+
+/// `KEY=VALUE` as a string, `KEY:=JSON` as that JSON value.
+fn context_entry(text: &str) -> Result<(String, Value), String> {
+    let (key, value) = match text.split_once('=') {
+        Some((key, json)) if key.ends_with(':') => {
+            let value = serde_json::from_str(json)
+                .map_err(|e| format!("`{json}` after `:=` is not JSON: {e}"))?;
+            (key.trim_end_matches(':'), value)
+        }
+        Some((key, value)) => (key, Value::String(value.to_owned())),
+        None => return Err("expected KEY=VALUE (a string) or KEY:=JSON".into()),
+    };
+    if key.is_empty() {
+        return Err("the key is empty".into());
+    }
+    Ok((key.to_owned(), value))
+}
+
+/// `id` as one path segment, whatever was typed after `--resume`.
+fn path_segment(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// A failure that ends the command with [`ERROR`].
@@ -120,6 +153,9 @@ async fn request(ask: &Ask) -> Result<u8, Failed> {
         server: ask.server.trim_end_matches('/').to_owned(),
         token: ask.token.trim().to_owned(),
     };
+    if let Some(id) = &ask.resume {
+        return wait(ask, &client, id).await;
+    }
     let mut body = json!({"action": ask.action, "resource": ask.resource});
     if let Value::Object(fields) = &mut body {
         if let Some(reason) = &ask.reason {
@@ -130,6 +166,13 @@ async fn request(ask: &Ask) -> Result<u8, Failed> {
         }
         if !ask.scopes.is_empty() {
             fields.insert("scopes".into(), json!(ask.scopes));
+        }
+        if !ask.context.is_empty() {
+            let context: serde_json::Map<String, Value> = ask.context.iter().cloned().collect();
+            fields.insert("context".into(), Value::Object(context));
+        }
+        if ask.break_glass {
+            fields.insert("break_glass".into(), json!(true));
         }
     }
     let (status, answer) = client
@@ -157,7 +200,9 @@ async fn request(ask: &Ask) -> Result<u8, Failed> {
                 if ask.json {
                     println!("{answer}");
                 }
-                eprintln!("run again with --wait to wait for the answer");
+                eprintln!(
+                    "to wait for the answer (without asking again): jitgate request --resume {id}"
+                );
                 return Ok(PENDING);
             }
             wait(ask, &client, &id).await
@@ -174,7 +219,7 @@ async fn wait(ask: &Ask, client: &Client, id: &str) -> Result<u8, Failed> {
     let mut approvals_seen = 0;
     loop {
         tokio::time::sleep(ask.poll_interval).await;
-        let path = format!("/v1/access-requests/{id}");
+        let path = format!("/v1/access-requests/{}", path_segment(id));
         let (status, request) = match client.send(client.http.get(client.url(&path))).await {
             Ok(answer) => answer,
             // A restarting server is not an answer: keep waiting.
@@ -235,7 +280,7 @@ async fn wait(ask: &Ask, client: &Client, id: &str) -> Result<u8, Failed> {
 }
 
 async fn mint(ask: &Ask, client: &Client, id: &str) -> Result<u8, Failed> {
-    let path = format!("/v1/access-requests/{id}/token");
+    let path = format!("/v1/access-requests/{}/token", path_segment(id));
     let (status, answer) = client
         .send(client.http.post(client.url(&path)).json(&json!({})))
         .await?;

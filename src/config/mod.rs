@@ -491,11 +491,12 @@ impl fmt::Debug for WebhookConfig {
     }
 }
 
-const WEBHOOK_EVENTS: [&str; 5] = [
+const WEBHOOK_EVENTS: [&str; 6] = [
     "request.pending",
     "request.approved",
     "request.denied",
     "request.expired",
+    "request.cancelled",
     "break_glass",
 ];
 

@@ -33,7 +33,8 @@ fn comment(body: Option<CommentBody>) -> String {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Only `pending` can be listed.
+    /// `pending`: the requests the caller may approve; `needs_review`: break-glass requests
+    /// waiting for an administrator's review (empty for anyone else).
     status: String,
     #[serde(default)]
     limit: Option<usize>,
@@ -41,7 +42,8 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-/// `GET /v1/access-requests?status=pending`: the pending requests the caller may approve.
+/// `GET /v1/access-requests?status=pending`: the pending requests the caller may approve;
+/// `?status=needs_review`: break-glass requests waiting for review (administrators).
 #[utoipa::path(
     get,
     path = "/v1/access-requests",
@@ -56,16 +58,21 @@ pub async fn list(
     Privileged(caller): Privileged,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<PendingPage>, ApiError> {
-    if query.status != "pending" {
-        return Err(ApiError::InvalidRequest(
-            "only status=pending can be listed".into(),
-        ));
-    }
+    let status = query.status;
     let query = PendingQuery {
         limit: query.limit,
         cursor: query.cursor,
     };
-    Ok(Json(approval::pending(&state, &caller, query).await?))
+    let page = match status.as_str() {
+        "pending" => approval::pending(&state, &caller, query).await?,
+        "needs_review" => approval::awaiting_review(&state, &caller, query).await?,
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "status must be `pending` or `needs_review`".into(),
+            ));
+        }
+    };
+    Ok(Json(page))
 }
 
 /// `GET /v1/access-requests/{id}`: for the requester, its approvers and administrators.

@@ -21,6 +21,10 @@ pub enum Event {
     },
     /// Nobody answered within `pending_ttl`.
     Expired,
+    /// The requester withdrew the request before it was decided.
+    Cancelled {
+        comment: String,
+    },
     /// A token was issued without approval and waits for review.
     BreakGlass {
         jti: String,
@@ -36,6 +40,7 @@ impl Event {
             Event::Approved { .. } => "request.approved",
             Event::Denied { .. } => "request.denied",
             Event::Expired => "request.expired",
+            Event::Cancelled { .. } => "request.cancelled",
             Event::BreakGlass { .. } => "break_glass",
         }
     }
@@ -47,6 +52,7 @@ impl Event {
             Event::Approved { .. } => "approved",
             Event::Denied { .. } => "denied",
             Event::Expired => "expired",
+            Event::Cancelled { .. } => "cancelled",
             Event::BreakGlass { .. } => "needs_review",
         }
     }
@@ -91,6 +97,7 @@ pub(super) fn json_body(
         Event::BreakGlass { jti, expires_at } => {
             json!({"token": {"jti": jti, "expires_at": rfc3339(*expires_at)}})
         }
+        Event::Cancelled { comment } => json!({"by": request.principal, "comment": comment}),
         Event::Pending | Event::Expired => Value::Null,
     };
     if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
@@ -176,6 +183,9 @@ pub(super) fn slack_body(event: &Event, request: &RequestRecord, ui_url: &str) -
             )
         }
         Event::Expired => format!(":zzz: *Expired* unanswered: {who}, {what}"),
+        Event::Cancelled { .. } => {
+            format!(":leftwards_arrow_with_hook: *Cancelled* by the requester: {who}, {what}")
+        }
         Event::BreakGlass { .. } => format!(
             ":rotating_light: *BREAK-GLASS*: {who} took {what} without approval; an administrator must review it"
         ),

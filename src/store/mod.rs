@@ -354,6 +354,16 @@ impl Store {
         on_database!(self, |db| db.pending_page(now, after, limit).await)
     }
 
+    /// Break-glass requests waiting for an administrator's review, oldest first, after
+    /// position `after`; each with its position, the cursor of the next page.
+    pub async fn review_page(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, StoredRequest)>, StoreError> {
+        on_database!(self, |db| db.review_page(after, limit).await)
+    }
+
     /// One request, as stored.
     pub async fn request(&self, id: &str) -> Result<Option<StoredRequest>, StoreError> {
         on_database!(self, |db| db.request(id).await)

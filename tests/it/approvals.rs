@@ -386,11 +386,26 @@ async fn break_glass_issues_at_once_and_waits_for_review() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["status"], "needs_review");
     assert_eq!(body["break_glass"], true);
+    assert_eq!(body["decision"], "escalate");
     let claims = server
         .verify(body["access_token"].as_str().unwrap(), "db-proxy")
         .await;
     assert!(claims.jit.approvers.is_empty());
     let id = body["request_id"].as_str().unwrap().to_owned();
+    // The audit trail and the metrics say what happened as the answer does.
+    let events = server.store_events().await;
+    let decided = events
+        .iter()
+        .find(|e| e.kind == "decision" && e.request_id.as_deref() == Some(id.as_str()))
+        .unwrap();
+    assert_eq!(decided.data["decision"], "escalate");
+    assert_eq!(decided.data["status"], "needs_review");
+    assert_eq!(decided.data["break_glass"], true);
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("jitgate_break_glass_total{action=\"write\"} 1\n"),
+        "{metrics}"
+    );
 
     // Asked where a policy does not allow it (two approvals, no break-glass): nothing changes.
     let carol = server.dev_token("carol", &["oncall", "dba"], true);
@@ -723,4 +738,124 @@ async fn the_pending_list_is_rate_limited() {
     }
     assert_eq!(statuses[..5], [StatusCode::OK; 5]);
     assert_eq!(statuses[5..], [StatusCode::TOO_MANY_REQUESTS; 3]);
+}
+
+/// The pending list shows each request as its own page does: the approvals given so far, and
+/// what approving grants (scopes, token lifetime) beside what was asked.
+#[tokio::test]
+async fn the_pending_list_shows_approvals_so_far_and_what_approving_grants() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let dora = server.dev_token("dora", &["dba"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&dora),
+            json!({"action": "admin", "resource": "Database::\"orders\"", "duration": "10m", "reason": "migration"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["request_id"].as_str().unwrap();
+    let erin = server.dev_token("erin", &["dba"], true);
+    let (status, _) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&erin),
+            json!({"comment": "first"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let frank = server.dev_token("frank", &["dba"], true);
+    let listed: Value = server
+        .get("/v1/access-requests?status=pending", Some(&frank))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = &listed["requests"][0];
+    let single: Value = server
+        .get(&format!("/v1/access-requests/{id}"), Some(&frank))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, &single, "the list and the request page disagree");
+    assert_eq!(listed["approvals"][0]["approver"], "User::\"erin\"");
+    assert_eq!(listed["approvals_required"], 2);
+    assert_eq!(listed["granted_scopes"], json!(["db:admin:orders"]));
+    assert_eq!(listed["duration_secs"], 600);
+    assert_eq!(listed["lifetime_secs"], 600);
+}
+
+/// Administrators list break-glass requests waiting for review; nobody else may.
+#[tokio::test]
+async fn administrators_list_break_glass_requests_awaiting_review() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = server
+            .post(
+                "/v1/access-requests",
+                Some(&alice),
+                json!({"action": "write", "resource": "Database::\"orders\"", "reason": "SEV1 outage", "break_glass": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(body["request_id"].as_str().unwrap().to_owned());
+    }
+    let listed = |token: String, query: &'static str| {
+        let server = &server;
+        async move {
+            let response = server
+                .get(
+                    &format!("/v1/access-requests?status=needs_review{query}"),
+                    Some(&token),
+                )
+                .await;
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    // Like the pending list, it holds what the caller may act on: nothing, for others.
+    let nothing = (StatusCode::OK, json!({"requests": [], "next": null}));
+    assert_eq!(listed(alice.clone(), "").await, nothing);
+    let dave = server.dev_token("dave", &["dba"], true);
+    assert_eq!(listed(dave, "").await, nothing);
+
+    let sam = server.dev_token("sam", &["security"], true);
+    let (status, first) = listed(sam.clone(), "&limit=2").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let page: Vec<&str> = first["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, [ids[0].as_str(), ids[1].as_str()]);
+    assert_eq!(first["requests"][0]["status"], "needs_review");
+    let next = first["next"].as_str().unwrap().to_owned();
+    let second = server
+        .get(
+            &format!("/v1/access-requests?status=needs_review&limit=2&cursor={next}"),
+            Some(&sam),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(second["requests"][0]["request_id"], ids[2].as_str());
+    assert_eq!(second["next"], Value::Null);
+
+    // Reviewed, it leaves the list.
+    let (status, _) = server
+        .post(
+            &format!("/v1/access-requests/{}/review", ids[0]),
+            Some(&sam),
+            json!({"comment": "outage confirmed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, after) = listed(sam, "").await;
+    assert_eq!(after["requests"].as_array().unwrap().len(), 2);
+    assert_eq!(listed(alice, "").await, nothing);
 }

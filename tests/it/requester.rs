@@ -168,9 +168,95 @@ async fn exit_codes_tell_issued_denied_pending_and_error_apart() {
 
     let (code, _, stderr) = finished(spawn(&server, &alice, &WRITE)).await;
     assert_eq!(code, 4, "{stderr}");
-    assert!(stderr.contains("run again with --wait"), "{stderr}");
+    assert!(
+        stderr.contains("without asking again): jitgate request --resume "),
+        "{stderr}"
+    );
 
     let (code, _, stderr) = finished(spawn(&server, "not-a-token", &read)).await;
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("the server refused the token"), "{stderr}");
+}
+
+/// The hint after a pending answer resumes waiting on that request, not a new one.
+#[tokio::test]
+async fn resume_waits_on_the_request_asked_earlier() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (code, _, stderr) = finished(spawn(&server, &alice, &WRITE)).await;
+    assert_eq!(code, 4, "{stderr}");
+    let id = pending_id(&server, &dave).await;
+    assert!(stderr.contains(&format!("--resume {id}")), "{stderr}");
+
+    let running = spawn(&server, &alice, &["--resume", &id]);
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({"comment": "ok"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (code, stdout, stderr) = finished(running).await;
+    assert_eq!(code, 0, "{stderr}");
+    let claims = server.verify(stdout.trim(), "db-proxy").await;
+    assert_eq!(claims.jit.request_id, id);
+    // One request in all: resuming asked nothing new.
+    assert_eq!(server.count_events("decision").await, 1);
+
+    // --resume is only a wait: it takes none of the asking options.
+    let (code, _, stderr) = finished(spawn(
+        &server,
+        &alice,
+        &["--resume", &id, "--action", "write"],
+    ))
+    .await;
+    assert_eq!(code, 2, "clap's usage error: {stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}
+
+/// `--context` reaches the policies as typed, and `--break-glass` skips the approvals.
+#[tokio::test]
+async fn context_and_break_glass_reach_the_server() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let (code, stdout, stderr) = finished(spawn(
+        &server,
+        &alice,
+        &[
+            &WRITE[..],
+            &["--context", "ticket=INC-42", "--break-glass", "--json"],
+        ]
+        .concat(),
+    ))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let issued: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(issued["status"], "needs_review");
+    assert_eq!(issued["break_glass"], true);
+    let id = issued["request_id"].as_str().unwrap();
+    let stored = server.store().await.request(id).await.unwrap().unwrap();
+    assert_eq!(stored.record.context["ticket"], "INC-42");
+
+    // A context value of the wrong type is the server's 400, named.
+    let (code, _, stderr) = finished(spawn(
+        &server,
+        &alice,
+        &[&WRITE[..], &["--context", "ticket:=7"]].concat(),
+    ))
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("400 Bad Request: context") && stderr.contains("is not valid"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = finished(spawn(
+        &server,
+        &alice,
+        &[&WRITE[..], &["--context", "no-equals-sign"]].concat(),
+    ))
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("KEY=VALUE"), "{stderr}");
 }

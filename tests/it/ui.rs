@@ -291,6 +291,7 @@ async fn an_approver_signs_in_and_approves_in_chromium() {
         "write",
         "Database::\"orders\"",
         reason,
+        "db:write:orders for 5 min",
         "0 / 1",
     ] {
         assert!(shown.contains(part), "row {shown:?} lacks {part:?}");
@@ -305,6 +306,15 @@ async fn an_approver_signs_in_and_approves_in_chromium() {
         history.contains("requested by User::\"alice\""),
         "{history}"
     );
+    // What approving grants, before the approver decides.
+    let fields = browser.text("#detail-fields").await;
+    for part in [
+        "Scopes granted\ndb:write:orders",
+        "Duration asked\n(the policies' default)",
+        "Token lifetime\n5 min",
+    ] {
+        assert!(fields.contains(part), "{fields:?} lacks {part:?}");
+    }
     browser.type_into("#comment", "approved from the UI").await;
     browser.click("#approve").await;
     browser
@@ -334,5 +344,51 @@ async fn an_approver_signs_in_and_approves_in_chromium() {
     assert_eq!(seen["status"], "approved");
     assert_eq!(seen["approvals"][0]["approver"], "User::\"dave\"");
     assert_eq!(seen["approvals"][0]["comment"], "approved from the UI");
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn an_administrator_reviews_break_glass_access_in_chromium() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "write", "resource": "Database::\"orders\"", "reason": "SEV1 outage", "break_glass": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["request_id"].as_str().unwrap().to_owned();
+
+    browser.goto(&format!("{}/ui", server.base)).await;
+    browser
+        .type_into("#token", &server.dev_token("sam", &["security"], true))
+        .await;
+    browser.click("#sign-in").await;
+    let row = format!("#awaiting-review tr[data-request-id=\"{id}\"]");
+    let shown = browser.wait_text(&row, |s| s.contains("SEV1 outage")).await;
+    assert!(shown.contains("db:write:orders for 5 min"), "{shown:?}");
+    browser.click(&format!("{row} button.open")).await;
+    browser
+        .wait_text("#detail-status", |s| s == "needs_review")
+        .await;
+    browser
+        .type_into("#review-comment", "outage confirmed")
+        .await;
+    browser.click("#mark-reviewed").await;
+    browser
+        .wait_text("#detail-status", |s| s == "reviewed")
+        .await;
+    // Nothing left to review: the section is gone.
+    assert_eq!(
+        browser
+            .script("return document.getElementById('review-section').hidden")
+            .await,
+        true
+    );
     browser.quit().await;
 }

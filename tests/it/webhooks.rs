@@ -313,7 +313,7 @@ async fn every_event_reaches_the_hooks_that_want_it() {
     let alice = server.dev_token("alice", &["oncall"], true);
     let write = json!({"action": "write", "resource": "Database::\"orders\"", "reason": "INC-7"});
     let mut ids = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let (status, body) = server
             .post("/v1/access-requests", Some(&alice), write.clone())
             .await;
@@ -326,6 +326,14 @@ async fn every_event_reaches_the_hooks_that_want_it() {
             &format!("/v1/access-requests/{}/deny", ids[0]),
             Some(&dave),
             json!({"comment": "use the runbook"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server
+        .post(
+            &format!("/v1/access-requests/{}/cancel", ids[2]),
+            Some(&alice),
+            json!({"comment": "fixed by a restart"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -354,7 +362,7 @@ async fn every_event_reaches_the_hooks_that_want_it() {
             })
             .collect()
     };
-    wait_for(&inbox, 6, |_| true).await;
+    wait_for(&inbox, 8, |_| true).await;
     let mut events = json_events(&inbox);
     events.sort();
     let mut expected = vec![
@@ -362,6 +370,8 @@ async fn every_event_reaches_the_hooks_that_want_it() {
         ("request.pending".to_owned(), ids[1].clone()),
         ("request.denied".to_owned(), ids[0].clone()),
         ("request.expired".to_owned(), ids[1].clone()),
+        ("request.pending".to_owned(), ids[2].clone()),
+        ("request.cancelled".to_owned(), ids[2].clone()),
         ("break_glass".to_owned(), glass_id.clone()),
     ];
     expected.sort();
@@ -384,6 +394,14 @@ async fn every_event_reaches_the_hooks_that_want_it() {
     let body: Value = serde_json::from_str(&glass.body).unwrap();
     assert_eq!(body["request"]["status"], "needs_review");
     assert!(body["token"]["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    let cancelled = received
+        .iter()
+        .find(|d| d.path == "/json" && d.body.contains("\"request.cancelled\""))
+        .unwrap();
+    let body: Value = serde_json::from_str(&cancelled.body).unwrap();
+    assert_eq!(body["request"]["status"], "cancelled");
+    assert_eq!(body["by"], "User::\"alice\"");
+    assert_eq!(body["comment"], "fixed by a restart");
     receiver.stop().await;
 }
 

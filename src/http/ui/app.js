@@ -54,6 +54,12 @@ function age(created) {
   return (seconds / 3600).toFixed(1) + " h";
 }
 
+function duration(seconds) {
+  if (seconds < 120) return seconds + " s";
+  if (seconds < 7200) return Math.round(seconds / 60) + " min";
+  return (seconds / 3600).toFixed(1) + " h";
+}
+
 function riskText(risk) {
   const names = (risk.signals || []).map((s) => s.name + " +" + s.score);
   return risk.score + (names.length ? " (" + names.join(", ") + ")" : "");
@@ -97,7 +103,7 @@ async function signIn() {
 
 async function start() {
   try {
-    await loadPending(true);
+    await refresh();
   } catch (e) {
     say(e.message, true);
     return;
@@ -126,6 +132,7 @@ async function loadPending(fresh) {
       element("td", request.action),
       element("td", request.resource),
       element("td", request.reason, "reason"),
+      element("td", (request.granted_scopes || []).join(" ") + " for " + duration(request.lifetime_secs)),
       element("td", riskText(request.risk), request.risk.score >= 50 ? "risk-high" : ""),
       element("td", approvalsCount(request)),
       element("td", age(request.created_at)),
@@ -142,6 +149,38 @@ async function loadPending(fresh) {
   $("pending-empty").hidden = body.rows.length > 0;
 }
 
+// Break-glass requests awaiting review: the server lists them to administrators only, so
+// the section shows only when there is something for this caller to review.
+async function loadReview() {
+  const page = await api("GET", "/v1/access-requests?status=needs_review&limit=50");
+  const body = $("awaiting-review").tBodies[0];
+  body.replaceChildren();
+  for (const request of page.requests) {
+    const row = element("tr");
+    row.dataset.requestId = request.request_id;
+    row.append(
+      element("td", request.requester),
+      element("td", request.action),
+      element("td", request.resource),
+      element("td", request.reason, "reason"),
+      element("td", (request.granted_scopes || []).join(" ") + " for " + duration(request.lifetime_secs)),
+      element("td", age(request.created_at)),
+    );
+    const open = element("button", "Open", "small open");
+    open.addEventListener("click", () => openRequest(request.request_id));
+    const cell = element("td");
+    cell.append(open);
+    row.append(cell);
+    body.append(row);
+  }
+  $("review-section").hidden = body.rows.length === 0;
+}
+
+async function refresh() {
+  await loadPending(true);
+  await loadReview();
+}
+
 function showRequest(request) {
   openId = request.request_id;
   $("detail").hidden = false;
@@ -153,7 +192,10 @@ function showRequest(request) {
     ["Requester", request.requester],
     ["Action", request.action],
     ["Resource", request.resource],
-    ["Scopes", (request.scopes || []).join(" ") || "(what the policies grant)"],
+    ["Scopes asked", (request.scopes || []).join(" ") || "(what the policies grant)"],
+    ["Scopes granted", request.granted_scopes ? request.granted_scopes.join(" ") || "(none)" : "-"],
+    ["Duration asked", request.duration_secs ? duration(request.duration_secs) : "(the policies' default)"],
+    ["Token lifetime", duration(request.lifetime_secs)],
     ["Reason", request.reason],
     ["Risk", riskText(request.risk)],
     ["Policies", (request.policies || []).join(", ")],
@@ -173,12 +215,31 @@ function showRequest(request) {
     history.append(element("li", when + ": " + verb + " by " + answer.approver + comment));
   }
   $("decide").hidden = request.status !== "pending";
+  $("review").hidden = request.status !== "needs_review";
 }
 
 async function openRequest(id) {
   try {
     showRequest(await api("GET", "/v1/access-requests/" + encodeURIComponent(id)));
     say("");
+  } catch (e) {
+    say(e.message, true);
+  }
+}
+
+async function markReviewed() {
+  if (!openId) return;
+  const id = openId;
+  try {
+    const request = await api(
+      "POST",
+      "/v1/access-requests/" + encodeURIComponent(id) + "/review",
+      { comment: $("review-comment").value },
+    );
+    $("review-comment").value = "";
+    showRequest(request);
+    say("Reviewed " + id + ".");
+    await loadReview();
   } catch (e) {
     say(e.message, true);
   }
@@ -205,7 +266,8 @@ async function answer(decision) {
 document.addEventListener("DOMContentLoaded", () => {
   $("sign-in").addEventListener("click", signIn);
   $("sign-out").addEventListener("click", signOut);
-  $("refresh").addEventListener("click", () => loadPending(true).catch((e) => say(e.message, true)));
+  $("refresh").addEventListener("click", () => refresh().catch((e) => say(e.message, true)));
+  $("mark-reviewed").addEventListener("click", markReviewed);
   $("more").addEventListener("click", () => loadPending(false).catch((e) => say(e.message, true)));
   $("approve").addEventListener("click", () => answer("approve"));
   $("deny").addEventListener("click", () => answer("deny"));
@@ -219,7 +281,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (fromLink && token()) openRequest(decodeURIComponent(fromLink[1]));
   });
   setInterval(() => {
-    if (token() && !$("app").hidden) loadPending(true).catch(() => {});
+    if (token() && !$("app").hidden) refresh().catch(() => {});
   }, 15000);
   if (token()) start();
 });

@@ -38,6 +38,7 @@ macro_rules! suite {
             standing_counts_denials_and_sources,
             tokens_are_found_by_jti_request_subject_and_key,
             pending_requests_page_by_position,
+            requests_awaiting_review_page_by_position,
             audit_pages_filter_and_continue,
             expired_pending_lists_oldest_first,
             the_outbox_delivers_retries_and_forgets,

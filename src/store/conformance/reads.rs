@@ -337,6 +337,34 @@ pub(crate) async fn pending_requests_page_by_position(store: &Store) {
     );
 }
 
+pub(crate) async fn requests_awaiting_review_page_by_position(store: &Store) {
+    for id in ["b1", "b2", "b3"] {
+        let mut record = request(id);
+        record.status = "needs_review".into();
+        store
+            .write(vec![Write::Request(Box::new(record))])
+            .await
+            .unwrap();
+    }
+    store.write(vec![pending("p1", 1, 3000)]).await.unwrap();
+    store
+        .write(vec![Write::SetStatus {
+            id: "b2".into(),
+            status: "reviewed".into(),
+            at: 1200,
+        }])
+        .await
+        .unwrap();
+    let ids = |page: &[(i64, StoredRequest)]| -> Vec<String> {
+        page.iter().map(|(_, r)| r.record.id.clone()).collect()
+    };
+    let first = store.review_page(0, 1).await.unwrap();
+    assert_eq!(ids(&first), ["b1"]);
+    let rest = store.review_page(first[0].0, 10).await.unwrap();
+    assert_eq!(ids(&rest), ["b3"]);
+    assert!(store.review_page(rest[0].0, 10).await.unwrap().is_empty());
+}
+
 pub(crate) async fn audit_pages_filter_and_continue(store: &Store) {
     let event = |request_id: &str, subject: &str, kind: &str, at: i64| {
         Write::Audit(AuditRecord {

@@ -329,6 +329,27 @@ impl Postgres {
             .collect()
     }
 
+    pub(in crate::store) async fn review_page(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, StoredRequest)>, StoreError> {
+        let rows = self
+            .rows(
+                concat!(
+                    "SELECT ",
+                    request_columns!(),
+                    ", pos FROM access_requests WHERE status = 'needs_review' \
+                     AND pos > $1 ORDER BY pos LIMIT $2"
+                ),
+                &[&after, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(22)?, stored_request(row)?)))
+            .collect()
+    }
+
     pub(in crate::store) async fn request(
         &self,
         id: &str,

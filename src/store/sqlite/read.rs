@@ -463,6 +463,24 @@ impl Sqlite {
         .await
     }
 
+    pub(in crate::store) async fn review_page(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, StoredRequest)>, StoreError> {
+        self.rows(
+            concat!(
+                "SELECT ",
+                request_columns!(),
+                ", rowid FROM access_requests WHERE status = 'needs_review' \
+                 AND rowid > ? ORDER BY rowid LIMIT ?"
+            ),
+            [after, limit],
+            |row| Ok((row.get(22)?, stored_request(row)?)),
+        )
+        .await
+    }
+
     pub(in crate::store) async fn request(
         &self,
         id: &str,
