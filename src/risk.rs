@@ -249,6 +249,7 @@ mod tests {
             trusted_networks: vec!["10.0.0.0/8".parse().unwrap()],
             outside_network: Some(30),
             no_mfa: Some(20),
+            no_mfa_for_api_keys: false,
             off_hours: Some(OffHoursConfig {
                 start: 20,
                 end: 7,

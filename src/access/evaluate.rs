@@ -187,7 +187,8 @@ pub(super) async fn risk_for(
         risk_config,
         &Observations {
             source_ip,
-            mfa: caller.mfa,
+            // A service has no second factor to show; it is not penalised for it unless asked.
+            mfa: caller.mfa || (caller.api_key && !risk_config.no_mfa_for_api_keys),
             hour,
             recent_denials: standing.recent_denials,
             requests_last_minute,

@@ -46,6 +46,7 @@ pub(super) fn user(id: &str, groups: &[&str]) -> Caller {
         principal: EntityRef::new("User", id),
         groups: groups.iter().map(|g| EntityRef::new("Group", *g)).collect(),
         mfa: true,
+        api_key: false,
         client_id: "tests".into(),
     }
 }

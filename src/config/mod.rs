@@ -286,7 +286,14 @@ pub struct TrustedIssuerConfig {
     pub algorithms: Vec<String>,
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
-    /// Put before `sub` (e.g. `"partner|"`), so that this issuer's users are not another's.
+    /// The claim that names the user (default `sub`; e.g. `email` for an IdP whose `sub` is
+    /// opaque). A token without it is refused.
+    #[serde(default = "default_principal_claim")]
+    pub principal_claim: String,
+    /// The `amr` entries (or the `acr` value) that mean a second factor was used.
+    #[serde(default = "default_mfa_values")]
+    pub mfa_values: Vec<String>,
+    /// Put before the principal (e.g. `"partner|"`), so that this issuer's users are not another's.
     #[serde(default)]
     pub principal_prefix: String,
     /// The groups this issuer may assert, exact names or patterns with `*` (`"partner-*"`);
@@ -325,6 +332,17 @@ fn glob_matches(pattern: &str, text: &str) -> bool {
         }
     }
     rest.ends_with(last)
+}
+
+fn default_principal_claim() -> String {
+    "sub".into()
+}
+
+/// RFC 8176's methods that are a second factor, or prove possession of a key.
+pub const DEFAULT_MFA_VALUES: [&str; 4] = ["mfa", "otp", "hwk", "pop"];
+
+fn default_mfa_values() -> Vec<String> {
+    DEFAULT_MFA_VALUES.map(str::to_owned).to_vec()
 }
 
 fn default_groups_claim() -> String {
@@ -367,7 +385,11 @@ pub struct RiskConfig {
     pub trusted_networks: Vec<IpNet>,
     /// Weight when the source is outside `trusted_networks`.
     pub outside_network: Option<u32>,
+    /// Weight when the caller signed in without a second factor. API-key callers (services)
+    /// have no second factor to show; they count as without one only with
+    /// `no_mfa_for_api_keys = true`.
     pub no_mfa: Option<u32>,
+    pub no_mfa_for_api_keys: bool,
     pub off_hours: Option<OffHoursConfig>,
     pub recent_denials: Option<RecentDenialsConfig>,
     pub request_rate: Option<RequestRateConfig>,
@@ -717,6 +739,12 @@ impl Config {
             }
             if !issuer.jwks.starts_with("https://") && !issuer.jwks.starts_with("file://") {
                 return Err(invalid(key("jwks"), "must be an https:// or file:// URL"));
+            }
+            if issuer.principal_claim.trim().is_empty() {
+                return Err(invalid(key("principal_claim"), "must not be empty"));
+            }
+            if issuer.mfa_values.iter().any(|v| v.trim().is_empty()) {
+                return Err(invalid(key("mfa_values"), "a value must not be empty"));
             }
             if let Some(patterns) = &issuer.allowed_groups
                 && patterns.iter().any(|p| p.trim().is_empty())

@@ -109,6 +109,7 @@ async fn stripped(
         principal: request.principal.clone(),
         groups: request.groups.clone(),
         mfa: body.mfa,
+        api_key: false,
         client_id: "bench".into(),
     };
     let resource = request.resource.to_string();

@@ -32,8 +32,6 @@ pub const DEV_AUDIENCE: &str = "jitgate";
 pub const DEV_TYP: &str = "jitgate-dev+jwt";
 /// API keys start with this.
 pub const API_KEY_PREFIX: &str = "jg_";
-/// `amr` values that mean a second factor was used.
-const MFA_METHODS: [&str; 4] = ["mfa", "otp", "hwk", "pop"];
 /// Unknown `kid`s make an issuer's JWKS be read again at most this often.
 const JWKS_REFRESH_EVERY: Duration = Duration::from_secs(30);
 /// A JWKS is read again after this long even when every `kid` is known, so a key the issuer
@@ -55,6 +53,8 @@ pub struct Caller {
     pub principal: EntityRef,
     pub groups: Vec<EntityRef>,
     pub mfa: bool,
+    /// Authenticated with an API key (a service), not with a person's identity token.
+    pub api_key: bool,
     /// The client the caller used: the API key's name, or the token's `azp`/`client_id`.
     pub client_id: String,
 }
@@ -303,6 +303,7 @@ impl ApiKey {
             principal: self.principal.clone(),
             groups: self.groups.clone(),
             mfa: false,
+            api_key: true,
             client_id: self.name.clone(),
         }
     }
@@ -316,13 +317,32 @@ fn expiry(claims: &Map<String, Value>) -> Result<u64, Rejection> {
         .ok_or(Rejection::Malformed)
 }
 
-/// The caller described by verified identity claims.
-fn caller_from_claims(claims: &Map<String, Value>, groups_claim: &str, issuer: &str) -> Caller {
-    let sub = claims
-        .get("sub")
+/// Which claims say who the caller is (`[[identity.issuers]]`).
+struct ClaimMapping<'a> {
+    principal: &'a str,
+    groups: &'a str,
+    mfa_values: &'a [String],
+}
+
+/// The caller described by verified identity claims; `None` without the principal claim.
+fn caller_from_claims(
+    claims: &Map<String, Value>,
+    mapping: &ClaimMapping<'_>,
+    issuer: &str,
+) -> Option<Caller> {
+    let Some(id) = claims
+        .get(mapping.principal)
         .and_then(Value::as_str)
-        .unwrap_or_default();
-    let groups = match claims.get(groups_claim) {
+        .filter(|id| !id.is_empty())
+    else {
+        tracing::warn!(
+            issuer,
+            claim = mapping.principal,
+            "an identity token without its principal claim is refused"
+        );
+        return None;
+    };
+    let groups = match claims.get(mapping.groups) {
         Some(Value::Array(items)) => items
             .iter()
             .filter_map(Value::as_str)
@@ -331,24 +351,27 @@ fn caller_from_claims(claims: &Map<String, Value>, groups_claim: &str, issuer: &
         Some(Value::String(one)) => vec![EntityRef::new("Group", one.as_str())],
         _ => Vec::new(),
     };
-    let mfa = match claims.get("amr") {
-        Some(Value::Array(methods)) => methods
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|m| MFA_METHODS.contains(&m)),
+    let second_factor = |value: &str| mapping.mfa_values.iter().any(|m| m == value);
+    let amr = match claims.get("amr") {
+        Some(Value::Array(methods)) => methods.iter().filter_map(Value::as_str).any(second_factor),
         _ => false,
     };
+    let acr = claims
+        .get("acr")
+        .and_then(Value::as_str)
+        .is_some_and(second_factor);
     let client_id = ["azp", "client_id"]
         .iter()
         .find_map(|k| claims.get(*k).and_then(Value::as_str))
         .unwrap_or(issuer)
         .to_owned();
-    Caller {
-        principal: EntityRef::new("User", sub),
+    Some(Caller {
+        principal: EntityRef::new("User", id),
         groups,
-        mfa,
+        mfa: amr || acr,
+        api_key: false,
         client_id,
-    }
+    })
 }
 
 /// The dev issuer: an ES256 key in `data_dir/dev-issuer/`, trusted while enabled.
@@ -413,10 +436,15 @@ impl DevIssuer {
             .find(|k| k.kid == header.kid)
             .ok_or(Rejection::UnknownKey)?;
         let claims = jwt::verify(token, &header, &key.public, &expected, now)?;
-        Ok((
-            caller_from_claims(&claims, "groups", DEV_ISSUER),
-            expiry(&claims)?,
-        ))
+        let mfa_values = crate::config::DEFAULT_MFA_VALUES.map(str::to_owned);
+        let mapping = ClaimMapping {
+            principal: "sub",
+            groups: "groups",
+            mfa_values: &mfa_values,
+        };
+        let caller =
+            caller_from_claims(&claims, &mapping, DEV_ISSUER).ok_or(Rejection::Malformed)?;
+        Ok((caller, expiry(&claims)?))
     }
 }
 
@@ -507,8 +535,13 @@ impl TrustedIssuer {
             }
         };
         let claims = jwt::verify(token, &header, &key, &expected, now)?;
-        let mut caller =
-            caller_from_claims(&claims, &self.config.groups_claim, &self.config.issuer);
+        let mapping = ClaimMapping {
+            principal: &self.config.principal_claim,
+            groups: &self.config.groups_claim,
+            mfa_values: &self.config.mfa_values,
+        };
+        let mut caller = caller_from_claims(&claims, &mapping, &self.config.issuer)
+            .ok_or(Rejection::Malformed)?;
         // This issuer speaks for its own users and the groups it is trusted with, no others.
         caller.principal.id = format!("{}{}", self.config.principal_prefix, caller.principal.id);
         caller.groups.retain(|g| self.config.allows_group(&g.id));

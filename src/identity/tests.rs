@@ -46,6 +46,10 @@ async fn fixture() -> Fixture {
         jwks: format!("file://{}", jwks_path.display()),
         algorithms: vec!["ES256".into()],
         groups_claim: "roles".into(),
+        principal_claim: "sub".into(),
+        mfa_values: crate::config::DEFAULT_MFA_VALUES
+            .map(str::to_owned)
+            .to_vec(),
         principal_prefix: String::new(),
         allowed_groups: None,
     });
@@ -459,6 +463,10 @@ async fn a_jwks_with_a_symmetric_key_is_refused() {
         jwks: format!("file://{}", path.display()),
         algorithms: vec!["RS256".into()],
         groups_claim: "groups".into(),
+        principal_claim: "sub".into(),
+        mfa_values: crate::config::DEFAULT_MFA_VALUES
+            .map(str::to_owned)
+            .to_vec(),
         principal_prefix: String::new(),
         allowed_groups: None,
     });
@@ -537,6 +545,10 @@ fn idp_config(dir: &std::path::Path, jwks: &str) -> Config {
         jwks: jwks.into(),
         algorithms: vec!["ES256".into()],
         groups_claim: "groups".into(),
+        principal_claim: "sub".into(),
+        mfa_values: crate::config::DEFAULT_MFA_VALUES
+            .map(str::to_owned)
+            .to_vec(),
         principal_prefix: String::new(),
         allowed_groups: None,
     });

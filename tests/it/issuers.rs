@@ -42,6 +42,10 @@ impl Idp {
                 jwks: format!("file://{}", jwks_path.display()),
                 algorithms: vec!["ES256".into()],
                 groups_claim: "groups".into(),
+                principal_claim: "sub".into(),
+                mfa_values: jitgate::config::DEFAULT_MFA_VALUES
+                    .map(str::to_owned)
+                    .to_vec(),
                 principal_prefix: String::new(),
                 allowed_groups: None,
             },
@@ -49,13 +53,19 @@ impl Idp {
     }
 
     fn token(&self, sub: &str, groups: &[&str]) -> String {
+        self.token_with(json!({"sub": sub, "groups": groups, "amr": ["pwd", "otp"]}))
+    }
+
+    /// A token of this issuer with `claims` beside `iss`, `aud`, `iat` and `exp`.
+    fn token_with(&self, mut claims: Value) -> String {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         let now = unix_now();
-        let claims = json!({
-            "iss": self.issuer, "aud": "jitgate", "sub": sub, "iat": now, "exp": now + 300,
-            "groups": groups, "amr": ["pwd", "otp"],
-        });
+        let fields = claims.as_object_mut().unwrap();
+        fields.insert("iss".into(), json!(self.issuer));
+        fields.insert("aud".into(), json!("jitgate"));
+        fields.insert("iat".into(), json!(now));
+        fields.insert("exp".into(), json!(now + 300));
         jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
     }
 }
@@ -175,4 +185,71 @@ fn check_warns_when_two_issuers_can_name_the_same_principal() {
         issuer("partner", "partner|")
     ));
     assert!(!distinct.contains("warning"), "{distinct}");
+}
+
+/// An IdP whose `sub` is opaque names its users by `email`, and says MFA in `acr`.
+#[tokio::test]
+async fn an_issuer_maps_its_own_principal_claim_and_mfa_values() {
+    const MULTI_FACTOR: &str = "http://schemas.openid.net/pape/policies/2007/06/multi-factor";
+    let pack = TempPack::shipped();
+    let mut entra = Idp::new(pack.dir.path(), "entra");
+    entra.config.principal_claim = "email".into();
+    entra.config.mfa_values = vec![MULTI_FACTOR.into(), "mfa".into()];
+    let issuers = vec![entra.config.clone()];
+    let server = TestServer::start(pack, move |c: &mut Config| {
+        c.identity.issuers = issuers;
+    })
+    .await;
+    // A production read needs MFA (deny-prod-without-mfa).
+    let read = json!({"action": "read", "resource": "Database::\"orders\"", "reason": "INC-1"});
+    let with_acr = entra.token_with(json!({
+        "sub": "00u1a2b3c4", "email": "alice@example.com", "groups": ["oncall"], "acr": MULTI_FACTOR,
+    }));
+    let (status, body) = server
+        .post("/v1/access-requests", Some(&with_acr), read.clone())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let claims = server
+        .verify(body["access_token"].as_str().unwrap(), "db-proxy")
+        .await;
+    assert_eq!(claims.jit.principal, "User::\"alice@example.com\"");
+
+    // `otp` is not one of this issuer's MFA values: no second factor, denied.
+    let otp_only = entra.token_with(json!({
+        "sub": "00u1a2b3c4", "email": "alice@example.com", "groups": ["oncall"], "amr": ["pwd", "otp"],
+    }));
+    let (status, body) = server
+        .post("/v1/access-requests", Some(&otp_only), read.clone())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["policies"], json!(["deny-prod-without-mfa"]), "{body}");
+
+    // Without the principal claim the token names nobody: refused.
+    let no_email =
+        entra.token_with(json!({"sub": "00u1a2b3c4", "groups": ["oncall"], "amr": ["mfa"]}));
+    let (status, body) = server
+        .post("/v1/access-requests", Some(&no_email), read)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+/// A service's API key has no second factor to show: `no_mfa` does not count against it
+/// unless `no_mfa_for_api_keys` says so.
+#[tokio::test]
+async fn services_are_not_penalised_for_mfa_unless_configured() {
+    let deploy = json!({"action": "deploy", "resource": "Host::\"web-1\"", "reason": "release 42"});
+    for (for_api_keys, expected_score) in [(false, 0), (true, 80)] {
+        let server = TestServer::start(TempPack::shipped(), |c| {
+            c.risk.no_mfa = Some(80);
+            c.risk.no_mfa_for_api_keys = for_api_keys;
+        })
+        .await;
+        let (status, body) = server
+            .post("/v1/decisions", Some("jg_deploy-secret"), deploy.clone())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["risk"]["score"], expected_score, "{body}");
+        let expected = if for_api_keys { "deny" } else { "allow" };
+        assert_eq!(body["decision"], expected, "{body}");
+    }
 }
