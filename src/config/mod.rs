@@ -91,6 +91,7 @@ pub struct Config {
     pub risk: RiskConfig,
     pub rate_limit: RateLimitConfig,
     pub http: HttpConfig,
+    pub ui: UiConfig,
     pub webhooks: Vec<WebhookConfig>,
     /// Set by `jitgate serve --bench-…` flags in a `bench` build; never read from a file.
     #[cfg(feature = "bench")]
@@ -133,6 +134,7 @@ impl Default for Config {
             risk: RiskConfig::default(),
             rate_limit: RateLimitConfig::default(),
             http: HttpConfig::default(),
+            ui: UiConfig::default(),
             webhooks: Vec::new(),
             #[cfg(feature = "bench")]
             bench: BenchSwitches::default(),
@@ -375,6 +377,26 @@ impl fmt::Debug for ApiKeyConfig {
             .field("groups", &self.groups)
             .field("jwks", &self.jwks)
             .finish_non_exhaustive()
+    }
+}
+
+/// The approver UI as people reach it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// The UI's address as people open it (behind a proxy, say), which every notification links
+    /// to; default: `issuer` followed by `/ui/`.
+    pub public_url: Option<String>,
+}
+
+impl Config {
+    /// The link to request `id`'s page in the UI.
+    pub fn request_page(&self, id: &str) -> String {
+        let base = match &self.ui.public_url {
+            Some(url) => url.clone(),
+            None => format!("{}/ui/", self.issuer.trim_end_matches('/')),
+        };
+        format!("{base}#request={id}")
     }
 }
 
@@ -701,6 +723,15 @@ impl Config {
         }
         if self.default_audience.trim().is_empty() {
             return Err(invalid("default_audience", "must not be empty"));
+        }
+        if let Some(url) = &self.ui.public_url {
+            let web = url.starts_with("https://") || url.starts_with("http://");
+            if !web || url.contains('#') || url.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "ui.public_url",
+                    "must be an http(s) URL without a fragment, e.g. https://jitgate.example.com/ui/",
+                ));
+            }
         }
         if jiff::tz::TimeZone::get(&self.time_zone).is_err() {
             return Err(invalid(

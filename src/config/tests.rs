@@ -148,6 +148,18 @@ fn errors_name_the_key() {
     let cases: &[Case] = &[
         ("lisen = \"x\"", &[], "lisen", "unknown field `lisen`"),
         (
+            "[ui]\npublic_url = \"jitgate.example.com/ui\"",
+            &[],
+            "ui.public_url",
+            "must be an http(s) URL",
+        ),
+        (
+            "[[identity.issuers]]\nissuer = \"https://idp\"\naudience = \"a\"\njwks = \"https://idp/jwks\"\nalgorithms = [\"ES256\"]\nprincipal_claim = \"\"",
+            &[],
+            "identity.issuers[0].principal_claim",
+            "must not be empty",
+        ),
+        (
             "[policy]\ndirs = \"x\"",
             &[],
             "policy.dirs",

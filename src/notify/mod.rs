@@ -152,7 +152,8 @@ impl Notifier {
             .map_err(|e| NotifyError::Client(e.to_string()))?;
         Ok(Arc::new(Self {
             hooks,
-            ui_url: format!("{}/ui/#request=", config.issuer.trim_end_matches('/')),
+            // The request pages' common start; each link appends its request's id.
+            ui_url: config.request_page(""),
             client,
             wake: tokio::sync::Notify::new(),
         }))

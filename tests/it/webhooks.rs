@@ -457,3 +457,25 @@ async fn a_requesters_text_cannot_add_lines_formatting_or_links_to_slack() {
     assert_eq!(body["unfurl_links"], false);
     receiver.stop().await;
 }
+
+/// Behind a proxy, notifications link to the address people open the UI at.
+#[tokio::test]
+async fn notifications_link_to_the_public_ui_address() {
+    let inbox = Inbox::default();
+    let receiver = Receiver::start("127.0.0.1:0", inbox.clone()).await;
+    let server = TestServer::start(TempPack::shipped(), |c| {
+        c.webhooks = hooks(receiver.addr);
+        c.ui.public_url = Some("https://jitgate.example.com/approvals/".into());
+    })
+    .await;
+    let id = ask_to_write(&server, "INC-42").await;
+    wait_for(&inbox, 2, |_| true).await;
+    let received = inbox.lock().unwrap().clone();
+    let page = format!("https://jitgate.example.com/approvals/#request={id}");
+    let json_hook = received.iter().find(|d| d.path == "/json").unwrap();
+    let body: Value = serde_json::from_str(&json_hook.body).unwrap();
+    assert_eq!(body["request"]["url"], json!(page));
+    let slack = received.iter().find(|d| d.path == "/slack").unwrap();
+    assert!(slack.body.contains(&format!("<{page}|")), "{}", slack.body);
+    receiver.stop().await;
+}
