@@ -27,6 +27,7 @@ pub mod mint;
 pub mod poll;
 mod readiness;
 pub mod refusal;
+pub mod requestable;
 pub mod revocation;
 mod status;
 pub mod trail;

@@ -63,6 +63,10 @@ pub trait Engine {
     /// (`==`) and grant every scope of `scopes` to `principal_id`, each once: how an OAuth
     /// client asking by `scope` alone is understood (it is, only when there is exactly one).
     fn targets_granting(&self, scopes: &[String], principal_id: &str) -> Vec<(String, EntityRef)>;
+
+    /// The resources `action` may be asked for, sorted: the known entities of the types the
+    /// action applies to. Empty for an action that is not requestable.
+    fn requestable_resources(&self, action: &str) -> Vec<EntityRef>;
 }
 
 /// The engine a reload swaps in and out is shared: `decide(&current, …)`.
@@ -85,5 +89,9 @@ impl<E: Engine + ?Sized> Engine for Arc<E> {
 
     fn targets_granting(&self, scopes: &[String], principal_id: &str) -> Vec<(String, EntityRef)> {
         E::targets_granting(self, scopes, principal_id)
+    }
+
+    fn requestable_resources(&self, action: &str) -> Vec<EntityRef> {
+        E::requestable_resources(self, action)
     }
 }

@@ -79,6 +79,10 @@ impl Engine for Fake {
     fn targets_granting(&self, _: &[String], _: &str) -> Vec<(String, EntityRef)> {
         Vec::new()
     }
+
+    fn requestable_resources(&self, _: &str) -> Vec<EntityRef> {
+        Vec::new()
+    }
 }
 
 fn permit(id: &str, scopes: &str) -> Policy {

@@ -1,5 +1,6 @@
-//! `POST /v1/access-requests` and `POST /v1/decisions` (the dry run): the body read as
-//! DESIGN §3 gives it, handed to the core ([`crate::access::ask`]).
+//! `POST /v1/access-requests`, `POST /v1/decisions` (the dry run) and `GET /v1/requestable`:
+//! the body read as DESIGN §3 gives it, handed to the core ([`crate::access::ask`],
+//! [`crate::access::requestable`]).
 
 use std::time::Duration;
 
@@ -11,10 +12,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::extract::{Authenticated, ClientIp, DpopKey, JsonBody};
+use super::extract::{Authenticated, ClientIp, DpopKey, JsonBody, QueryParams};
+use super::guard::Privileged;
 use crate::access::AppState;
 use crate::access::answer::{DryRunAnswer, IssuedAnswer, PendingAnswer};
 use crate::access::ask::{self, AccessRequest, Asked};
+use crate::access::requestable::{self, RequestablePage, RequestableQuery};
 use crate::decision::EntityRef;
 
 /// The body of an access request (DESIGN §3).
@@ -131,5 +134,42 @@ pub async fn dry_run(
 ) -> Result<Json<DryRunAnswer>, ApiError> {
     Ok(Json(
         ask::dry_run(&state, caller, ip, body.try_into()?).await?,
+    ))
+}
+
+/// Query of `GET /v1/requestable`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RequestableParams {
+    /// At most this many (default 50, at most 200).
+    #[serde(default)]
+    limit: Option<usize>,
+    /// `next` of the previous page.
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// `GET /v1/requestable`: what the caller could ask for now, and what would happen.
+#[utoipa::path(
+    get,
+    path = "/v1/requestable",
+    tag = "access",
+    params(RequestableParams),
+    responses(ApiError, (status = 200, description = "A page of actions on resources, each decided as if asked now (no reason, no client context).", body = RequestablePage)),
+    security(("bearer" = [])),
+)]
+pub async fn requestable(
+    State(state): State<AppState>,
+    Privileged(caller): Privileged,
+    ClientIp(ip): ClientIp,
+    QueryParams(params): QueryParams<RequestableParams>,
+) -> Result<Json<RequestablePage>, ApiError> {
+    let query = RequestableQuery {
+        limit: params.limit,
+        cursor: params.cursor,
+    };
+    Ok(Json(
+        requestable::requestable(&state, &caller, ip, query).await?,
     ))
 }

@@ -73,6 +73,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(approval::review))
         .routes(routes!(approval::mint).layer(no_store()))
         .routes(routes!(access::dry_run))
+        .routes(routes!(access::requestable))
         .routes(routes!(oauth::token).layer(no_store()))
         .routes(routes!(oauth::introspect))
         .routes(routes!(oauth::revoke))

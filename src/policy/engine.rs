@@ -78,6 +78,29 @@ impl Engine for PolicyPack {
         }
         targets
     }
+
+    fn requestable_resources(&self, action: &str) -> Vec<EntityRef> {
+        let Some(uid) = self
+            .actions
+            .get(action)
+            .filter(|_| self.is_requestable(action))
+        else {
+            return Vec::new();
+        };
+        let Some(types) = self.schema.resources_for_action(uid) else {
+            return Vec::new();
+        };
+        let types: HashSet<String> = types.map(ToString::to_string).collect();
+        let mut resources: Vec<EntityRef> = self
+            .entities
+            .iter()
+            .map(cedar_policy::Entity::uid)
+            .filter(|uid| types.contains(&uid.type_name().to_string()))
+            .map(|uid| EntityRef::new(uid.type_name().to_string(), uid.id().unescaped()))
+            .collect();
+        resources.sort_by(|a, b| (&a.type_name, &a.id).cmp(&(&b.type_name, &b.id)));
+        resources
+    }
 }
 
 /// The pack evaluated whole, as Cedar alone would: the reference that slicing is tested and
@@ -104,6 +127,10 @@ impl Engine for Unsliced<'_> {
 
     fn targets_granting(&self, scopes: &[String], principal_id: &str) -> Vec<(String, EntityRef)> {
         self.0.targets_granting(scopes, principal_id)
+    }
+
+    fn requestable_resources(&self, action: &str) -> Vec<EntityRef> {
+        self.0.requestable_resources(action)
     }
 }
 

@@ -22,6 +22,7 @@ mod openapi;
 mod privileges;
 mod reload;
 mod replicas;
+mod requestable;
 mod requester;
 mod revocation;
 mod server;
