@@ -21,7 +21,9 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub policy_matches: IntCounterVec,
-    pub approval_wait: Histogram,
+    /// Seconds from a stage opening (the request, or the stage before it closing) to its
+    /// closing, by stage.
+    pub approval_wait: HistogramVec,
     /// Beyond the contract: webhook attempts by result (`delivered`, `retry`, `failed`).
     pub webhook_deliveries: IntCounterVec,
     /// Beyond the contract: jobs waiting for the store's writer, counted at scrape time.
@@ -70,6 +72,15 @@ impl Metrics {
             &["route"],
         )?;
         registry.register(Box::new(http_duration.clone()))?;
+        let approval_wait = HistogramVec::new(
+            HistogramOpts::new(
+                "jitgate_approval_wait_seconds",
+                "Time from a stage of approvals opening to its decision, by stage.",
+            )
+            .buckets(WAIT_BUCKETS.to_vec()),
+            &["stage"],
+        )?;
+        registry.register(Box::new(approval_wait.clone()))?;
         Ok(Self {
             decisions: counter(
                 "jitgate_decisions_total",
@@ -117,11 +128,7 @@ impl Metrics {
                 "Decisions each policy took part in.",
                 &["policy"],
             )?,
-            approval_wait: histogram(
-                "jitgate_approval_wait_seconds",
-                "Time from request to approval decision.",
-                &WAIT_BUCKETS,
-            )?,
+            approval_wait,
             webhook_deliveries: counter(
                 "jitgate_webhook_deliveries_total",
                 "Webhook delivery attempts by result.",

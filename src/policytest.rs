@@ -2,7 +2,7 @@
 //! decision it must get, run against a pack by `jitgate test`.
 //!
 //! Beyond the keys of DESIGN §4 a case may also check `reasons` (deny reason codes),
-//! `audience` and `break_glass`. Unknown keys are an error, so a typo cannot pass silently.
+//! `audience`, `break_glass` and `stages`. Unknown keys are an error, so a typo cannot pass silently.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
@@ -44,6 +44,9 @@ pub struct Case {
     pub scopes: Option<Vec<String>>,
     pub ttl: Option<String>,
     pub approvals: Option<u32>,
+    /// The approval stages expected, in order, each `name:approvals` (`["lead:1",
+    /// "security:2"]`; `["default:2"]` for `@approval("2")`).
+    pub stages: Option<Vec<String>>,
     pub policies: Option<Vec<String>>,
     pub reasons: Option<Vec<String>>,
     pub audience: Option<Vec<String>>,
@@ -361,6 +364,12 @@ fn compare(case: &Case, decision: &Decision) -> Vec<Mismatch> {
             approvals.to_string(),
             decision.approvals_required.to_string(),
         );
+    }
+    if let Some(stages) = &case.stages {
+        let actual: Vec<String> = (decision.stages.iter())
+            .map(|s| format!("{}:{}", s.name, s.required))
+            .collect();
+        check("stages", format!("{stages:?}"), format!("{actual:?}"));
     }
     if let Some(policies) = &case.policies {
         check("policies", set(policies), set(&decision.policies));

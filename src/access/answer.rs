@@ -4,10 +4,11 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::stages::StageProgress;
 use super::{App, RequestStatus};
 use crate::audit::AuditEvent;
 use crate::clock::rfc3339;
-use crate::decision::{Decision, DenyReason, Outcome};
+use crate::decision::{Decision, DenyReason, Outcome, Stage};
 use crate::risk::Risk;
 use crate::store::{ApprovalRecord, RevocationRecord, StoredRequest, effective_status};
 use crate::token::AccessClaims;
@@ -43,6 +44,8 @@ pub struct PendingAnswer {
     pub decision: Outcome,
     pub status: RequestStatus,
     pub approvals_required: u32,
+    /// The stages of those approvals, in order.
+    pub stages: Vec<Stage>,
     /// When the request expires unless approved (RFC 3339).
     pub expires_at: String,
     pub policies: Vec<String>,
@@ -107,6 +110,7 @@ pub struct DryRunAnswer {
     pub expires_in: u64,
     pub audience: Vec<String>,
     pub approvals_required: u32,
+    pub stages: Vec<Stage>,
     pub break_glass_allowed: bool,
     pub risk: Risk,
     pub advice: Vec<String>,
@@ -125,6 +129,7 @@ impl DryRunAnswer {
             reasons: decision.reasons,
             audience: decision.audience,
             approvals_required: decision.approvals_required,
+            stages: decision.stages,
             break_glass_allowed: decision.break_glass_allowed,
             risk,
             advice: decision.advice,
@@ -156,6 +161,8 @@ pub struct RequestView {
     pub decision: String,
     pub policies: Vec<String>,
     pub approvals_required: i64,
+    /// Each stage of the approvals, with those given in it so far.
+    pub stages: Vec<StageProgress>,
     pub approvals: Vec<ApprovalRecord>,
     pub risk: StoredRisk,
     /// RFC 3339.
@@ -190,6 +197,7 @@ impl RequestView {
             decision: r.decision.clone(),
             policies: r.policies.clone(),
             approvals_required: r.approvals_required,
+            stages: super::stages::progress(&super::stages::plan(r), &approvals),
             approvals,
             risk: StoredRisk {
                 score: r.risk_score,

@@ -6,12 +6,13 @@ use serde_json::{Map, Value, json};
 
 use super::answer::{PendingPage, RequestView};
 use super::refusal::forbidden;
+use super::stages;
 use super::{Answer, ApiError, App, AuditKind, RequestStatus};
-use crate::decision::{DecisionContext, DecisionRequest, EntityRef, Outcome};
+use crate::decision::{DEFAULT_STAGE, DecisionContext, DecisionRequest, EntityRef, Outcome, Stage};
 use crate::identity::Caller;
 use crate::notify::Event;
 use crate::policy::PolicyPack;
-use crate::store::{ApprovalRecord, AuditRecord, StoredRequest, Write};
+use crate::store::{ApprovalRecord, AuditRecord, STAGE_COMPLETE, StoreError, StoredRequest, Write};
 
 const MAX_COMMENT_CHARS: usize = 1_000;
 const DEFAULT_PAGE: usize = 50;
@@ -33,8 +34,26 @@ async fn view(app: &App, request: &StoredRequest) -> Result<RequestView, ApiErro
     Ok(RequestView::new(request, approvals, app.now_stored()))
 }
 
-/// Whether Cedar lets `caller` approve `request` (never their own).
-fn may_approve(pack: &PolicyPack, app: &App, caller: &Caller, request: &StoredRequest) -> bool {
+/// The stage of `request` approvers act in now, given its `approvals`: the first without its
+/// quorum (the last one once all have it).
+fn acting_stage(request: &StoredRequest, approvals: &[ApprovalRecord]) -> Stage {
+    let plan = stages::plan(&request.record);
+    stages::open_stage(&plan, approvals)
+        .or(plan.last())
+        .cloned()
+        .unwrap_or_else(|| Stage {
+            name: DEFAULT_STAGE.to_owned(),
+            required: 1,
+        })
+}
+
+/// Whether Cedar lets `caller` approve `request` in `stage` (never their own).
+fn may_approve(
+    pack: &PolicyPack,
+    app: &App,
+    caller: &Caller,
+    (request, stage): (&StoredRequest, &str),
+) -> bool {
     let r = &request.record;
     if caller.principal.to_string() == r.principal {
         return false;
@@ -48,6 +67,7 @@ fn may_approve(pack: &PolicyPack, app: &App, caller: &Caller, request: &StoredRe
     context.insert("requested_action".into(), json!(r.action));
     context.insert("risk_score".into(), json!(r.risk_score));
     context.insert("reason".into(), json!(r.reason));
+    context.insert("stage".into(), json!(stage));
     let question = DecisionRequest {
         principal: caller.principal.clone(),
         groups: caller.groups.clone(),
@@ -66,13 +86,17 @@ fn may_approve(pack: &PolicyPack, app: &App, caller: &Caller, request: &StoredRe
 pub async fn get(app: &App, caller: &Caller, id: &str) -> Result<RequestView, ApiError> {
     let request = load(app, id).await?;
     let pack = app.policies.current();
-    let visible = caller.principal.to_string() == request.record.principal
-        || may_approve(&pack, app, caller, &request)
+    let approvals = app.store.approvals(id).await?;
+    let me = caller.principal.to_string();
+    let stage = acting_stage(&request, &approvals);
+    let visible = me == request.record.principal
+        || approvals.iter().any(|a| a.approver == me)
+        || may_approve(&pack, app, caller, (&request, &stage.name))
         || app.may_administer(caller);
     if !visible {
         return Err(ApiError::NotFound(format!("no access request `{id}`")));
     }
-    view(app, &request).await
+    Ok(RequestView::new(&request, approvals, app.now_stored()))
 }
 
 /// Which page of pending requests to list.
@@ -109,13 +133,15 @@ pub async fn pending(
         let batch = app.store.pending_page(now, after, batch_size).await?;
         let exhausted = i64::try_from(batch.len()).map_or(true, |n| n < batch_size);
         for (position, request) in batch {
-            if may_approve(&pack, app, caller, &request) {
+            let approvals = app.store.approvals(&request.record.id).await?;
+            let stage = acting_stage(&request, &approvals);
+            if may_approve(&pack, app, caller, (&request, &stage.name)) {
                 if page.len() == limit {
                     next = Some(last_included.to_string());
                     break 'scan;
                 }
                 last_included = position;
-                page.push(view(app, &request).await?);
+                page.push(RequestView::new(&request, approvals, now));
             }
             after = position;
             unscanned -= 1;
@@ -192,20 +218,93 @@ pub async fn answer(
         let why = "nobody approves or denies their own request";
         return Err(forbidden(app, caller, &attempt, Some(id), why).await);
     }
-    if !may_approve(&app.policies.current(), app, caller, &request) {
-        let why = "the policies do not let you approve this request";
-        return Err(forbidden(app, caller, &attempt, Some(id), why).await);
-    }
-    let now = app.now_stored();
-    let writes = answer_writes(app, caller, &request, answer, comment, now);
-    app.store.write(writes).await?;
-    app.notifier.wake();
+    // Of two approvals racing for the last place of a stage, the second goes to the next.
+    let mut races = 0;
+    let (stage, now) = loop {
+        let request = load(app, id).await?;
+        let approvals = app.store.approvals(id).await?;
+        let stage = acting_stage(&request, &approvals);
+        if !may_approve(
+            &app.policies.current(),
+            app,
+            caller,
+            (&request, &stage.name),
+        ) {
+            let why = format!(
+                "the policies do not let you approve this request in its stage `{}`",
+                stage.name
+            );
+            return Err(forbidden(app, caller, &attempt, Some(id), &why).await);
+        }
+        let now = app.now_stored();
+        let writes = answer_writes(
+            app,
+            caller,
+            &request,
+            answer,
+            comment.clone(),
+            (&stage, now),
+        );
+        match app.store.write(writes).await {
+            Err(StoreError::Conflict(conflict)) if conflict == STAGE_COMPLETE && races < 3 => {
+                races += 1;
+            }
+            Err(e) => return Err(e.into()),
+            Ok(()) => break (stage, now),
+        }
+    };
     let decided = load(app, id).await?;
-    if decided.record.status != RequestStatus::Pending.as_str() {
-        let waited = (now - decided.record.created_at).max(0);
-        app.metrics.approval_wait.observe(waited as f64);
+    let approvals = app.store.approvals(id).await?;
+    after_answer(app, &decided, &approvals, (&stage, now)).await?;
+    app.notifier.wake();
+    Ok(RequestView::new(&decided, approvals, app.now_stored()))
+}
+
+/// What follows an answer given in `stage` at `now`: the wait of a stage it closed, and the
+/// approvers of the next stage told that it is theirs.
+async fn after_answer(
+    app: &App,
+    request: &StoredRequest,
+    approvals: &[ApprovalRecord],
+    (stage, now): (&Stage, i64),
+) -> Result<(), ApiError> {
+    let plan = stages::plan(&request.record);
+    let given = stages::approvals_by_stage(approvals);
+    let closed = request.record.status != RequestStatus::Pending.as_str()
+        || given.get(&stage.name).copied().unwrap_or(0)
+            == usize::try_from(stage.required).unwrap_or(usize::MAX);
+    if !closed {
+        return Ok(());
     }
-    view(app, &decided).await
+    // The stage opened when the one before it closed: at the last approval given in it.
+    let position = plan.iter().position(|s| s.name == stage.name);
+    let opened = match position
+        .and_then(|i| i.checked_sub(1))
+        .and_then(|i| plan.get(i))
+    {
+        Some(before) => (approvals.iter())
+            .filter(|a| a.stage == before.name)
+            .map(|a| a.at)
+            .max()
+            .unwrap_or(request.record.created_at),
+        None => request.record.created_at,
+    };
+    let waited = (now - opened).max(0);
+    (app.metrics.approval_wait)
+        .with_label_values(&[stage.name.as_str()])
+        .observe(waited as f64);
+    if request.record.status == RequestStatus::Pending.as_str()
+        && let Some(next) = stages::open_stage(&plan, approvals)
+    {
+        let opened = Event::Pending {
+            stage: next.name.clone(),
+        };
+        let queued = app.notifier.outbox(&opened, &request.record, app.now_ms());
+        app.store
+            .write(queued.into_iter().map(Write::Outbox).collect())
+            .await?;
+    }
+    Ok(())
 }
 
 /// The writes of `caller`'s `answer` to `request` at `now`, with the notifications they send.
@@ -215,7 +314,7 @@ fn answer_writes(
     request: &StoredRequest,
     answer: Answer,
     comment: String,
-    now: i64,
+    (stage, now): (&Stage, i64),
 ) -> Vec<Write> {
     let id = request.record.id.clone();
     let approver = caller.principal.to_string();
@@ -230,12 +329,18 @@ fn answer_writes(
             status: RequestStatus::Pending.into(),
             at: now,
         },
+        Write::RequireStageOpen {
+            id: id.clone(),
+            stage: stage.name.clone(),
+            required: i64::from(stage.required),
+        },
         Write::Approval(ApprovalRecord {
             request_id: id.clone(),
             approver: approver.clone(),
             decision: answer.as_str().into(),
             comment: comment.clone(),
             at: now,
+            stage: stage.name.clone(),
         }),
     ];
     let now_ms = app.now_ms();
@@ -271,7 +376,7 @@ fn answer_writes(
         kind: AuditKind::Answered(answer).into(),
         request_id: Some(id),
         subject: Some(approver.clone()),
-        data: json!({"approver": approver, "comment": comment}),
+        data: json!({"approver": approver, "comment": comment, "stage": stage.name}),
     }));
     writes
 }

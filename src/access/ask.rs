@@ -15,7 +15,7 @@ use super::evaluate::{
 use super::issue::{count_issued, grant_of, issued_answer, sign, token_writes};
 use super::{ApiError, App, AuditKind, RequestStatus};
 use crate::clock::{rfc3339, stored_secs};
-use crate::decision::Outcome;
+use crate::decision::{DEFAULT_STAGE, Outcome};
 use crate::notify::Event;
 use crate::store::{AuditRecord, RequestRecord, Write};
 
@@ -73,13 +73,18 @@ pub async fn ask(
             (Asked::Issued(answer), Some(issued))
         }
         RequestStatus::Pending => {
-            let queued = app.notifier.outbox(&Event::Pending, &record, app.now_ms());
+            let first = decision.stages.first().map(|s| s.name.clone());
+            let opened = Event::Pending {
+                stage: first.unwrap_or_else(|| DEFAULT_STAGE.to_owned()),
+            };
+            let queued = app.notifier.outbox(&opened, &record, app.now_ms());
             writes.extend(queued.into_iter().map(Write::Outbox));
             let answer = PendingAnswer {
                 request_id: evaluated.request_id.clone(),
                 decision: Outcome::Escalate,
                 status,
                 approvals_required: decision.approvals_required,
+                stages: decision.stages.clone(),
                 expires_at: rfc3339(pending_until),
                 policies: decision.policies.clone(),
                 risk: evaluated.risk.clone(),
@@ -214,6 +219,7 @@ fn request_record(
         lifetime_secs: secs(decision.lifetime),
         granted_scopes: Some(decision.scopes.clone()),
         audience: Some(decision.audience.clone()),
+        stages: super::stages::recorded(&decision.stages),
     }
 }
 

@@ -72,7 +72,9 @@ pub async fn mint(
             id, status, decision, risk,
         )));
     }
-    let approvers: Vec<String> = (app.store.approvals(id).await?.into_iter())
+    let approvals = app.store.approvals(id).await?;
+    let given = super::stages::approvals_by_stage(&approvals);
+    let approvers: Vec<String> = (approvals.into_iter())
         .filter(|a| a.decision == Answer::Approve.as_str())
         .map(|a| a.approver)
         .collect();
@@ -86,7 +88,7 @@ pub async fn mint(
     let approved = ApprovedGrant {
         scopes: approved_scopes,
         audience: approved_audience,
-        approvals: approvers.len(),
+        approvals: &given,
     };
     let narrowed =
         within_approval(&decision, approved).map_err(|e| ApiError::Forbidden(e.to_string()))?;

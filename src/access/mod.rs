@@ -29,6 +29,7 @@ mod readiness;
 pub mod refusal;
 pub mod requestable;
 pub mod revocation;
+pub mod stages;
 mod status;
 pub mod trail;
 

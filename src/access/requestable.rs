@@ -11,7 +11,7 @@ use serde_json::Map;
 use super::evaluate::risk_for;
 use super::{ApiError, App};
 use crate::decision::{
-    DecisionContext, DecisionRequest, DenyReason, Engine, EntityRef, Outcome, RequestContext,
+    DecisionContext, DecisionRequest, DenyReason, Engine, EntityRef, Outcome, RequestContext, Stage,
 };
 use crate::identity::Caller;
 use crate::risk::Risk;
@@ -36,6 +36,8 @@ pub struct Requestable {
     /// `allow`: a token at once; `escalate`: after `approvals_required` approvals; `deny`.
     pub decision: Outcome,
     pub approvals_required: u32,
+    /// The stages of those approvals, in order.
+    pub stages: Vec<Stage>,
     pub break_glass_allowed: bool,
     /// What the token would carry.
     pub scopes: Vec<String>,
@@ -114,6 +116,7 @@ pub async fn requestable(
                     resource,
                     decision: decision.outcome,
                     approvals_required: decision.approvals_required,
+                    stages: decision.stages,
                     break_glass_allowed: decision.break_glass_allowed,
                     scopes: decision.scopes,
                     lifetime_secs: decision.lifetime.as_secs(),
@@ -127,6 +130,7 @@ pub async fn requestable(
                     resource,
                     decision: Outcome::Deny,
                     approvals_required: 0,
+                    stages: Vec::new(),
                     break_glass_allowed: false,
                     scopes: Vec::new(),
                     lifetime_secs: 0,

@@ -3,6 +3,8 @@
 //! but never add: not more approvals than were given, not a scope or audience that was not
 //! approved.
 
+use std::collections::BTreeMap;
+
 use super::Decision;
 
 /// The grant the approvers approved, as recorded when the request escalated.
@@ -10,8 +12,8 @@ use super::Decision;
 pub struct ApprovedGrant<'a> {
     pub scopes: &'a [String],
     pub audience: &'a [String],
-    /// Distinct approvers who approved.
-    pub approvals: usize,
+    /// Distinct approvers who approved, by the stage they approved in.
+    pub approvals: &'a BTreeMap<String, usize>,
 }
 
 /// What a token minted under an approval carries: the fresh grant narrowed to the approved one.
@@ -25,9 +27,13 @@ pub struct MintGrant {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BeyondApproval {
     #[error(
-        "the policies now require {required} approvals and {given} were given; ask again to be approved under the current policies"
+        "the policies now require {required} approvals in stage `{stage}` and {given} were given; ask again to be approved under the current policies"
     )]
-    MoreApprovals { required: u32, given: usize },
+    MoreApprovals {
+        stage: String,
+        required: u32,
+        given: usize,
+    },
     #[error(
         "none of the scopes the policies now grant ({}) was approved ({})",
         .granted.join(" "), .approved.join(" ")
@@ -53,12 +59,15 @@ pub fn within_approval(
     fresh: &Decision,
     approved: ApprovedGrant<'_>,
 ) -> Result<MintGrant, BeyondApproval> {
-    let required = fresh.approvals_required;
-    if usize::try_from(required).map_or(true, |required| required > approved.approvals) {
-        return Err(BeyondApproval::MoreApprovals {
-            required,
-            given: approved.approvals,
-        });
+    for stage in &fresh.stages {
+        let given = approved.approvals.get(&stage.name).copied().unwrap_or(0);
+        if usize::try_from(stage.required).map_or(true, |required| required > given) {
+            return Err(BeyondApproval::MoreApprovals {
+                stage: stage.name.clone(),
+                required: stage.required,
+                given,
+            });
+        }
     }
     let scopes = intersection(&fresh.scopes, approved.scopes);
     // Nothing in common is refused; only an approval of no scopes (`@scope("")`) mints none.
@@ -91,7 +100,12 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::decision::Outcome;
+    use crate::decision::{DEFAULT_STAGE, Outcome, Stage};
+
+    /// One approval, in the one stage of `@approval`.
+    fn one_approval() -> BTreeMap<String, usize> {
+        BTreeMap::from([(DEFAULT_STAGE.to_owned(), 1)])
+    }
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
@@ -106,6 +120,11 @@ mod tests {
             lifetime: Duration::from_secs(60),
             audience: strings(aud),
             approvals_required,
+            stages: if approvals_required == 0 {
+                Vec::new()
+            } else {
+                Stage::default_of(approvals_required)
+            },
             break_glass_allowed: false,
             advice: Vec::new(),
             policy_version: "v".into(),
@@ -120,7 +139,7 @@ mod tests {
         let approved = ApprovedGrant {
             scopes: &scopes,
             audience: &audience,
-            approvals: 1,
+            approvals: &one_approval(),
         };
         let decision = fresh(Outcome::Escalate, 1, &["db:write:orders"], &["db-proxy"]);
         assert_eq!(
@@ -138,13 +157,40 @@ mod tests {
         let approved = ApprovedGrant {
             scopes: &scopes,
             audience: &scopes,
-            approvals: 1,
+            approvals: &one_approval(),
         };
         assert_eq!(
             within_approval(&fresh(Outcome::Escalate, 2, &["a"], &["a"]), approved),
             Err(BeyondApproval::MoreApprovals {
+                stage: DEFAULT_STAGE.to_owned(),
                 required: 2,
                 given: 1
+            })
+        );
+        // Approvals given in one stage count for that stage only.
+        let plan = vec![
+            Stage {
+                name: "lead".into(),
+                required: 1,
+            },
+            Stage {
+                name: "security".into(),
+                required: 1,
+            },
+        ];
+        let mut staged = fresh(Outcome::Escalate, 2, &["a"], &["a"]);
+        staged.stages = plan;
+        let lead_only = BTreeMap::from([("lead".to_owned(), 2)]);
+        let approved_by_leads = ApprovedGrant {
+            approvals: &lead_only,
+            ..approved
+        };
+        assert_eq!(
+            within_approval(&staged, approved_by_leads),
+            Err(BeyondApproval::MoreApprovals {
+                stage: "security".into(),
+                required: 1,
+                given: 0
             })
         );
         // A direct grant needs none.
@@ -158,7 +204,7 @@ mod tests {
         let approved = ApprovedGrant {
             scopes: &scopes,
             audience: &audience,
-            approvals: 1,
+            approvals: &one_approval(),
         };
         let wider = fresh(
             Outcome::Allow,
@@ -182,7 +228,7 @@ mod tests {
         let approved = ApprovedGrant {
             scopes: &scopes,
             audience: &audience,
-            approvals: 1,
+            approvals: &one_approval(),
         };
         assert!(matches!(
             within_approval(
@@ -207,7 +253,7 @@ mod tests {
         let grant = ApprovedGrant {
             scopes: &approved,
             audience: &aud,
-            approvals: 1,
+            approvals: &one_approval(),
         };
         let refused = within_approval(&fresh(Outcome::Escalate, 1, &[], &["db-proxy"]), grant);
         assert!(matches!(

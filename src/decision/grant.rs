@@ -15,6 +15,27 @@ pub const SCOPE_PLACEHOLDERS: [&str; 4] = [
     "{action}",
 ];
 
+/// The stage of a request that escalated with `@approval` rather than `@stages`.
+pub const DEFAULT_STAGE: &str = "default";
+
+/// One stage of the approvals a grant needs: its name and how many distinct approvers must
+/// approve in it. Stages are passed in order; each approver acts in at most one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Stage {
+    pub name: String,
+    pub required: u32,
+}
+
+impl Stage {
+    /// The one stage of `@approval("n")`.
+    pub fn default_of(required: u32) -> Vec<Stage> {
+        vec![Stage {
+            name: DEFAULT_STAGE.to_owned(),
+            required,
+        }]
+    }
+}
+
 /// The grant of one policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Grant {
@@ -22,8 +43,9 @@ pub struct Grant {
     pub scopes: Vec<String>,
     pub ttl: Option<Duration>,
     pub audience: Option<String>,
-    /// The grant needs this many human approvals.
-    pub approvals: Option<u32>,
+    /// The grant needs these stages of human approvals (`@approval("n")` is one stage,
+    /// `default`, of `n`).
+    pub stages: Option<Vec<Stage>>,
     /// The requester may skip the approvals by declaring an emergency.
     pub break_glass: bool,
     pub advice: Option<String>,

@@ -18,7 +18,9 @@ pub use approved::{ApprovedGrant, BeyondApproval, MintGrant, within_approval};
 pub use context::{DecisionContext, RequestContext, RequestTime, SERVER_CONTEXT_KEYS, Weekday};
 pub use engine::{Effect, Engine, Evaluation, Failure, PolicyRef};
 pub use entity::EntityRef;
-pub use grant::{Grant, InvalidExpansion, SCOPE_PLACEHOLDERS, ScopeVars, is_scope_token};
+pub use grant::{
+    DEFAULT_STAGE, Grant, InvalidExpansion, SCOPE_PLACEHOLDERS, ScopeVars, Stage, is_scope_token,
+};
 pub use rules::decide;
 
 /// What is asked: who (with their groups), what, on which resource, in which context.
@@ -124,8 +126,10 @@ pub struct Decision {
     #[serde(serialize_with = "as_secs")]
     pub lifetime: Duration,
     pub audience: Vec<String>,
-    /// Human approvals needed before a token is minted (escalate only).
+    /// Human approvals needed before a token is minted (escalate only): every stage's.
     pub approvals_required: u32,
+    /// The stages of those approvals, in order (escalate only).
+    pub stages: Vec<Stage>,
     /// Whether the requester may skip the approvals by declaring a break-glass emergency.
     pub break_glass_allowed: bool,
     /// `@advice` of the deciding policies.
@@ -141,6 +145,7 @@ impl Decision {
         self.reasons = vec![reason];
         self.scopes.clear();
         self.approvals_required = 0;
+        self.stages.clear();
         self.break_glass_allowed = false;
         self
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::engine::{Effect, Engine, Evaluation, PolicyRef};
 use super::{
     Decision, DecisionRequest, DenyReason, EvaluationError, GrantDefaults, Outcome, RequestError,
-    ScopeVars,
+    ScopeVars, Stage,
 };
 
 /// Decides `request` by the rules of DESIGN §4, on what `engine` finds for it.
@@ -46,6 +46,7 @@ fn apply(
         lifetime: Duration::ZERO,
         audience: Vec::new(),
         approvals_required: 0,
+        stages: Vec::new(),
         break_glass_allowed: false,
         advice: Vec::new(),
         policy_version: version.to_owned(),
@@ -145,18 +146,31 @@ fn choose_permits<'a>(decision: &mut Decision, permits: Vec<PolicyRef<'a>>) -> V
     let direct: Vec<PolicyRef<'a>> = permits
         .iter()
         .copied()
-        .filter(|p| p.grant.approvals.is_none())
+        .filter(|p| p.grant.stages.is_none())
         .collect();
     if !direct.is_empty() {
         decision.outcome = Outcome::Allow;
         return direct;
     }
     decision.outcome = Outcome::Escalate;
-    decision.approvals_required = permits
+    // Every policy's stages, each with the largest quorum any asks for it, in the order the
+    // policies (sorted by id) name them: approving satisfies each policy's plan.
+    let mut stages: Vec<Stage> = Vec::new();
+    for stage in permits
         .iter()
-        .filter_map(|p| p.grant.approvals)
-        .max()
-        .unwrap_or(1);
+        .filter_map(|p| p.grant.stages.as_ref())
+        .flatten()
+    {
+        match stages.iter_mut().find(|s| s.name == stage.name) {
+            Some(known) => known.required = known.required.max(stage.required),
+            None => stages.push(stage.clone()),
+        }
+    }
+    if stages.is_empty() {
+        stages = Stage::default_of(1);
+    }
+    decision.approvals_required = stages.iter().map(|s| s.required).sum();
+    decision.stages = stages;
     // The strictest policy wins.
     decision.break_glass_allowed = permits.iter().all(|p| p.grant.break_glass);
     permits

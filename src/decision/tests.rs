@@ -95,7 +95,7 @@ fn permit(id: &str, scopes: &str) -> Policy {
 
 fn approval(id: &str, scopes: &str, approvals: u32, break_glass: bool) -> Policy {
     let (id, effect, mut grant) = permit(id, scopes);
-    grant.approvals = Some(approvals);
+    grant.stages = Some(crate::decision::Stage::default_of(approvals));
     grant.break_glass = break_glass;
     (id, effect, grant)
 }

@@ -3,13 +3,17 @@
 use serde_json::{Value, json};
 
 use crate::clock::rfc3339;
+use crate::decision::DEFAULT_STAGE;
 use crate::store::RequestRecord;
 
 /// What happened to a request, as a webhook announces it.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// An escalation waits for approvers.
-    Pending,
+    /// An escalation waits for the approvers of `stage` (the first, or the next once the one
+    /// before has its approvals).
+    Pending {
+        stage: String,
+    },
     /// The approval `by` gave completed the quorum.
     Approved {
         by: String,
@@ -36,7 +40,7 @@ impl Event {
     /// The event's name in `[[webhooks]] events`.
     pub fn name(&self) -> &'static str {
         match self {
-            Event::Pending => "request.pending",
+            Event::Pending { .. } => "request.pending",
             Event::Approved { .. } => "request.approved",
             Event::Denied { .. } => "request.denied",
             Event::Expired => "request.expired",
@@ -48,7 +52,7 @@ impl Event {
     /// The request's status once this happened.
     fn status(&self) -> &'static str {
         match self {
-            Event::Pending => "pending",
+            Event::Pending { .. } => "pending",
             Event::Approved { .. } => "approved",
             Event::Denied { .. } => "denied",
             Event::Expired => "expired",
@@ -85,6 +89,8 @@ pub(super) fn json_body(
             "risk": {"score": request.risk_score, "signals": request.risk_signals},
             "policies": request.policies,
             "approvals_required": request.approvals_required,
+            // `[{"name", "required"}, …]`, or null for one stage of `approvals_required`.
+            "stages": request.stages,
             "created_at": seconds(request.created_at),
             "expires_at": request.expires_at.map(seconds),
             "url": format!("{ui_url}{}", request.id),
@@ -98,7 +104,8 @@ pub(super) fn json_body(
             json!({"token": {"jti": jti, "expires_at": rfc3339(*expires_at)}})
         }
         Event::Cancelled { comment } => json!({"by": request.principal, "comment": comment}),
-        Event::Pending | Event::Expired => Value::Null,
+        Event::Pending { stage } => json!({"stage": stage}),
+        Event::Expired => Value::Null,
     };
     if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
         body.extend(extra);
@@ -166,9 +173,13 @@ pub(super) fn slack_body(event: &Event, request: &RequestRecord, ui_url: &str) -
         slack_literal(&request.resource)
     );
     let headline = match event {
-        Event::Pending => format!(
+        Event::Pending { stage } if stage == DEFAULT_STAGE => format!(
             ":hourglass: *Approval needed* ({} approval(s)): {who} requests {what}",
             request.approvals_required
+        ),
+        Event::Pending { stage } => format!(
+            ":hourglass: *Approval needed* in stage {}: {who} requests {what}",
+            slack_literal(stage)
         ),
         Event::Approved { by, .. } => {
             format!(

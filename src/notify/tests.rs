@@ -26,6 +26,7 @@ fn request() -> RequestRecord {
         lifetime_secs: 900,
         granted_scopes: None,
         audience: None,
+        stages: serde_json::Value::Null,
     }
 }
 
@@ -74,7 +75,13 @@ fn each_hook_gets_the_events_it_asked_for_in_its_format() {
         format = "slack"
         "#,
     );
-    let pending = notifier.outbox(&Event::Pending, &request(), 1_700_000_000_123);
+    let pending = notifier.outbox(
+        &Event::Pending {
+            stage: "default".into(),
+        },
+        &request(),
+        1_700_000_000_123,
+    );
     assert_eq!(pending.len(), 2);
     let expired = notifier.outbox(&Event::Expired, &request(), 1_700_000_000_123);
     assert_eq!(expired.len(), 1, "the json hook only wants request.pending");

@@ -184,6 +184,34 @@ fn approval_permits_escalate_with_the_largest_quorum_and_all_their_scopes() {
 }
 
 #[test]
+fn stages_of_several_policies_are_all_needed_with_the_largest_quorum_each() {
+    let (_stages_dir, staged) = pack(
+        r#"@id("a-lead-then-security") @scope("") @stages("lead:1, security:1")
+        permit (principal, action == Action::"edit", resource);
+        @id("b-security-twice-then-owner") @scope("") @stages("security:2, owner:1")
+        permit (principal, action == Action::"edit", resource);"#,
+    );
+    let d = decide(&staged, &request("edit", "plain"));
+    assert_eq!(d.outcome, Outcome::Escalate);
+    let stages: Vec<(&str, u32)> = d
+        .stages
+        .iter()
+        .map(|s| (s.name.as_str(), s.required))
+        .collect();
+    assert_eq!(stages, [("lead", 1), ("security", 2), ("owner", 1)]);
+    assert_eq!(d.approvals_required, 4);
+    // `@approval` is one `default` stage.
+    let (_dir, approval_pack) = pack(APPROVAL_PERMITS);
+    let d = decide(&approval_pack, &request("edit", "plain"));
+    let stages: Vec<(&str, u32)> = d
+        .stages
+        .iter()
+        .map(|s| (s.name.as_str(), s.required))
+        .collect();
+    assert_eq!(stages, [("default", 3)]);
+}
+
+#[test]
 fn break_glass_is_allowed_when_every_deciding_policy_allows_it() {
     let (_dir, pack) = pack(
         r#"@id("edit-one") @scope("") @approval("1") @break_glass("true")

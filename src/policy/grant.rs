@@ -1,22 +1,25 @@
 //! What a policy grants (a [`Grant`]), read from its annotations (`@scope`, `@ttl`,
-//! `@audience`, `@approval`, `@break_glass`, `@advice`). Any other annotation is an error unless
+//! `@audience`, `@approval` or `@stages`, `@break_glass`, `@advice`). Any other annotation is an error unless
 //! it starts with `x_`, the prefix for authors' own metadata: a typo such as `@aproval` must
 //! never load as a policy without its approval.
 
 use std::time::Duration;
 
-use crate::decision::{Grant, SCOPE_PLACEHOLDERS as PLACEHOLDERS, is_scope_token};
+use crate::decision::{Grant, SCOPE_PLACEHOLDERS as PLACEHOLDERS, Stage, is_scope_token};
 
 /// Annotations jitgate reads; `@id` is read by the loader.
-const KNOWN: [&str; 7] = [
+const KNOWN: [&str; 8] = [
     "id",
     "scope",
     "ttl",
     "audience",
     "approval",
+    "stages",
     "break_glass",
     "advice",
 ];
+/// Most stages one policy may name.
+const MAX_STAGES: usize = 10;
 
 /// Annotations starting with this are the authors' own (`@x_owner("team-data")`) and never read.
 pub const USER_ANNOTATION_PREFIX: &str = "x_";
@@ -58,7 +61,7 @@ pub fn from_annotations<'a>(
     for (key, value) in annotations {
         let granting = matches!(
             key,
-            "scope" | "ttl" | "audience" | "approval" | "break_glass"
+            "scope" | "ttl" | "audience" | "approval" | "stages" | "break_glass"
         );
         if granting && kind == PolicyKind::Forbid {
             fail(
@@ -74,7 +77,11 @@ pub fn from_annotations<'a>(
             }
             "ttl" => parse_ttl(value).map(|t| grant.ttl = Some(t)),
             "audience" => parse_audience(value).map(|a| grant.audience = Some(a)),
-            "approval" => parse_approval(value).map(|n| grant.approvals = Some(n)),
+            "approval" | "stages" if grant.stages.is_some() => Err(
+                "a policy has either @approval (one stage) or @stages (several), not both".into(),
+            ),
+            "approval" => parse_approval(value).map(|n| grant.stages = Some(Stage::default_of(n))),
+            "stages" => parse_stages(value).map(|stages| grant.stages = Some(stages)),
             "break_glass" => {
                 break_glass_seen = true;
                 parse_bool(value).map(|b| grant.break_glass = b)
@@ -94,10 +101,11 @@ pub fn from_annotations<'a>(
             );
         }
     }
-    if break_glass_seen && grant.break_glass && grant.approvals.is_none() {
+    if break_glass_seen && grant.break_glass && grant.stages.is_none() {
         fail(
             "break_glass",
-            "@break_glass(\"true\") needs @approval: break-glass bypasses an approval".into(),
+            "@break_glass(\"true\") needs @approval or @stages: break-glass bypasses an approval"
+                .into(),
         );
     }
     if kind == PolicyKind::Grants && !scope_seen {
@@ -205,6 +213,43 @@ fn parse_approval(value: &str) -> Result<u32, String> {
     }
 }
 
+/// `"lead:1, security:2"`: ordered stages, each a name (lowercase letters, digits, `_`, `-`)
+/// and a quorum.
+fn parse_stages(value: &str) -> Result<Vec<Stage>, String> {
+    let mut stages: Vec<Stage> = Vec::new();
+    for part in value.split(',') {
+        let part = part.trim();
+        let Some((name, required)) = part.split_once(':') else {
+            return Err(format!(
+                "`{part}` is not `name:approvals`; write e.g. \"lead:1, security:2\""
+            ));
+        };
+        let name = name.trim();
+        let named = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !named {
+            return Err(format!(
+                "stage name `{name}`: use 1 to 32 lowercase letters, digits, `_` or `-`"
+            ));
+        }
+        if stages.iter().any(|s| s.name == name) {
+            return Err(format!("stage `{name}` is named twice"));
+        }
+        let required = parse_approval(required).map_err(|e| format!("stage `{name}`: {e}"))?;
+        stages.push(Stage {
+            name: name.to_owned(),
+            required,
+        });
+    }
+    if stages.len() > MAX_STAGES {
+        return Err(format!("at most {MAX_STAGES} stages"));
+    }
+    Ok(stages)
+}
+
 fn parse_bool(value: &str) -> Result<bool, String> {
     match value.trim() {
         "true" => Ok(true),
@@ -256,7 +301,7 @@ mod tests {
         assert_eq!(g.scopes, ["db:{action}:{resource.id}", "audit:read"]);
         assert_eq!(g.ttl, Some(Duration::from_secs(900)));
         assert_eq!(g.audience.as_deref(), Some("db-proxy"));
-        assert_eq!(g.approvals, Some(2));
+        assert_eq!(g.stages, Some(crate::decision::Stage::default_of(2)));
         assert!(g.break_glass);
         assert_eq!(g.advice.as_deref(), Some("Ask the DBA on call."));
     }
@@ -270,6 +315,16 @@ mod tests {
             ("approval", "0", "from 1 to 100"),
             ("approval", "-1", "from 1 to 100"),
             ("approval", "two", "from 1 to 100"),
+            ("stages", "", "is not `name:approvals`"),
+            ("stages", "lead", "is not `name:approvals`"),
+            ("stages", "Lead:1", "stage name `Lead`"),
+            ("stages", "lead:1, lead:2", "named twice"),
+            ("stages", "lead:0", "stage `lead`: must be a whole number"),
+            (
+                "stages",
+                "a:1,b:1,c:1,d:1,e:1,f:1,g:1,h:1,i:1,j:1,k:1",
+                "at most 10 stages",
+            ),
             ("break_glass", "yes", "\"true\" or \"false\""),
             (
                 "scope",
@@ -288,6 +343,24 @@ mod tests {
                 "{key}={value:?}: {errors:?}"
             );
         }
+    }
+
+    #[test]
+    fn stages_are_read_in_order() {
+        let g = grant(&[
+            ("stages", " lead:1 , security-team:2"),
+            ("break_glass", "true"),
+        ])
+        .unwrap();
+        let stages: Vec<(String, u32)> = (g.stages.unwrap().into_iter())
+            .map(|s| (s.name, s.required))
+            .collect();
+        assert_eq!(
+            stages,
+            [("lead".to_owned(), 1), ("security-team".to_owned(), 2)]
+        );
+        let errors = grant(&[("approval", "1"), ("stages", "lead:1")]).unwrap_err();
+        assert!(errors[0].contains("not both"), "{errors:?}");
     }
 
     #[test]

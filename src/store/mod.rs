@@ -23,7 +23,8 @@ mod sqlite;
 
 pub use records::{
     ApprovalRecord, AuditRecord, OutboxRecord, PendingDelivery, ReplicaRecord, RequestRecord,
-    RevocationRecord, Standing, StoredKey, StoredRequest, TokenRecord, Write, effective_status,
+    RevocationRecord, STAGE_COMPLETE, Standing, StoredKey, StoredRequest, TokenRecord, Write,
+    effective_status,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,9 @@
 
 use serde::Serialize;
 
+/// The conflict of [`Write::RequireStageOpen`].
+pub const STAGE_COMPLETE: &str = "stage complete";
+
 /// A decided access request.
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestRecord {
@@ -34,6 +37,9 @@ pub struct RequestRecord {
     pub granted_scopes: Option<Vec<String>>,
     /// The audiences the decision granted, likewise.
     pub audience: Option<Vec<String>>,
+    /// The approval stages an escalated request needs, `[{"name", "required"}, …]`; null for
+    /// one `default` stage of `approvals_required`.
+    pub stages: serde_json::Value,
 }
 
 /// A request as stored, with what happened to it since.
@@ -54,6 +60,8 @@ pub struct ApprovalRecord {
     pub decision: String,
     pub comment: String,
     pub at: i64,
+    /// The stage it was given in (`default` for a request of one stage).
+    pub stage: String,
 }
 
 /// An issued token, by its `jti`.
@@ -211,6 +219,14 @@ pub enum Write {
         id: String,
         status: String,
         at: i64,
+    },
+    /// Fails the whole job with the conflict [`STAGE_COMPLETE`] once stage `stage` of request
+    /// `id` has `required` approvals: of two approvals racing for a stage's last place, the
+    /// second is refused and goes to the next stage.
+    RequireStageOpen {
+        id: String,
+        stage: String,
+        required: i64,
     },
     /// Records an approver's answer; a second answer by the same approver is a conflict.
     Approval(ApprovalRecord),

@@ -554,7 +554,7 @@ async fn minting_needs_the_approvals_the_policies_now_require() {
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("require 2 approvals and 1 were given"),
+            .contains("require 2 approvals in stage `default` and 1 were given"),
         "{body}"
     );
     assert!(body.get("access_token").is_none());
@@ -858,4 +858,141 @@ async fn administrators_list_break_glass_requests_awaiting_review() {
     let (_, after) = listed(sam, "").await;
     assert_eq!(after["requests"].as_array().unwrap().len(), 2);
     assert_eq!(listed(alice, "").await, nothing);
+}
+
+/// A pack where on-call engineers may change a production schema after a DBA, then security,
+/// approves; security approves only in its own stage.
+pub(super) fn staged_pack() -> TempPack {
+    let pack = TempPack::shipped();
+    pack.write(
+        "policies/stages.cedar",
+        r#"
+@id("oncall-db-admin-in-stages")
+@scope("db:admin:{resource.id}")
+@ttl("20m")
+@audience("db-proxy")
+@stages("dba:1, security:1")
+permit (principal in Group::"oncall", action == Action::"admin", resource in Environment::"prod");
+
+@id("security-approves-its-stage")
+permit (principal in Group::"security", action == Action::"approve", resource is Database)
+when { context.stage == "security" };
+
+@id("only-security-in-the-security-stage")
+forbid (principal, action == Action::"approve", resource)
+when { context.stage == "security" }
+unless { principal in Group::"security" };
+"#,
+    );
+    pack
+}
+
+#[tokio::test]
+async fn stages_are_approved_in_order_each_by_its_own_approvers() {
+    let server = TestServer::start(staged_pack(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let ask =
+        json!({"action": "admin", "resource": "Database::\"orders\"", "reason": "migration 42"});
+    let (status, body) = server
+        .post("/v1/decisions", Some(&alice), ask.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let plan = json!([{"name": "dba", "required": 1}, {"name": "security", "required": 1}]);
+    assert_eq!(body["stages"], plan);
+    let (status, body) = server
+        .post("/v1/access-requests", Some(&alice), ask.clone())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["stages"], plan);
+    assert_eq!(body["approvals_required"], 2);
+    let id = body["request_id"].as_str().unwrap().to_owned();
+    let approve = format!("/v1/access-requests/{id}/approve");
+
+    // Security may not act before the DBA stage is done.
+    let sam = server.dev_token("sam", &["security"], true);
+    let (status, body) = server.post(&approve, Some(&sam), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stage `dba`"),
+        "{body}"
+    );
+    let erin = server.dev_token("erin", &["dba"], true);
+    let (status, body) = server
+        .post(&approve, Some(&erin), json!({"comment": "schema reviewed"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["approvals"][0]["stage"], "dba");
+    assert_eq!(
+        body["stages"],
+        json!([
+            {"name": "dba", "required": 1, "approvals": 1, "status": "approved"},
+            {"name": "security", "required": 1, "approvals": 0, "status": "open"},
+        ])
+    );
+    // No DBA may approve in the security stage.
+    let frank = server.dev_token("frank", &["dba"], true);
+    let (status, _) = server.post(&approve, Some(&frank), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The security stage is listed to security now, and its approval approves.
+    let listed: Value = server
+        .get("/v1/access-requests?status=pending", Some(&sam))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["requests"][0]["request_id"], id.as_str());
+    let (status, body) = server.post(&approve, Some(&sam), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "approved");
+    assert_eq!(body["approvals"][1]["stage"], "security");
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{id}/token"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let claims = server
+        .verify(body["access_token"].as_str().unwrap(), "db-proxy")
+        .await;
+    assert_eq!(
+        claims.jit.approvers,
+        ["User::\"erin\"".to_owned(), "User::\"sam\"".to_owned()]
+    );
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    for stage in ["dba", "security"] {
+        assert!(
+            metrics.contains(&format!(
+                "jitgate_approval_wait_seconds_count{{stage=\"{stage}\"}} 1\n"
+            )),
+            "{metrics}"
+        );
+    }
+
+    // One approver acts in one stage only, even one the policies allow in both; a deny in
+    // the last stage ends a request.
+    let (_, body) = server.post("/v1/access-requests", Some(&alice), ask).await;
+    let second = body["request_id"].as_str().unwrap().to_owned();
+    let approve = format!("/v1/access-requests/{second}/approve");
+    let mia = server.dev_token("mia", &["dba", "security"], true);
+    let (status, _) = server.post(&approve, Some(&mia), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server.post(&approve, Some(&mia), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = server
+        .post(
+            &format!("/v1/access-requests/{second}/deny"),
+            Some(&sam),
+            json!({"comment": "not during the freeze"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "denied");
+    assert_eq!(body["approvals"][1]["stage"], "security");
 }

@@ -366,3 +366,75 @@ fn audit_commands_refuse_a_missing_database() {
         );
     }
 }
+
+/// A case names the stages it expects; `jitgate check` names a malformed `@stages` by
+/// file:line.
+#[test]
+fn cases_check_stages_and_check_names_a_malformed_one() {
+    let pack = TempPack::shipped();
+    pack.write(
+        "policies/stages.cedar",
+        r#"@id("oncall-db-admin-in-stages")
+@scope("db:admin:{resource.id}")
+@stages("dba:1, security:2")
+permit (principal in Group::"oncall", action == Action::"admin", resource in Environment::"prod");
+"#,
+    );
+    pack.write(
+        "stages.toml",
+        r#"
+[[case]]
+name = "a schema change needs a DBA, then two from security"
+principal = 'User::"alice"'
+groups = ['Group::"oncall"']
+action = "admin"
+resource = 'Database::"orders"'
+context = { mfa = true }
+expect = "escalate"
+approvals = 3
+stages = ["dba:1", "security:2"]
+
+[[case]]
+name = "the stages in another order fail"
+principal = 'User::"alice"'
+groups = ['Group::"oncall"']
+action = "admin"
+resource = 'Database::"orders"'
+context = { mfa = true }
+expect = "escalate"
+stages = ["security:2", "dba:1"]
+"#,
+    );
+    let out = jitgate(&["test", "stages.toml"], pack.dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            r#"stages: expected ["security:2", "dba:1"], actual ["dba:1", "security:2"]"#
+        ),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("1 passed, 1 failed"),
+        "{stdout}"
+    );
+
+    pack.write(
+        "policies/stages.cedar",
+        r#"@id("oncall-db-admin-in-stages")
+@scope("db:admin:{resource.id}")
+@stages("dba:1, dba:2")
+permit (principal in Group::"oncall", action == Action::"admin", resource in Environment::"prod");
+"#,
+    );
+    let out = jitgate(&["check"], pack.dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("stages.cedar:3:1")
+            && format!("{stdout}{stderr}").contains("stage `dba` is named twice"),
+        "{stdout}{stderr}"
+    );
+}

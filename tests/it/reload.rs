@@ -106,7 +106,10 @@ fn an_annotation_typo_keeps_the_last_good_pack() {
     assert_eq!(live.current().version(), good);
     let served = live.current();
     let policy = served.policy("dba-db-admin-approval").unwrap();
-    assert_eq!(policy.grant.approvals, Some(2));
+    assert_eq!(
+        policy.grant.stages,
+        Some(jitgate::decision::Stage::default_of(2))
+    );
     let errors = live.status().last_error.unwrap().errors.to_string();
     let expected = format!(
         "{}/databases.cedar:52:1: policy `dba-db-admin-approval`: unknown annotation @aproval: did you mean `@approval`?",

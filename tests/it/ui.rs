@@ -392,3 +392,59 @@ async fn an_administrator_reviews_break_glass_access_in_chromium() {
     );
     browser.quit().await;
 }
+
+/// Two approvers, each signed in in turn, approve a request's two stages in order.
+#[tokio::test]
+async fn two_approvers_approve_two_stages_in_chromium() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let server = TestServer::start(super::approvals::staged_pack(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "admin", "resource": "Database::\"orders\"", "reason": "migration 42"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["request_id"].as_str().unwrap().to_owned();
+    let row = format!("#pending tr[data-request-id=\"{id}\"]");
+
+    for (approver, groups, stages_after) in [
+        ("erin", "dba", "dba 1/1 approved, then security 0/1 open"),
+        (
+            "sam",
+            "security",
+            "dba 1/1 approved, then security 1/1 approved",
+        ),
+    ] {
+        browser.goto(&format!("{}/ui", server.base)).await;
+        browser
+            .type_into("#token", &server.dev_token(approver, &[groups], true))
+            .await;
+        browser.click("#sign-in").await;
+        browser
+            .wait_text(&row, |s| s.contains("migration 42"))
+            .await;
+        browser.click(&format!("{row} button.open")).await;
+        browser
+            .wait_text("#detail-status", |s| s == "pending")
+            .await;
+        browser.click("#approve").await;
+        let fields = browser
+            .wait_text("#detail-fields", |s| s.contains(stages_after))
+            .await;
+        assert!(fields.contains(stages_after), "{fields}");
+        browser.click("#sign-out").await;
+    }
+    let seen: Value = server
+        .get(&format!("/v1/access-requests/{id}"), Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["status"], "approved");
+    browser.quit().await;
+}

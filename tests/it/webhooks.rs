@@ -479,3 +479,57 @@ async fn notifications_link_to_the_public_ui_address() {
     assert!(slack.body.contains(&format!("<{page}|")), "{}", slack.body);
     receiver.stop().await;
 }
+
+/// When a stage closes, the approvers of the next one are told it is theirs.
+#[tokio::test]
+async fn each_stage_is_announced_when_it_opens() {
+    let inbox = Inbox::default();
+    let receiver = Receiver::start("127.0.0.1:0", inbox.clone()).await;
+    let server = TestServer::start(super::approvals::staged_pack(), |c| {
+        c.webhooks = hooks(receiver.addr);
+        c.webhooks.truncate(1);
+    })
+    .await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let (status, body) = server
+        .post(
+            "/v1/access-requests",
+            Some(&alice),
+            json!({"action": "admin", "resource": "Database::\"orders\"", "reason": "migration 42"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["request_id"].as_str().unwrap().to_owned();
+    let erin = server.dev_token("erin", &["dba"], true);
+    let (status, _) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&erin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for(&inbox, 2, |_| true).await;
+    let mut announced: Vec<(String, String)> = inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let body: Value = serde_json::from_str(&d.body).unwrap();
+            assert_eq!(body["request"]["stages"][1]["name"], "security");
+            (
+                body["event"].as_str().unwrap().to_owned(),
+                body["stage"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    announced.sort();
+    assert_eq!(
+        announced,
+        [
+            ("request.pending".to_owned(), "dba".to_owned()),
+            ("request.pending".to_owned(), "security".to_owned()),
+        ]
+    );
+    receiver.stop().await;
+}

@@ -65,6 +65,12 @@ function riskText(risk) {
   return risk.score + (names.length ? " (" + names.join(", ") + ")" : "");
 }
 
+// "dba 1/1 approved, then security 0/2 open"; "-" for a request of one stage.
+function stagesText(stages) {
+  if (!stages || stages.length < 2) return "-";
+  return stages.map((s) => s.name + " " + s.approvals + "/" + s.required + " " + s.status).join(", then ");
+}
+
 function approvalsCount(request) {
   const given = (request.approvals || []).filter((a) => a.decision === "approve").length;
   return given + " / " + request.approvals_required;
@@ -200,6 +206,7 @@ function showRequest(request) {
     ["Risk", riskText(request.risk)],
     ["Policies", (request.policies || []).join(", ")],
     ["Approvals", approvalsCount(request)],
+    ["Stages", stagesText(request.stages)],
     ["Requested", request.created_at + " (" + age(request.created_at) + " ago)"],
     ["Expires", request.expires_at || "-"],
   ];
@@ -209,7 +216,8 @@ function showRequest(request) {
   const history = $("detail-history");
   history.replaceChildren(element("li", request.created_at + ": requested by " + request.requester));
   for (const answer of request.approvals || []) {
-    const verb = answer.decision === "approve" ? "approved" : "denied";
+    const verb = (answer.decision === "approve" ? "approved" : "denied") +
+      (answer.stage && answer.stage !== "default" ? " (stage " + answer.stage + ")" : "");
     const when = new Date(answer.at * 1000).toISOString().replace(".000", "");
     const comment = answer.comment ? ": " + answer.comment : "";
     history.append(element("li", when + ": " + verb + " by " + answer.approver + comment));

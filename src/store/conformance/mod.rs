@@ -28,6 +28,7 @@ macro_rules! suite {
             concurrent_jobs_commit_and_a_bad_one_fails_alone,
             require_status_checks_the_effective_status,
             an_approver_answers_once,
+            a_stage_takes_no_approval_past_its_quorum,
             approval_at_quorum_approves_and_announces_once,
             two_approvers_racing_for_the_last_approval_one_wins,
             expire_marks_only_pending_requests_past_expiry,
@@ -84,6 +85,7 @@ pub(crate) fn request(id: &str) -> RequestRecord {
         lifetime_secs: 0,
         granted_scopes: None,
         audience: None,
+        stages: serde_json::Value::Null,
     }
 }
 
@@ -96,6 +98,7 @@ pub(super) fn pending(id: &str, approvals: i64, expires_at: i64) -> Write {
         expires_at: Some(expires_at),
         granted_scopes: Some(vec!["read".into()]),
         audience: Some(vec!["db-proxy".into()]),
+        stages: serde_json::Value::Null,
         ..request(id)
     }))
 }
@@ -118,6 +121,7 @@ pub(super) fn approval(request_id: &str, approver: &str) -> Write {
         decision: "approve".into(),
         comment: String::new(),
         at: 1100,
+        stage: "default".into(),
     })
 }
 

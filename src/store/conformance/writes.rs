@@ -108,6 +108,47 @@ pub(crate) async fn an_approver_answers_once(store: &Store) {
     assert_eq!(approvers, ["User::\"bob\"", "User::\"carol\""]);
 }
 
+/// [`Write::RequireStageOpen`] refuses an approval once its stage has the quorum, whoever
+/// gives it, and leaves the other stages alone; the stage of each answer is kept.
+pub(crate) async fn a_stage_takes_no_approval_past_its_quorum(store: &Store) {
+    store.write(vec![pending("p", 2, 5000)]).await.unwrap();
+    let in_stage = |approver: &str, stage: &str| {
+        vec![
+            Write::RequireStageOpen {
+                id: "p".into(),
+                stage: stage.into(),
+                required: 1,
+            },
+            Write::Approval(ApprovalRecord {
+                request_id: "p".into(),
+                approver: format!("User::\"{approver}\""),
+                decision: "approve".into(),
+                comment: String::new(),
+                at: 1100,
+                stage: stage.into(),
+            }),
+        ]
+    };
+    store.write(in_stage("bob", "lead")).await.unwrap();
+    let late = store.write(in_stage("carol", "lead")).await;
+    assert_eq!(conflict(late), STAGE_COMPLETE);
+    store.write(in_stage("carol", "security")).await.unwrap();
+    let stages: Vec<(String, String)> = store
+        .approvals("p")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.approver, a.stage))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("User::\"bob\"".to_owned(), "lead".to_owned()),
+            ("User::\"carol\"".to_owned(), "security".to_owned()),
+        ]
+    );
+}
+
 /// [`Write::ApproveAtQuorum`] approves only at the quorum, and queues its announcement then.
 pub(crate) async fn approval_at_quorum_approves_and_announces_once(store: &Store) {
     store.write(vec![pending("p", 2, 5000)]).await.unwrap();

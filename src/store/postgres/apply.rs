@@ -20,8 +20,8 @@ use tokio_postgres::{Client, Statement, Transaction};
 use crate::audit;
 use crate::store::batch::Failure;
 use crate::store::{
-    ApprovalRecord, AuditRecord, OutboxRecord, RequestRecord, RevocationRecord, TokenRecord, Write,
-    effective_status,
+    ApprovalRecord, AuditRecord, OutboxRecord, RequestRecord, RevocationRecord, STAGE_COMPLETE,
+    TokenRecord, Write, effective_status,
 };
 
 /// The last event of the audit chain, (seq, hash): locked by the transaction, moved by its
@@ -67,8 +67,8 @@ const HEARTBEAT: &str = "INSERT INTO replicas (id, version, policy_version, star
 const INSERT_REQUEST: &str = "INSERT INTO access_requests (id, created_at, principal, action, \
      resource, scopes, duration_secs, reason, source_ip, decision, status, policies, \
      policy_version, risk_score, risk_signals, approvals_required, expires_at, context, \
-     lifetime_secs, granted_scopes, audience) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)";
+     lifetime_secs, granted_scopes, audience, stages) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)";
 const INSERT_TOKEN: &str = "INSERT INTO tokens (jti, request_id, subject, kid, scope, issued_at, \
      expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const APPEND_AUDIT: &str = "INSERT INTO audit_events (seq, at, type, request_id, subject, data, \
@@ -78,7 +78,9 @@ const APPEND_AUDIT: &str = "INSERT INTO audit_events (seq, at, type, request_id,
 const REQUEST_STATUS: &str =
     "SELECT status, expires_at FROM access_requests WHERE id = $1 FOR UPDATE";
 const INSERT_APPROVAL: &str = "INSERT INTO approvals (request_id, approver, decision, comment, \
-     at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+     at, stage) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+const STAGE_APPROVALS: &str = "SELECT COUNT(*) FROM approvals \
+     WHERE request_id = $1 AND stage = $2 AND decision = 'approve'";
 const APPROVE_AT_QUORUM: &str = "UPDATE access_requests SET status = 'approved', \
      decided_at = $1 WHERE id = $2 AND status = 'pending' AND approvals_required <= \
      (SELECT COUNT(*) FROM approvals WHERE request_id = $2 AND decision = 'approve')";
@@ -119,6 +121,7 @@ const STATEMENTS: &[&str] = &[
     APPEND_AUDIT,
     REQUEST_STATUS,
     INSERT_APPROVAL,
+    STAGE_APPROVALS,
     APPROVE_AT_QUORUM,
     INSERT_REVOCATION,
     BLOCKING_REVOCATION,
@@ -257,6 +260,21 @@ async fn apply(tx: &Tx<'_, '_>, write: &Write) -> Result<(), Failure> {
         }
         Write::PruneDryRunDenials { before } => tx.execute(PRUNE_DRY_RUN_DENIALS, &[before]).await,
         Write::RequireStatus { id, status, at } => require_status(tx, id, status, *at).await,
+        Write::RequireStageOpen {
+            id,
+            stage,
+            required,
+        } => {
+            let given: i64 = match tx.row(STAGE_APPROVALS, &[id, stage]).await? {
+                Some(row) => row.try_get(0)?,
+                None => 0,
+            };
+            if given >= *required {
+                Err(Failure::Conflict(STAGE_COMPLETE.into()))
+            } else {
+                Ok(())
+            }
+        }
         Write::Approval(record) => insert_approval(tx, record).await,
         Write::SetStatus { id, status, at } => tx.execute(SET_STATUS, &[status, at, id]).await,
         Write::ApproveAtQuorum { id, at, announce } => {
@@ -386,6 +404,7 @@ async fn insert_request(tx: &Tx<'_, '_>, r: &RequestRecord) -> Result<(), Failur
     );
     let granted = r.granted_scopes.as_ref().map(json);
     let audience = r.audience.as_ref().map(json);
+    let stages = (!r.stages.is_null()).then(|| json(&r.stages));
     tx.execute(
         INSERT_REQUEST,
         &[
@@ -410,6 +429,7 @@ async fn insert_request(tx: &Tx<'_, '_>, r: &RequestRecord) -> Result<(), Failur
             &r.lifetime_secs,
             &granted,
             &audience,
+            &stages,
         ],
     )
     .await
@@ -475,7 +495,14 @@ async fn require_status(tx: &Tx<'_, '_>, id: &str, status: &str, at: i64) -> Res
 async fn insert_approval(tx: &Tx<'_, '_>, a: &ApprovalRecord) -> Result<(), Failure> {
     tx.changed_one(
         INSERT_APPROVAL,
-        &[&a.request_id, &a.approver, &a.decision, &a.comment, &a.at],
+        &[
+            &a.request_id,
+            &a.approver,
+            &a.decision,
+            &a.comment,
+            &a.at,
+            &a.stage,
+        ],
         "already answered by this approver",
     )
     .await

@@ -24,7 +24,7 @@ macro_rules! request_columns {
         "id, created_at, principal, action, resource, scopes, duration_secs, reason, source_ip, \
          decision, status, policies, policy_version, risk_score, risk_signals, \
          approvals_required, expires_at, context, lifetime_secs, granted_scopes, audience, \
-         decided_at"
+         decided_at, stages"
     };
 }
 
@@ -325,7 +325,7 @@ impl Postgres {
             )
             .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get(22)?, stored_request(row)?)))
+            .map(|row| Ok((row.try_get(23)?, stored_request(row)?)))
             .collect()
     }
 
@@ -346,7 +346,7 @@ impl Postgres {
             )
             .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get(22)?, stored_request(row)?)))
+            .map(|row| Ok((row.try_get(23)?, stored_request(row)?)))
             .collect()
     }
 
@@ -373,7 +373,7 @@ impl Postgres {
     ) -> Result<Vec<ApprovalRecord>, StoreError> {
         let rows = self
             .rows(
-                "SELECT request_id, approver, decision, comment, at FROM approvals \
+                "SELECT request_id, approver, decision, comment, at, stage FROM approvals \
                  WHERE request_id = $1 ORDER BY at, approver",
                 &[&request_id],
             )
@@ -386,6 +386,7 @@ impl Postgres {
                     decision: row.try_get(2)?,
                     comment: row.try_get(3)?,
                     at: row.try_get(4)?,
+                    stage: row.try_get(5)?,
                 })
             })
             .collect()
@@ -576,6 +577,11 @@ fn stored_request(row: &Row) -> Result<StoredRequest, StoreError> {
             lifetime_secs: row.try_get(18)?,
             granted_scopes: granted(19)?,
             audience: granted(20)?,
+            stages: {
+                let text: Option<&str> = row.try_get(22)?;
+                text.and_then(|text| serde_json::from_str(text).ok())
+                    .unwrap_or(serde_json::Value::Null)
+            },
         },
         decided_at: row.try_get(21)?,
     })

@@ -7,8 +7,8 @@ use serde::Serialize;
 use crate::audit;
 use crate::store::batch::Failure;
 use crate::store::{
-    ApprovalRecord, AuditRecord, OutboxRecord, RequestRecord, RevocationRecord, TokenRecord, Write,
-    effective_status,
+    ApprovalRecord, AuditRecord, OutboxRecord, RequestRecord, RevocationRecord, STAGE_COMPLETE,
+    TokenRecord, Write, effective_status,
 };
 
 /// The last event of the audit chain, (seq, hash), once this transaction has read or written
@@ -42,6 +42,23 @@ pub(super) fn apply(tx: &Connection, head: &mut ChainHead, write: &Write) -> Res
             params![before],
         ),
         Write::RequireStatus { id, status, at } => require_status(tx, id, status, *at),
+        Write::RequireStageOpen {
+            id,
+            stage,
+            required,
+        } => {
+            let given: i64 = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM approvals \
+                     WHERE request_id = ? AND stage = ? AND decision = 'approve'",
+                )?
+                .query_row(params![id, stage], |row| row.get(0))?;
+            if given >= *required {
+                Err(Failure::Conflict(STAGE_COMPLETE.into()))
+            } else {
+                Ok(())
+            }
+        }
         Write::Approval(record) => insert_approval(tx, record),
         Write::SetStatus { id, status, at } => execute(
             tx,
@@ -242,8 +259,8 @@ fn insert_request(tx: &Connection, r: &RequestRecord) -> Result<(), Failure> {
         "INSERT INTO access_requests (id, created_at, principal, action, resource, scopes, \
          duration_secs, reason, source_ip, decision, status, policies, policy_version, \
          risk_score, risk_signals, approvals_required, expires_at, context, lifetime_secs, \
-         granted_scopes, audience) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         granted_scopes, audience, stages) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params![
             r.id,
             r.created_at,
@@ -266,6 +283,7 @@ fn insert_request(tx: &Connection, r: &RequestRecord) -> Result<(), Failure> {
             r.lifetime_secs,
             r.granted_scopes.as_ref().map(json),
             r.audience.as_ref().map(json),
+            (!r.stages.is_null()).then(|| json(&r.stages)),
         ],
     )
 }
@@ -350,9 +368,16 @@ fn require_status(tx: &Connection, id: &str, status: &str, at: i64) -> Result<()
 fn insert_approval(tx: &Connection, a: &ApprovalRecord) -> Result<(), Failure> {
     changed_one(
         tx,
-        "INSERT OR IGNORE INTO approvals (request_id, approver, decision, comment, at) \
-         VALUES (?, ?, ?, ?, ?)",
-        params![a.request_id, a.approver, a.decision, a.comment, a.at],
+        "INSERT OR IGNORE INTO approvals (request_id, approver, decision, comment, at, stage) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+        params![
+            a.request_id,
+            a.approver,
+            a.decision,
+            a.comment,
+            a.at,
+            a.stage
+        ],
         "already answered by this approver",
     )
 }

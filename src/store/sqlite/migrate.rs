@@ -29,6 +29,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     migration!("sqlite", 11, "replicas", "0011_replicas.sql"),
     migration!("sqlite", 12, "rate totals", "0012_rate_totals.sql"),
     migration!("sqlite", 13, "used once", "0013_used_once.sql"),
+    migration!("sqlite", 14, "approval stages", "0014_approval_stages.sql"),
 ];
 
 /// The table of applied migrations, as sqlx creates it.

@@ -124,7 +124,7 @@ macro_rules! request_columns {
         "id, created_at, principal, action, resource, scopes, duration_secs, reason, source_ip, \
          decision, status, policies, policy_version, risk_score, risk_signals, \
          approvals_required, expires_at, context, lifetime_secs, granted_scopes, audience, \
-         decided_at"
+         decided_at, stages"
     };
 }
 
@@ -458,7 +458,7 @@ impl Sqlite {
                  AND rowid > ? ORDER BY rowid LIMIT ?"
             ),
             [now, after, limit],
-            |row| Ok((row.get(22)?, stored_request(row)?)),
+            |row| Ok((row.get(23)?, stored_request(row)?)),
         )
         .await
     }
@@ -476,7 +476,7 @@ impl Sqlite {
                  AND rowid > ? ORDER BY rowid LIMIT ?"
             ),
             [after, limit],
-            |row| Ok((row.get(22)?, stored_request(row)?)),
+            |row| Ok((row.get(23)?, stored_request(row)?)),
         )
         .await
     }
@@ -502,7 +502,7 @@ impl Sqlite {
         request_id: &str,
     ) -> Result<Vec<ApprovalRecord>, StoreError> {
         self.rows(
-            "SELECT request_id, approver, decision, comment, at FROM approvals \
+            "SELECT request_id, approver, decision, comment, at, stage FROM approvals \
              WHERE request_id = ? ORDER BY at, approver",
             [request_id.to_owned()],
             |row| {
@@ -512,6 +512,7 @@ impl Sqlite {
                     decision: row.get(2)?,
                     comment: row.get(3)?,
                     at: row.get(4)?,
+                    stage: row.get(5)?,
                 })
             },
         )
@@ -690,6 +691,11 @@ fn stored_request(row: &Row<'_>) -> rusqlite::Result<StoredRequest> {
             lifetime_secs: row.get(18)?,
             granted_scopes: granted(19)?,
             audience: granted(20)?,
+            stages: {
+                let text: Option<String> = row.get(22)?;
+                text.and_then(|text| serde_json::from_str(&text).ok())
+                    .unwrap_or(serde_json::Value::Null)
+            },
         },
         decided_at: row.get(21)?,
     })
