@@ -46,7 +46,11 @@ pub struct PendingAnswer {
     pub approvals_required: u32,
     /// The stages of those approvals, in order.
     pub stages: Vec<Stage>,
-    /// When the request expires unless approved (RFC 3339).
+    /// When the window of access opens, for a scheduled request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// When the request expires unless approved; for one allowed ahead of its window, when
+    /// that window closes (RFC 3339).
     pub expires_at: String,
     pub policies: Vec<String>,
     pub risk: Risk,
@@ -168,6 +172,8 @@ pub struct RequestView {
     /// RFC 3339.
     pub created_at: String,
     pub expires_at: Option<String>,
+    /// When the window of access opens, for a scheduled request (RFC 3339).
+    pub not_before: Option<String>,
 }
 
 /// The risk a request was decided with, as recorded.
@@ -205,6 +211,7 @@ impl RequestView {
             },
             created_at: time(r.created_at),
             expires_at: r.expires_at.map(time),
+            not_before: r.not_before.map(time),
         }
     }
 }

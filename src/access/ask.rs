@@ -36,6 +36,7 @@ pub async fn ask(
     command: AccessRequest,
 ) -> Result<Asked, ApiError> {
     let break_glass_asked = command.break_glass;
+    let not_before = scheduled_from(app, command.not_before, break_glass_asked)?;
     let evaluated = evaluate(app, caller, source_ip, command, WhenRevoked::Refuse).await?;
     let decision = &evaluated.decision;
     // Asked for anywhere but an escalation every deciding policy allows it for, break-glass
@@ -43,13 +44,18 @@ pub async fn ask(
     let break_glass =
         break_glass_asked && decision.outcome == Outcome::Escalate && decision.break_glass_allowed;
     let status = match decision.outcome {
+        // Allowed ahead of its window: nothing is issued until it opens; the requester mints.
+        Outcome::Allow if not_before.is_some() => RequestStatus::Approved,
         Outcome::Allow => RequestStatus::Issued,
         Outcome::Deny => RequestStatus::Denied,
         Outcome::Escalate if break_glass => RequestStatus::NeedsReview,
         Outcome::Escalate => RequestStatus::Pending,
     };
     let pending_until = evaluated.now + app.config.pending_ttl.as_secs();
-    let record = request_record(&evaluated, status, pending_until);
+    let record = RequestRecord {
+        not_before: not_before.map(stored_secs),
+        ..request_record(&evaluated, status, pending_until)
+    };
     let principal = record.principal.clone();
     // The policies' outcome, and what became of the request: for break-glass, `escalate`
     // with `needs_review`, as the API answers it.
@@ -57,6 +63,7 @@ pub async fn ask(
     if let serde_json::Value::Object(data) = &mut decided.data {
         data.insert("status".into(), json!(status));
         data.insert("break_glass".into(), json!(break_glass));
+        data.insert("not_before".into(), json!(not_before.map(rfc3339)));
     }
     let mut writes = vec![
         Write::Request(Box::new(record.clone())),
@@ -86,6 +93,23 @@ pub async fn ask(
                 approvals_required: decision.approvals_required,
                 stages: decision.stages.clone(),
                 expires_at: rfc3339(pending_until),
+                not_before: not_before.map(rfc3339),
+                policies: decision.policies.clone(),
+                risk: evaluated.risk.clone(),
+                advice: decision.advice.clone(),
+            };
+            (Asked::Pending(answer), None)
+        }
+        RequestStatus::Approved => {
+            let opens = not_before.unwrap_or(evaluated.now);
+            let answer = PendingAnswer {
+                request_id: evaluated.request_id.clone(),
+                decision: Outcome::Allow,
+                status,
+                approvals_required: 0,
+                stages: Vec::new(),
+                expires_at: rfc3339(opens.saturating_add(decision.lifetime.as_secs())),
+                not_before: Some(rfc3339(opens)),
                 policies: decision.policies.clone(),
                 risk: evaluated.risk.clone(),
                 advice: decision.advice.clone(),
@@ -114,6 +138,43 @@ pub async fn ask(
         app.metrics.break_glass.with_label_values(&[action]).inc();
     }
     Ok(asked)
+}
+
+/// A request may schedule its window this far in the past (clocks differ); before that it is
+/// a mistake.
+const SCHEDULE_GRACE_SECS: u64 = 300;
+
+/// When the window of a request asked with `not_before` opens: `None` for now (or a moment
+/// ago); 400 past `max_schedule_ahead`, in the past, or with break-glass (an emergency is now).
+fn scheduled_from(
+    app: &App,
+    not_before: Option<u64>,
+    break_glass: bool,
+) -> Result<Option<u64>, ApiError> {
+    let Some(at) = not_before else {
+        return Ok(None);
+    };
+    let now = app.now();
+    if break_glass {
+        return Err(ApiError::InvalidRequest(
+            "break_glass is for access now; it takes no not_before".into(),
+        ));
+    }
+    if at.saturating_add(SCHEDULE_GRACE_SECS) < now {
+        return Err(ApiError::InvalidRequest(format!(
+            "not_before {} is in the past",
+            rfc3339(at)
+        )));
+    }
+    let ahead = app.config.max_schedule_ahead.as_secs();
+    if at > now.saturating_add(ahead) {
+        return Err(ApiError::InvalidRequest(format!(
+            "not_before {} is more than max_schedule_ahead ({}) ahead",
+            rfc3339(at),
+            humantime::format_duration(app.config.max_schedule_ahead)
+        )));
+    }
+    Ok((at > now).then_some(at))
 }
 
 /// The token of an allowed (or break-glass) request, with its writes added to `writes`.
@@ -220,6 +281,7 @@ fn request_record(
         granted_scopes: Some(decision.scopes.clone()),
         audience: Some(decision.audience.clone()),
         stages: super::stages::recorded(&decision.stages),
+        not_before: None,
     }
 }
 

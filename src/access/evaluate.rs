@@ -34,6 +34,8 @@ pub struct AccessRequest {
     pub break_glass: bool,
     /// The thumbprint of the DPoP key the client proved it holds: the token is bound to it.
     pub dpop_jkt: Option<String>,
+    /// Unix seconds the window of access opens (scheduled access); `None`: at once.
+    pub not_before: Option<u64>,
 }
 
 /// A decided request, before it is recorded.

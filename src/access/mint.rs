@@ -12,6 +12,7 @@ use super::evaluate::risk_for;
 use super::issue::{count_issued, grant_of, issued_answer, sign, token_writes};
 use super::refusal::{Attempt, refuse_blocked};
 use super::{Answer, ApiError, App, RequestStatus};
+use crate::clock::rfc3339;
 use crate::decision::{
     ApprovedGrant, DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext,
     within_approval,
@@ -49,7 +50,20 @@ pub async fn mint(
     let now = app.now();
     let now_i = app.now_stored();
     let status = mintable_status(&stored, now_i)?;
-    let window_end = (stored.decided_at.unwrap_or(0)).saturating_add(stored.record.lifetime_secs);
+    // The window opens at the decision, or later when the request was scheduled.
+    let opens = stored
+        .decided_at
+        .unwrap_or(0)
+        .max(stored.record.not_before.unwrap_or(0));
+    if now_i < opens {
+        return Err(ApiError::Conflict {
+            status: format!(
+                "scheduled: its window opens at {}",
+                rfc3339(u64::try_from(opens).unwrap_or(0))
+            ),
+        });
+    }
+    let window_end = opens.saturating_add(stored.record.lifetime_secs);
     if now_i >= window_end {
         return Err(ApiError::Conflict {
             status: "approval window ended".into(),

@@ -85,6 +85,10 @@ pub async fn poll(
         Some(RequestStatus::Denied | RequestStatus::Cancelled | RequestStatus::Revoked) => {
             Ok(Polled::Denied)
         }
+        // Scheduled: approved, but its window has not opened yet.
+        Some(RequestStatus::Approved) if stored.record.not_before.is_some_and(|at| now < at) => {
+            Ok(Polled::Pending)
+        }
         Some(RequestStatus::Approved | RequestStatus::Issued) => {
             match mint(app, caller, source_ip, id, dpop_jkt).await {
                 Ok(Minted::Issued(answer)) => Ok(Polled::Issued {

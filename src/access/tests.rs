@@ -61,6 +61,7 @@ pub(super) fn asking(action: &str) -> AccessRequest {
         context: Map::new(),
         break_glass: false,
         dpop_jkt: None,
+        not_before: None,
     }
 }
 

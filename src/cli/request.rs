@@ -39,6 +39,10 @@ pub struct Ask {
     /// How long the token should live, e.g. `15m`
     #[arg(long)]
     duration: Option<String>,
+    /// Schedule the window of access to open at this time (RFC 3339, e.g.
+    /// `2026-12-02T22:00:00Z`); approvals may come before it
+    #[arg(long, value_name = "TIME")]
+    not_before: Option<String>,
     /// A scope to ask for (repeat for several); default: what the policies grant
     #[arg(long = "scope", value_name = "SCOPE")]
     scopes: Vec<String>,
@@ -54,7 +58,7 @@ pub struct Ask {
     #[arg(long)]
     wait: bool,
     /// Wait for request ID, asked earlier, instead of asking again; mints once it is approved
-    #[arg(long, value_name = "ID", conflicts_with_all = ["action", "resource", "reason", "duration", "scopes", "context", "break_glass"])]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["action", "resource", "reason", "duration", "not_before", "scopes", "context", "break_glass"])]
     resume: Option<String>,
     /// Print the server's JSON answer instead of the bare token
     #[arg(long)]
@@ -79,6 +83,14 @@ fn context_entry(text: &str) -> Result<(String, Value), String> {
         return Err("the key is empty".into());
     }
     Ok((key.to_owned(), value))
+}
+
+/// Whether `request` is scheduled to open after this machine's now.
+fn opens_later(request: &Value) -> bool {
+    at(request, "/not_before")
+        .as_str()
+        .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+        .is_some_and(|opens| opens > jiff::Timestamp::now())
 }
 
 /// `id` as one path segment, whatever was typed after `--resume`.
@@ -164,6 +176,9 @@ async fn request(ask: &Ask) -> Result<u8, Failed> {
         if let Some(duration) = &ask.duration {
             fields.insert("duration".into(), json!(duration));
         }
+        if let Some(not_before) = &ask.not_before {
+            fields.insert("not_before".into(), json!(not_before));
+        }
         if !ask.scopes.is_empty() {
             fields.insert("scopes".into(), json!(ask.scopes));
         }
@@ -191,11 +206,18 @@ async fn request(ask: &Ask) -> Result<u8, Failed> {
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
-            eprintln!(
-                "pending: request {id} needs {} approval(s); it expires at {}",
-                at(&answer, "/approvals_required"),
-                at(&answer, "/expires_at").as_str().unwrap_or("?")
-            );
+            if at(&answer, "/status") == "approved" {
+                eprintln!(
+                    "scheduled: request {id} is allowed; its window opens at {}",
+                    at(&answer, "/not_before").as_str().unwrap_or("?")
+                );
+            } else {
+                eprintln!(
+                    "pending: request {id} needs {} approval(s); it expires at {}",
+                    at(&answer, "/approvals_required"),
+                    at(&answer, "/expires_at").as_str().unwrap_or("?")
+                );
+            }
             if !ask.wait {
                 if ask.json {
                     println!("{answer}");
@@ -217,6 +239,7 @@ async fn request(ask: &Ask) -> Result<u8, Failed> {
 /// Polls request `id` until it is answered, and mints the token once approved.
 async fn wait(ask: &Ask, client: &Client, id: &str) -> Result<u8, Failed> {
     let mut approvals_seen = 0;
+    let mut told_scheduled = false;
     loop {
         tokio::time::sleep(ask.poll_interval).await;
         let path = format!("/v1/access-requests/{}", path_segment(id));
@@ -249,6 +272,15 @@ async fn wait(ask: &Ask, client: &Client, id: &str) -> Result<u8, Failed> {
         }
         match at(&request, "/status").as_str().unwrap_or_default() {
             "pending" => {}
+            "approved" if opens_later(&request) => {
+                if !told_scheduled {
+                    told_scheduled = true;
+                    eprintln!(
+                        "approved; waiting for the window to open at {}",
+                        at(&request, "/not_before").as_str().unwrap_or("?")
+                    );
+                }
+            }
             "approved" | "issued" => return mint(ask, client, id).await,
             "denied" => {
                 let by = at(&request, "/approvals")

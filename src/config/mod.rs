@@ -78,6 +78,9 @@ pub struct Config {
     pub max_ttl: Duration,
     #[serde(deserialize_with = "duration")]
     pub pending_ttl: Duration,
+    /// How far ahead a request's `not_before` may schedule its window.
+    #[serde(deserialize_with = "duration")]
+    pub max_schedule_ahead: Duration,
     pub default_audience: String,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
@@ -125,6 +128,7 @@ impl Default for Config {
             default_ttl: grants.default_ttl,
             max_ttl: grants.max_ttl,
             pending_ttl: Duration::from_secs(3600),
+            max_schedule_ahead: Duration::from_secs(7 * 24 * 3600),
             default_audience: grants.default_audience,
             trusted_proxies: Vec::new(),
             time_zone: "UTC".into(),
@@ -697,6 +701,7 @@ impl Config {
             ("default_ttl", self.default_ttl),
             ("max_ttl", self.max_ttl),
             ("pending_ttl", self.pending_ttl),
+            ("max_schedule_ahead", self.max_schedule_ahead),
             ("audit_head_every", self.audit_head_every),
         ] {
             if ttl.as_secs() == 0 {

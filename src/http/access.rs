@@ -36,6 +36,10 @@ pub struct AccessRequestBody {
     context: Map<String, Value>,
     #[serde(default)]
     break_glass: bool,
+    /// RFC 3339: schedule the window of access to open then (at most `max_schedule_ahead`
+    /// ahead); approvals may come before it.
+    #[serde(default)]
+    not_before: Option<String>,
 }
 
 /// `{"type": "Database", "id": "orders"}` or `Database::"orders"`.
@@ -70,6 +74,19 @@ impl TryFrom<AccessRequestBody> for AccessRequest {
                     .map_err(|e| ApiError::InvalidRequest(format!("duration `{text}`: {e}")))?,
             ),
         };
+        let not_before = match body.not_before {
+            None => None,
+            Some(text) => Some(
+                text.parse::<jiff::Timestamp>()
+                    .ok()
+                    .and_then(|at| u64::try_from(at.as_second()).ok())
+                    .ok_or_else(|| {
+                        ApiError::InvalidRequest(format!(
+                            "not_before `{text}` is not an RFC 3339 time such as 2026-12-01T09:00:00Z"
+                        ))
+                    })?,
+            ),
+        };
         Ok(AccessRequest {
             action: body.action,
             resource,
@@ -79,6 +96,7 @@ impl TryFrom<AccessRequestBody> for AccessRequest {
             context: body.context,
             break_glass: body.break_glass,
             dpop_jkt: None,
+            not_before,
         })
     }
 }

@@ -27,6 +27,7 @@ fn request() -> RequestRecord {
         granted_scopes: None,
         audience: None,
         stages: serde_json::Value::Null,
+        not_before: None,
     }
 }
 

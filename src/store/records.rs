@@ -40,6 +40,8 @@ pub struct RequestRecord {
     /// The approval stages an escalated request needs, `[{"name", "required"}, …]`; null for
     /// one `default` stage of `approvals_required`.
     pub stages: serde_json::Value,
+    /// Unix seconds the request's window opens (scheduled access); `None`: when decided.
+    pub not_before: Option<i64>,
 }
 
 /// A request as stored, with what happened to it since.

@@ -25,6 +25,7 @@ mod replicas;
 mod requestable;
 mod requester;
 mod revocation;
+mod schedule;
 mod server;
 mod store;
 mod ui;

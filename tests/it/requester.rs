@@ -260,3 +260,31 @@ async fn context_and_break_glass_reach_the_server() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("KEY=VALUE"), "{stderr}");
 }
+
+/// `--not-before` schedules the window; the answer says when it opens and how to mint then.
+#[tokio::test]
+async fn not_before_schedules_the_window() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let opens =
+        jiff::Timestamp::from_second(i64::try_from(super::harness::unix_now() + 120).unwrap())
+            .unwrap()
+            .to_string();
+    let read = [
+        "--action",
+        "read",
+        "--resource",
+        "Database::\"orders\"",
+        "--reason",
+        "INC-1",
+        "--not-before",
+        &opens,
+    ];
+    let (code, stdout, stderr) = finished(spawn(&server, &alice, &read)).await;
+    assert_eq!((code, stdout.as_str()), (4, ""), "{stderr}");
+    assert!(
+        stderr.contains(&format!("is allowed; its window opens at {opens}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("jitgate request --resume req_"), "{stderr}");
+}

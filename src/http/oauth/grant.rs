@@ -110,5 +110,6 @@ fn from_scope(
         context: Map::new(),
         break_glass: false,
         dpop_jkt: None,
+        not_before: None,
     })
 }

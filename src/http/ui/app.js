@@ -209,6 +209,7 @@ function showRequest(request) {
     ["Stages", stagesText(request.stages)],
     ["Requested", request.created_at + " (" + age(request.created_at) + " ago)"],
     ["Expires", request.expires_at || "-"],
+    ["Window opens", request.not_before || "when decided"],
   ];
   for (const [name, value] of rows) {
     fields.append(element("dt", name), element("dd", value));

@@ -86,6 +86,7 @@ pub(crate) fn request(id: &str) -> RequestRecord {
         granted_scopes: None,
         audience: None,
         stages: serde_json::Value::Null,
+        not_before: None,
     }
 }
 
@@ -99,6 +100,7 @@ pub(super) fn pending(id: &str, approvals: i64, expires_at: i64) -> Write {
         granted_scopes: Some(vec!["read".into()]),
         audience: Some(vec!["db-proxy".into()]),
         stages: serde_json::Value::Null,
+        not_before: None,
         ..request(id)
     }))
 }

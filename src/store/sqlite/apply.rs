@@ -259,8 +259,8 @@ fn insert_request(tx: &Connection, r: &RequestRecord) -> Result<(), Failure> {
         "INSERT INTO access_requests (id, created_at, principal, action, resource, scopes, \
          duration_secs, reason, source_ip, decision, status, policies, policy_version, \
          risk_score, risk_signals, approvals_required, expires_at, context, lifetime_secs, \
-         granted_scopes, audience, stages) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         granted_scopes, audience, stages, not_before) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params![
             r.id,
             r.created_at,
@@ -284,6 +284,7 @@ fn insert_request(tx: &Connection, r: &RequestRecord) -> Result<(), Failure> {
             r.granted_scopes.as_ref().map(json),
             r.audience.as_ref().map(json),
             (!r.stages.is_null()).then(|| json(&r.stages)),
+            r.not_before,
         ],
     )
 }
