@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::decision::{
-    Decision, DecisionContext, DecisionRequest, EntityRef, GrantDefaults, Outcome, RequestContext,
-    RequestTime, Weekday,
+    Decision, DecisionContext, DecisionRequest, EntityRef, Extension, GrantDefaults, Outcome,
+    RequestContext, RequestTime, Weekday,
 };
 use crate::policy::{PolicyPack, RESERVED_ACTIONS};
 
@@ -259,10 +259,12 @@ pub fn run_case(
 }
 
 /// The access-request context of a case: server keys not given take their neutral values
-/// (127.0.0.1, 0, false, "", 0, now, false); `duration_secs` is the requested duration.
+/// (127.0.0.1, 0, false, "", 0, now, false, no extension); `duration_secs` is the requested
+/// duration; `extends` and `extended_secs` make it an extension.
 fn request_context(table: &toml::Table) -> Result<(RequestContext, Option<Duration>), String> {
     let mut context = RequestContext::neutral(RequestTime::now_utc());
     let mut duration = None;
+    let (mut extends, mut extended_secs) = (None, None);
     for (key, value) in table {
         let wrong = |expected: &str| format!("context.{key}: expected {expected}, got {value}");
         match key.as_str() {
@@ -290,12 +292,25 @@ fn request_context(table: &toml::Table) -> Result<(RequestContext, Option<Durati
                 duration = (secs > 0).then(|| Duration::from_secs(secs));
             }
             "time" => context.time = case_time(value).map_err(|e| format!("context.time: {e}"))?,
+            "extends" => {
+                extends = Some(value.as_str().ok_or_else(|| wrong("a string"))?.to_owned());
+            }
+            "extended_secs" => {
+                extended_secs = Some(value.as_integer().ok_or_else(|| wrong("an integer"))?);
+            }
             _ => {
                 let json =
                     serde_json::to_value(value).map_err(|e| format!("context.{key}: {e}"))?;
                 context.extra.insert(key.clone(), json);
             }
         }
+    }
+    // An extension's keys come together: either one makes the case an extension.
+    if extends.is_some() || extended_secs.is_some() {
+        context.extension = Some(Extension {
+            extends: extends.unwrap_or_default(),
+            extended_secs: extended_secs.unwrap_or(0),
+        });
     }
     Ok((context, duration))
 }

@@ -15,7 +15,7 @@ use super::evaluate::{
 use super::issue::{count_issued, grant_of, issued_answer, sign, token_writes};
 use super::{ApiError, App, AuditKind, RequestStatus};
 use crate::clock::{rfc3339, stored_secs};
-use crate::decision::{DEFAULT_STAGE, Outcome};
+use crate::decision::{DEFAULT_STAGE, DecisionContext, Outcome};
 use crate::notify::Event;
 use crate::store::{AuditRecord, RequestRecord, Write};
 
@@ -258,6 +258,10 @@ fn request_record(
         ..
     } = evaluated;
     let secs = |d: Duration| stored_secs(d.as_secs());
+    let extension = match &request.context {
+        DecisionContext::Access(context) => context.extension.as_ref(),
+        DecisionContext::Other(_) => None,
+    };
     RequestRecord {
         id: request_id.clone(),
         created_at: stored_secs(*now),
@@ -282,6 +286,8 @@ fn request_record(
         audience: Some(decision.audience.clone()),
         stages: super::stages::recorded(&decision.stages),
         not_before: None,
+        extends: extension.map(|e| e.extends.clone()),
+        extended_secs: extension.map(|e| e.extended_secs),
     }
 }
 

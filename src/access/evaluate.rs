@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 use super::refusal::{Attempt, SubjectBlock, refuse_revoked};
 use super::{ApiError, App, AuditKind};
 use crate::decision::{
-    Decision, DecisionContext, DecisionRequest, Engine, EntityRef, RequestContext, RequestError,
+    Decision, DecisionContext, DecisionRequest, Engine, EntityRef, Extension, RequestContext,
+    RequestError,
 };
 use crate::identity::Caller;
 use crate::risk::{self, Observations, Risk};
@@ -36,6 +37,8 @@ pub struct AccessRequest {
     pub dpop_jkt: Option<String>,
     /// Unix seconds the window of access opens (scheduled access); `None`: at once.
     pub not_before: Option<u64>,
+    /// Set by the server for an extension of a live grant; never by a client.
+    pub extension: Option<Extension>,
 }
 
 /// A decided request, before it is recorded.
@@ -101,6 +104,7 @@ pub(super) async fn evaluate(
             reason: command.reason,
             time,
             dpop_bound: dpop_jkt.is_some(),
+            extension: command.extension,
             extra: command.context,
         }),
         scopes: command.scopes,

@@ -14,7 +14,7 @@ use super::refusal::{Attempt, refuse_blocked};
 use super::{Answer, ApiError, App, RequestStatus};
 use crate::clock::rfc3339;
 use crate::decision::{
-    ApprovedGrant, DecisionContext, DecisionRequest, EntityRef, Outcome, RequestContext,
+    ApprovedGrant, DecisionContext, DecisionRequest, EntityRef, Extension, Outcome, RequestContext,
     within_approval,
 };
 use crate::identity::Caller;
@@ -179,6 +179,11 @@ fn decided_again(
             reason: r.reason.clone(),
             time,
             dpop_bound,
+            // An extension is decided again as the extension it is.
+            extension: r.extends.clone().map(|extends| Extension {
+                extends,
+                extended_secs: r.extended_secs.unwrap_or(0),
+            }),
             extra,
         }),
         scopes: r.scopes.clone(),

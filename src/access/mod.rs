@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod dpop;
 mod error;
 mod evaluate;
+pub mod extend;
 pub mod housekeeping;
 pub(crate) mod issue;
 pub mod keys;

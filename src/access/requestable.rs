@@ -104,6 +104,7 @@ pub async fn requestable(
                     reason: String::new(),
                     time,
                     dpop_bound: false,
+                    extension: None,
                     extra: Map::new(),
                 }),
                 scopes: Vec::new(),

@@ -62,6 +62,7 @@ pub(super) fn asking(action: &str) -> AccessRequest {
         break_glass: false,
         dpop_jkt: None,
         not_before: None,
+        extension: None,
     }
 }
 

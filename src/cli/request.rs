@@ -28,10 +28,10 @@ pub struct Ask {
     #[arg(long, env = "JITGATE_TOKEN", hide_env_values = true)]
     token: String,
     /// The action, e.g. `write`
-    #[arg(long, required_unless_present = "resume")]
+    #[arg(long, required_unless_present_any = ["resume", "extend"])]
     action: Option<String>,
     /// The resource, e.g. `Database::"orders"`
-    #[arg(long, required_unless_present = "resume")]
+    #[arg(long, required_unless_present_any = ["resume", "extend"])]
     resource: Option<String>,
     /// Why you need it (ticket, incident)
     #[arg(long)]
@@ -60,6 +60,10 @@ pub struct Ask {
     /// Wait for request ID, asked earlier, instead of asking again; mints once it is approved
     #[arg(long, value_name = "ID", conflicts_with_all = ["action", "resource", "reason", "duration", "not_before", "scopes", "context", "break_glass"])]
     resume: Option<String>,
+    /// Ask for more time on request ID, whose token is still live (a new request, decided by
+    /// the policies); takes --duration and --reason
+    #[arg(long, value_name = "ID", conflicts_with_all = ["action", "resource", "not_before", "scopes", "context", "break_glass", "resume"])]
+    extend: Option<String>,
     /// Print the server's JSON answer instead of the bare token
     #[arg(long)]
     json: bool,
@@ -168,7 +172,16 @@ async fn request(ask: &Ask) -> Result<u8, Failed> {
     if let Some(id) = &ask.resume {
         return wait(ask, &client, id).await;
     }
-    let mut body = json!({"action": ask.action, "resource": ask.resource});
+    let (path, mut body) = match &ask.extend {
+        Some(id) => (
+            format!("/v1/access-requests/{}/extend", path_segment(id)),
+            json!({}),
+        ),
+        None => (
+            "/v1/access-requests".to_owned(),
+            json!({"action": ask.action, "resource": ask.resource}),
+        ),
+    };
     if let Value::Object(fields) = &mut body {
         if let Some(reason) = &ask.reason {
             fields.insert("reason".into(), json!(reason));
@@ -191,12 +204,7 @@ async fn request(ask: &Ask) -> Result<u8, Failed> {
         }
     }
     let (status, answer) = client
-        .send(
-            client
-                .http
-                .post(client.url("/v1/access-requests"))
-                .json(&body),
-        )
+        .send(client.http.post(client.url(&path)).json(&body))
         .await?;
     match status {
         StatusCode::CREATED => Ok(issued(ask, &answer)),

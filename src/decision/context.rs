@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::RequestError;
 
 /// Context keys only the server sets; a client's `context` may not use them.
-pub const SERVER_CONTEXT_KEYS: [&str; 7] = [
+pub const SERVER_CONTEXT_KEYS: [&str; 9] = [
     "source_ip",
     "risk_score",
     "mfa",
@@ -18,7 +18,19 @@ pub const SERVER_CONTEXT_KEYS: [&str; 7] = [
     "duration_secs",
     "time",
     "dpop_bound",
+    "extends",
+    "extended_secs",
 ];
+
+/// What an extension of a live grant tells the policies (context `extends`, `extended_secs`;
+/// present only on an extension, so the schema declares them optional).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension {
+    /// The first request of the grant.
+    pub extends: String,
+    /// The grant's total lifetime so far, in seconds.
+    pub extended_secs: i64,
+}
 
 /// The context of a decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +54,8 @@ pub struct RequestContext {
     pub time: RequestTime,
     /// The token will be bound to a DPoP key the client proved it holds.
     pub dpop_bound: bool,
+    /// For an extension of a live grant, which and how long so far.
+    pub extension: Option<Extension>,
     /// Client-supplied keys, checked against the schema with the rest of the context.
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
@@ -57,6 +71,7 @@ impl RequestContext {
             reason: String::new(),
             time,
             dpop_bound: false,
+            extension: None,
             extra: serde_json::Map::new(),
         }
     }

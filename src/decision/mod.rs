@@ -15,7 +15,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use approved::{ApprovedGrant, BeyondApproval, MintGrant, within_approval};
-pub use context::{DecisionContext, RequestContext, RequestTime, SERVER_CONTEXT_KEYS, Weekday};
+pub use context::{
+    DecisionContext, Extension, RequestContext, RequestTime, SERVER_CONTEXT_KEYS, Weekday,
+};
 pub use engine::{Effect, Engine, Evaluation, Failure, PolicyRef};
 pub use entity::EntityRef;
 pub use grant::{

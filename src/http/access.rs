@@ -12,11 +12,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::extract::{Authenticated, ClientIp, DpopKey, JsonBody, QueryParams};
+use super::extract::{
+    Authenticated, ClientIp, DpopKey, JsonBody, OptionalJsonBody, PathId, QueryParams,
+};
 use super::guard::Privileged;
 use crate::access::AppState;
 use crate::access::answer::{DryRunAnswer, IssuedAnswer, PendingAnswer};
 use crate::access::ask::{self, AccessRequest, Asked};
+use crate::access::extend::{self, ExtendRequest};
 use crate::access::requestable::{self, RequestablePage, RequestableQuery};
 use crate::decision::EntityRef;
 
@@ -58,6 +61,16 @@ enum DurationField {
     Text(String),
 }
 
+impl DurationField {
+    fn parse(self) -> Result<Duration, ApiError> {
+        match self {
+            DurationField::Seconds(secs) => Ok(Duration::from_secs(secs)),
+            DurationField::Text(text) => humantime::parse_duration(&text)
+                .map_err(|e| ApiError::InvalidRequest(format!("duration `{text}`: {e}"))),
+        }
+    }
+}
+
 impl TryFrom<AccessRequestBody> for AccessRequest {
     type Error = ApiError;
 
@@ -66,14 +79,7 @@ impl TryFrom<AccessRequestBody> for AccessRequest {
             ResourceField::Object(entity) => entity,
             ResourceField::Cedar(text) => text.parse().map_err(ApiError::InvalidRequest)?,
         };
-        let duration = match body.duration {
-            None => None,
-            Some(DurationField::Seconds(secs)) => Some(Duration::from_secs(secs)),
-            Some(DurationField::Text(text)) => Some(
-                humantime::parse_duration(&text)
-                    .map_err(|e| ApiError::InvalidRequest(format!("duration `{text}`: {e}")))?,
-            ),
-        };
+        let duration = body.duration.map(DurationField::parse).transpose()?;
         let not_before = match body.not_before {
             None => None,
             Some(text) => Some(
@@ -97,7 +103,17 @@ impl TryFrom<AccessRequestBody> for AccessRequest {
             break_glass: body.break_glass,
             dpop_jkt: None,
             not_before,
+            extension: None,
         })
+    }
+}
+
+/// The answer of an access request: 201 issued, 202 pending (or scheduled), 403 denied.
+fn answered(asked: Asked) -> Response {
+    match asked {
+        Asked::Issued(issued) => (StatusCode::CREATED, Json(issued)).into_response(),
+        Asked::Pending(pending) => (StatusCode::ACCEPTED, Json(pending)).into_response(),
+        Asked::Denied(denied) => (StatusCode::FORBIDDEN, Json(denied)).into_response(),
     }
 }
 
@@ -127,12 +143,54 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let mut request: AccessRequest = body.try_into()?;
     request.dpop_jkt = dpop_jkt;
-    let response = match ask::ask(&state, caller, ip, request).await? {
-        Asked::Issued(issued) => (StatusCode::CREATED, Json(issued)).into_response(),
-        Asked::Pending(pending) => (StatusCode::ACCEPTED, Json(pending)).into_response(),
-        Asked::Denied(denied) => (StatusCode::FORBIDDEN, Json(denied)).into_response(),
+    Ok(answered(ask::ask(&state, caller, ip, request).await?))
+}
+
+/// Body of `POST /v1/access-requests/{id}/extend`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    /// How much longer, `"15m"` or seconds; default: what the policies grant.
+    #[serde(default)]
+    duration: Option<DurationField>,
+    /// Default: the first request's reason.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /v1/access-requests/{id}/extend`: the requester asks for more time on a live grant,
+/// decided as a new request linked to the first (context `extends`, `extended_secs`).
+#[utoipa::path(
+    post,
+    path = "/v1/access-requests/{id}/extend",
+    tag = "access",
+    params(("id" = String, Path, description = "The live request to extend"), DpopKey),
+    request_body(content = Option<ExtendBody>, description = "Optional duration and reason"),
+    responses(
+        ApiError,
+        (status = 201, description = "Allowed: the new token.", body = IssuedAnswer),
+        (status = 202, description = "Escalated: the extension waits for approvers.", body = PendingAnswer),
+        (status = 403, description = "Denied by the policies (`DeniedAnswer`), or not the requester (`Error`).", body = ref("#/components/schemas/Refusal")),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn extend(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ClientIp(ip): ClientIp,
+    PathId(id): PathId,
+    DpopKey(dpop_jkt): DpopKey,
+    OptionalJsonBody(body): OptionalJsonBody<ExtendBody>,
+) -> Result<Response, ApiError> {
+    let body = body.unwrap_or_default();
+    let ask_for = ExtendRequest {
+        duration: body.duration.map(DurationField::parse).transpose()?,
+        reason: body.reason,
+        dpop_jkt,
     };
-    Ok(response)
+    Ok(answered(
+        extend::extend(&state, caller, ip, &id, ask_for).await?,
+    ))
 }
 
 /// The dry run: the same decision, audited as such, nothing issued.

@@ -86,6 +86,7 @@ async fn stripped(
             reason: body.reason,
             time,
             dpop_bound: false,
+            extension: None,
             extra: serde_json::Map::new(),
         }),
         scopes: Vec::new(),

@@ -72,6 +72,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(approval::cancel))
         .routes(routes!(approval::review))
         .routes(routes!(approval::mint).layer(no_store()))
+        .routes(routes!(access::extend).layer(no_store()))
         .routes(routes!(access::dry_run))
         .routes(routes!(access::requestable))
         .routes(routes!(oauth::token).layer(no_store()))

@@ -28,6 +28,8 @@ fn request() -> RequestRecord {
         audience: None,
         stages: serde_json::Value::Null,
         not_before: None,
+        extends: None,
+        extended_secs: None,
     }
 }
 

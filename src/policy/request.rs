@@ -200,6 +200,19 @@ fn access_context(
             RestrictedExpression::new_bool(context.dpop_bound),
         ),
     ];
+    let extension = context.extension.iter().flat_map(|e| {
+        [
+            (
+                "extends".to_owned(),
+                RestrictedExpression::new_string(e.extends.clone()),
+            ),
+            (
+                "extended_secs".to_owned(),
+                RestrictedExpression::new_long(e.extended_secs),
+            ),
+        ]
+    });
+    let server = server.into_iter().chain(extension);
     let cedar = if context.extra.is_empty() {
         Context::from_pairs(server)
     } else {

@@ -42,6 +42,10 @@ pub struct RequestRecord {
     pub stages: serde_json::Value,
     /// Unix seconds the request's window opens (scheduled access); `None`: when decided.
     pub not_before: Option<i64>,
+    /// For an extension: the first request of the grant it extends.
+    pub extends: Option<String>,
+    /// For an extension: the total lifetime of its grant before it, in seconds.
+    pub extended_secs: Option<i64>,
 }
 
 /// A request as stored, with what happened to it since.

@@ -277,7 +277,7 @@ async fn minting_re_evaluates_the_request() {
     let token = server.dev_token("x", &[], true);
     for _ in 0..100 {
         let policies = server.policies(&token).await;
-        if policies["policies"].as_array().unwrap().len() == 17 {
+        if policies["policies"].as_array().unwrap().len() == 18 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

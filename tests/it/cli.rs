@@ -42,7 +42,7 @@ fn check_passes_on_the_shipped_pack() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.starts_with("ok: 16 policies in 6 files, version "),
+        stdout.starts_with("ok: 17 policies in 6 files, version "),
         "{stdout}"
     );
 }

@@ -50,7 +50,7 @@ fn a_valid_edit_is_live_within_a_second() {
     let status = live.status();
     assert_ne!(status.version, before);
     assert_eq!(status.version, live.current().version());
-    assert_eq!(status.policy_count, 17);
+    assert_eq!(status.policy_count, 18);
     assert!(status.last_error.is_none());
 }
 
@@ -185,7 +185,7 @@ fn a_deleted_policy_file_is_unloaded() {
             .is_none())
         .is_some()
     );
-    assert_eq!(live.status().policy_count, 12);
+    assert_eq!(live.status().policy_count, 13);
 }
 
 #[test]

@@ -288,3 +288,48 @@ async fn not_before_schedules_the_window() {
     );
     assert!(stderr.contains("jitgate request --resume req_"), "{stderr}");
 }
+
+/// `--extend ID` asks for more time on a live grant and prints the new token.
+#[tokio::test]
+async fn extend_prints_the_token_of_the_extension() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let read = [
+        "--action",
+        "read",
+        "--resource",
+        "Database::\"orders\"",
+        "--reason",
+        "INC-1",
+        "--json",
+    ];
+    let (code, stdout, stderr) = finished(spawn(&server, &alice, &read)).await;
+    assert_eq!(code, 0, "{stderr}");
+    let first: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let id = first["request_id"].as_str().unwrap();
+    let (code, stdout, stderr) = finished(spawn(
+        &server,
+        &alice,
+        &[
+            "--extend",
+            id,
+            "--duration",
+            "10m",
+            "--reason",
+            "still at it",
+        ],
+    ))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let claims = server.verify(stdout.trim(), "db-proxy").await;
+    assert_ne!(claims.jit.request_id, id);
+    let stored = server
+        .store()
+        .await
+        .request(&claims.jit.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.record.extends.as_deref(), Some(id));
+    assert_eq!(stored.record.reason, "still at it");
+}

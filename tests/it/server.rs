@@ -619,7 +619,7 @@ async fn hot_reload_is_visible_over_http() {
     let token = server.dev_token("alice", &["oncall"], true);
     let before = server.policies(&token).await;
     assert_eq!(before["last_error"], Value::Null);
-    assert_eq!(before["policies"].as_array().unwrap().len(), 16);
+    assert_eq!(before["policies"].as_array().unwrap().len(), 17);
 
     server
         .pack()
@@ -696,7 +696,7 @@ async fn metrics_count_decisions_tokens_and_routes() {
         "jitgate_tokens_issued_total{alg=\"ES256\"} 2",
         "jitgate_policy_matches_total{policy=\"oncall-db-read\"} 2",
         "jitgate_http_requests_total{route=\"/v1/access-requests\",status=\"201\"} 2",
-        "jitgate_policies_loaded 16",
+        "jitgate_policies_loaded 17",
         "jitgate_approvals_pending 0",
         "jitgate_decision_duration_seconds_count 2",
     ] {

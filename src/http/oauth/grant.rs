@@ -111,5 +111,6 @@ fn from_scope(
         break_glass: false,
         dpop_jkt: None,
         not_before: None,
+        extension: None,
     })
 }

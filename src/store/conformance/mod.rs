@@ -87,6 +87,8 @@ pub(crate) fn request(id: &str) -> RequestRecord {
         audience: None,
         stages: serde_json::Value::Null,
         not_before: None,
+        extends: None,
+        extended_secs: None,
     }
 }
 
@@ -101,6 +103,8 @@ pub(super) fn pending(id: &str, approvals: i64, expires_at: i64) -> Write {
         audience: Some(vec!["db-proxy".into()]),
         stages: serde_json::Value::Null,
         not_before: None,
+        extends: None,
+        extended_secs: None,
         ..request(id)
     }))
 }

@@ -67,8 +67,9 @@ const HEARTBEAT: &str = "INSERT INTO replicas (id, version, policy_version, star
 const INSERT_REQUEST: &str = "INSERT INTO access_requests (id, created_at, principal, action, \
      resource, scopes, duration_secs, reason, source_ip, decision, status, policies, \
      policy_version, risk_score, risk_signals, approvals_required, expires_at, context, \
-     lifetime_secs, granted_scopes, audience, stages, not_before) VALUES ($1, $2, $3, $4, $5, \
-     $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)";
+     lifetime_secs, granted_scopes, audience, stages, not_before, extends, extended_secs) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+     $19, $20, $21, $22, $23, $24, $25)";
 const INSERT_TOKEN: &str = "INSERT INTO tokens (jti, request_id, subject, kid, scope, issued_at, \
      expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const APPEND_AUDIT: &str = "INSERT INTO audit_events (seq, at, type, request_id, subject, data, \
@@ -431,6 +432,8 @@ async fn insert_request(tx: &Tx<'_, '_>, r: &RequestRecord) -> Result<(), Failur
             &audience,
             &stages,
             &r.not_before,
+            &r.extends,
+            &r.extended_secs,
         ],
     )
     .await

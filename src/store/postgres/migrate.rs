@@ -18,6 +18,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     migration!("postgres", 5, "used once", "0005_used_once.sql"),
     migration!("postgres", 6, "approval stages", "0006_approval_stages.sql"),
     migration!("postgres", 7, "not before", "0007_not_before.sql"),
+    migration!("postgres", 8, "extensions", "0008_extensions.sql"),
 ];
 
 /// The advisory lock migrations run under ("jitgate" in ASCII).

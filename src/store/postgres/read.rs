@@ -24,7 +24,7 @@ macro_rules! request_columns {
         "id, created_at, principal, action, resource, scopes, duration_secs, reason, source_ip, \
          decision, status, policies, policy_version, risk_score, risk_signals, \
          approvals_required, expires_at, context, lifetime_secs, granted_scopes, audience, \
-         decided_at, stages, not_before"
+         decided_at, stages, not_before, extends, extended_secs"
     };
 }
 
@@ -325,7 +325,7 @@ impl Postgres {
             )
             .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get(24)?, stored_request(row)?)))
+            .map(|row| Ok((row.try_get(26)?, stored_request(row)?)))
             .collect()
     }
 
@@ -346,7 +346,7 @@ impl Postgres {
             )
             .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get(24)?, stored_request(row)?)))
+            .map(|row| Ok((row.try_get(26)?, stored_request(row)?)))
             .collect()
     }
 
@@ -583,6 +583,8 @@ fn stored_request(row: &Row) -> Result<StoredRequest, StoreError> {
                     .unwrap_or(serde_json::Value::Null)
             },
             not_before: row.try_get(23)?,
+            extends: row.try_get(24)?,
+            extended_secs: row.try_get(25)?,
         },
         decided_at: row.try_get(21)?,
     })

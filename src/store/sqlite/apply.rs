@@ -259,8 +259,8 @@ fn insert_request(tx: &Connection, r: &RequestRecord) -> Result<(), Failure> {
         "INSERT INTO access_requests (id, created_at, principal, action, resource, scopes, \
          duration_secs, reason, source_ip, decision, status, policies, policy_version, \
          risk_score, risk_signals, approvals_required, expires_at, context, lifetime_secs, \
-         granted_scopes, audience, stages, not_before) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         granted_scopes, audience, stages, not_before, extends, extended_secs) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params![
             r.id,
             r.created_at,
@@ -285,6 +285,8 @@ fn insert_request(tx: &Connection, r: &RequestRecord) -> Result<(), Failure> {
             r.audience.as_ref().map(json),
             (!r.stages.is_null()).then(|| json(&r.stages)),
             r.not_before,
+            r.extends,
+            r.extended_secs,
         ],
     )
 }

@@ -124,7 +124,7 @@ macro_rules! request_columns {
         "id, created_at, principal, action, resource, scopes, duration_secs, reason, source_ip, \
          decision, status, policies, policy_version, risk_score, risk_signals, \
          approvals_required, expires_at, context, lifetime_secs, granted_scopes, audience, \
-         decided_at, stages, not_before"
+         decided_at, stages, not_before, extends, extended_secs"
     };
 }
 
@@ -458,7 +458,7 @@ impl Sqlite {
                  AND rowid > ? ORDER BY rowid LIMIT ?"
             ),
             [now, after, limit],
-            |row| Ok((row.get(24)?, stored_request(row)?)),
+            |row| Ok((row.get(26)?, stored_request(row)?)),
         )
         .await
     }
@@ -476,7 +476,7 @@ impl Sqlite {
                  AND rowid > ? ORDER BY rowid LIMIT ?"
             ),
             [after, limit],
-            |row| Ok((row.get(24)?, stored_request(row)?)),
+            |row| Ok((row.get(26)?, stored_request(row)?)),
         )
         .await
     }
@@ -697,6 +697,8 @@ fn stored_request(row: &Row<'_>) -> rusqlite::Result<StoredRequest> {
                     .unwrap_or(serde_json::Value::Null)
             },
             not_before: row.get(23)?,
+            extends: row.get(24)?,
+            extended_secs: row.get(25)?,
         },
         decided_at: row.get(21)?,
     })
