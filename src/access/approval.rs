@@ -68,6 +68,13 @@ fn may_approve(
     context.insert("risk_score".into(), json!(r.risk_score));
     context.insert("reason".into(), json!(r.reason));
     context.insert("stage".into(), json!(stage));
+    // How long ago the approver signed in, so a policy may ask for a fresh sign-in.
+    let now = app.now();
+    let auth_age = caller.auth_time.map_or(0, |at| now.saturating_sub(at));
+    context.insert(
+        "auth_age_secs".into(),
+        json!(i64::try_from(auth_age).unwrap_or(i64::MAX)),
+    );
     let question = DecisionRequest {
         principal: caller.principal.clone(),
         groups: caller.groups.clone(),

@@ -47,6 +47,7 @@ pub(super) fn user(id: &str, groups: &[&str]) -> Caller {
         groups: groups.iter().map(|g| EntityRef::new("Group", *g)).collect(),
         mfa: true,
         api_key: false,
+        auth_time: None,
         client_id: "tests".into(),
     }
 }

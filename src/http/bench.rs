@@ -111,6 +111,7 @@ async fn stripped(
         groups: request.groups.clone(),
         mfa: body.mfa,
         api_key: false,
+        auth_time: None,
         client_id: "bench".into(),
     };
     let resource = request.resource.to_string();

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::extract::Authenticated;
-use super::guard::Privileged;
+use super::guard::{Admitted, Privileged};
 use super::oauth;
 use crate::access::AppState;
 use crate::access::answer::{ClusterView, PolicyStatus};
@@ -76,6 +76,41 @@ pub struct ServerMetadata {
     authorization_details_types_supported: Vec<String>,
     jitgate_access_request_endpoint: String,
     jitgate_decision_endpoint: String,
+}
+
+/// Who the caller is, as jitgate sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Me {
+    /// Cedar form, e.g. `User::"alice"`.
+    principal: String,
+    groups: Vec<String>,
+    mfa: bool,
+    /// Unix seconds the caller signed in (`auth_time`, else the token's `iat`); null for an API
+    /// key.
+    auth_time: Option<u64>,
+    /// How the caller authenticated: `bearer` (an identity token or an API key).
+    via: &'static str,
+    /// The API key's name, or the token's `azp`/`client_id`.
+    client_id: String,
+}
+
+/// `GET /v1/me`: the caller's principal, groups and sign-in, for clients and the UI.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "access",
+    responses(ApiError, (status = 200, description = "The caller.", body = Me)),
+    security(("bearer" = [])),
+)]
+pub async fn me(Admitted(caller): Admitted) -> Json<Me> {
+    Json(Me {
+        principal: caller.principal.to_string(),
+        groups: caller.groups.iter().map(ToString::to_string).collect(),
+        mfa: caller.mfa,
+        auth_time: caller.auth_time,
+        via: "bearer",
+        client_id: caller.client_id,
+    })
 }
 
 /// `GET /v1/policies`: what is serving, and why the last reload failed if it did.

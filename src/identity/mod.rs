@@ -55,6 +55,9 @@ pub struct Caller {
     pub mfa: bool,
     /// Authenticated with an API key (a service), not with a person's identity token.
     pub api_key: bool,
+    /// Unix seconds the person signed in: the token's `auth_time`, else its `iat`; `None` for
+    /// an API key, which authenticates every request afresh.
+    pub auth_time: Option<u64>,
     /// The client the caller used: the API key's name, or the token's `azp`/`client_id`.
     pub client_id: String,
 }
@@ -304,6 +307,7 @@ impl ApiKey {
             groups: self.groups.clone(),
             mfa: false,
             api_key: true,
+            auth_time: None,
             client_id: self.name.clone(),
         }
     }
@@ -370,6 +374,9 @@ fn caller_from_claims(
         groups,
         mfa: amr || acr,
         api_key: false,
+        auth_time: ["auth_time", "iat"]
+            .iter()
+            .find_map(|claim| claims.get(*claim).and_then(Value::as_u64)),
         client_id,
     })
 }

@@ -996,3 +996,39 @@ async fn stages_are_approved_in_order_each_by_its_own_approvers() {
     assert_eq!(body["status"], "denied");
     assert_eq!(body["approvals"][1]["stage"], "security");
 }
+
+/// A policy may ask for a fresh sign-in before an approval: `auth_age_secs` is how long ago
+/// the approver signed in.
+#[tokio::test]
+async fn a_policy_may_require_a_fresh_sign_in_to_approve() {
+    let pack = TempPack::shipped();
+    pack.write(
+        "policies/fresh.cedar",
+        r#"@id("approve-after-a-fresh-sign-in")
+@advice("Sign in again (within 5 minutes) to approve.")
+forbid (principal, action == Action::"approve", resource)
+when { context.auth_age_secs > 300 };
+"#,
+    );
+    let server = TestServer::start(pack, |_| {}).await;
+    let (id, _) = escalated_write(&server).await;
+    // Dave signed in 10 minutes ago; his token is still valid for two more.
+    let signed_in = super::harness::unix_now() - 600;
+    let stale = jitgate::identity::DevIssuer::open(&server.config.data_dir, signed_in)
+        .unwrap()
+        .mint(
+            "dave",
+            &["dba".to_owned()],
+            true,
+            Duration::from_secs(720),
+            signed_in,
+        )
+        .unwrap();
+    let approve = format!("/v1/access-requests/{id}/approve");
+    let (status, body) = server.post(&approve, Some(&stale), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let fresh = server.dev_token("dave", &["dba"], true);
+    let (status, body) = server.post(&approve, Some(&fresh), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "approved");
+}

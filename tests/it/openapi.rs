@@ -66,6 +66,8 @@ async fn the_document_describes_every_operation_with_its_bodies_and_errors() {
         "POST /v1/access-requests/{id}/token",
         "POST /v1/decisions",
         "GET /v1/requestable",
+        "GET /v1/me",
+        "POST /v1/access-requests/{id}/extend",
         "POST /oauth2/token",
         "POST /oauth2/introspect",
         "POST /oauth2/revoke",

@@ -26,7 +26,14 @@ fn entry<'a>(listing: &'a [Value], action: &str, resource: &str) -> &'a Value {
 async fn every_action_on_every_resource_is_listed_with_what_would_happen() {
     let server = TestServer::start(TempPack::shipped(), |_| {}).await;
     let alice = server.dev_token("alice", &["oncall"], true);
-    let events_before = server.store_events().await.len();
+    // Decisions only: the audit head is signed on its own schedule meanwhile.
+    let decisions = || async {
+        let events = server.store_events().await;
+        (events.iter())
+            .filter(|e| e.kind == "decision" || e.kind == "dry_run")
+            .count()
+    };
+    let decisions_before = decisions().await;
 
     // Pages of 4, followed to the end, list each pair once.
     let mut listing: Vec<Value> = Vec::new();
@@ -85,7 +92,7 @@ async fn every_action_on_every_resource_is_listed_with_what_would_happen() {
     );
 
     // Asking what could be asked records nothing.
-    assert_eq!(server.store_events().await.len(), events_before);
+    assert_eq!(decisions().await, decisions_before);
 }
 
 #[tokio::test]

@@ -1102,3 +1102,34 @@ async fn a_keys_dir_others_can_write_stops_the_start() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn me_names_the_caller_as_jitgate_sees_it() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let before = super::harness::unix_now();
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let me: Value = server
+        .get("/v1/me", Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["principal"], "User::\"alice\"");
+    assert_eq!(me["groups"], json!(["Group::\"oncall\""]));
+    assert_eq!(me["mfa"], true);
+    assert_eq!(me["via"], "bearer");
+    assert!(me["auth_time"].as_u64().unwrap() >= before, "{me}");
+    let service: Value = server
+        .get("/v1/me", Some("jg_deploy-secret"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(service["principal"], "Service::\"deployer\"");
+    assert_eq!(service["auth_time"], Value::Null);
+    assert_eq!(service["client_id"], "deployer");
+    assert_eq!(
+        server.get("/v1/me", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
