@@ -106,6 +106,30 @@ pub async fn get(app: &App, caller: &Caller, id: &str) -> Result<RequestView, Ap
     Ok(RequestView::new(&request, approvals, app.now_stored()))
 }
 
+/// Whether `caller` may follow `request` live: its requester, one who answered it, or while it
+/// is pending one who may approve it in its open stage.
+pub async fn may_follow(
+    app: &App,
+    caller: &Caller,
+    request: &StoredRequest,
+) -> Result<bool, ApiError> {
+    let me = caller.principal.to_string();
+    if me == request.record.principal {
+        return Ok(true);
+    }
+    let approvals = app.store.approvals(&request.record.id).await?;
+    if approvals.iter().any(|a| a.approver == me) {
+        return Ok(true);
+    }
+    let pending = crate::store::effective_status(
+        &request.record.status,
+        request.record.expires_at,
+        app.now_stored(),
+    ) == RequestStatus::Pending.as_str();
+    let stage = acting_stage(request, &approvals);
+    Ok(pending && may_approve(&app.policies.current(), app, caller, (request, &stage.name)))
+}
+
 /// Which page of pending requests to list.
 #[derive(Debug, Clone, Default)]
 pub struct PendingQuery {

@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod dpop;
 mod error;
 mod evaluate;
+pub mod events;
 pub mod extend;
 pub mod housekeeping;
 pub(crate) mod issue;

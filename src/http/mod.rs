@@ -7,6 +7,7 @@ mod audit;
 #[cfg(feature = "bench")]
 mod bench;
 mod error;
+mod events;
 mod extract;
 mod guard;
 mod meta;
@@ -67,6 +68,7 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(access::create, approval::list).layer(no_store()))
         .routes(routes!(approval::get))
+        .routes(routes!(events::events))
         .routes(routes!(approval::approve))
         .routes(routes!(approval::deny))
         .routes(routes!(approval::cancel))

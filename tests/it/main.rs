@@ -13,6 +13,7 @@ mod audit;
 mod cli;
 mod cluster;
 mod connections;
+mod events;
 mod extend;
 mod harness;
 mod issuers;
