@@ -191,6 +191,35 @@ pub async fn pending(
     })
 }
 
+/// The caller's own requests, newest first, a page at a time, whatever became of them.
+pub async fn mine(
+    app: &App,
+    caller: &Caller,
+    query: PendingQuery,
+) -> Result<PendingPage, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let before: i64 = match &query.cursor {
+        None => i64::MAX,
+        Some(cursor) => cursor
+            .parse()
+            .map_err(|_| ApiError::InvalidRequest("malformed cursor".into()))?,
+    };
+    let wanted = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+    let principal = caller.principal.to_string();
+    let mut rows = app.store.requests_of(&principal, before, wanted).await?;
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|(position, _)| position.to_string())
+    } else {
+        None
+    };
+    let mut requests = Vec::with_capacity(rows.len());
+    for (_, request) in &rows {
+        requests.push(view(app, request).await?);
+    }
+    Ok(PendingPage { requests, next })
+}
+
 /// Break-glass requests waiting for the caller's review, oldest first, a page at a time: for
 /// administrators every one, for anyone else none (as the pending list holds only what the
 /// caller may approve).

@@ -34,7 +34,8 @@ fn comment(body: Option<CommentBody>) -> String {
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// `pending`: the requests the caller may approve; `needs_review`: break-glass requests
-    /// waiting for an administrator's review (empty for anyone else).
+    /// waiting for an administrator's review (empty for anyone else); `mine`: the caller's own
+    /// requests, newest first, whatever their status.
     status: String,
     #[serde(default)]
     limit: Option<usize>,
@@ -66,9 +67,10 @@ pub async fn list(
     let page = match status.as_str() {
         "pending" => approval::pending(&state, &caller, query).await?,
         "needs_review" => approval::awaiting_review(&state, &caller, query).await?,
+        "mine" => approval::mine(&state, &caller, query).await?,
         _ => {
             return Err(ApiError::InvalidRequest(
-                "status must be `pending` or `needs_review`".into(),
+                "status must be `pending`, `needs_review` or `mine`".into(),
             ));
         }
     };

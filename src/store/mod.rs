@@ -365,6 +365,17 @@ impl Store {
         on_database!(self, |db| db.review_page(after, limit).await)
     }
 
+    /// `principal`'s requests, newest first, before position `before` (`i64::MAX` for the
+    /// newest); each with its position, the cursor of the next page.
+    pub async fn requests_of(
+        &self,
+        principal: &str,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, StoredRequest)>, StoreError> {
+        on_database!(self, |db| db.requests_of(principal, before, limit).await)
+    }
+
     /// One request, as stored.
     pub async fn request(&self, id: &str) -> Result<Option<StoredRequest>, StoreError> {
         on_database!(self, |db| db.request(id).await)

@@ -1032,3 +1032,42 @@ when { context.auth_age_secs > 300 };
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "approved");
 }
+
+/// `?status=mine`: the caller's own requests, newest first, and nobody else's.
+#[tokio::test]
+async fn each_caller_lists_its_own_requests_newest_first() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(escalated_write(&server).await.0);
+    }
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let page = |token: String, query: String| {
+        let server = &server;
+        async move {
+            server
+                .get(
+                    &format!("/v1/access-requests?status=mine{query}"),
+                    Some(&token),
+                )
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = page(alice.clone(), "&limit=2".into()).await;
+    let listed: Vec<&str> = first["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()]);
+    let next = first["next"].as_str().unwrap().to_owned();
+    let second = page(alice, format!("&limit=2&cursor={next}")).await;
+    assert_eq!(second["requests"][0]["request_id"], ids[0].as_str());
+    assert_eq!(second["next"], Value::Null);
+    let bob = server.dev_token("bob", &["oncall"], true);
+    assert_eq!(page(bob, String::new()).await["requests"], json!([]));
+}

@@ -154,13 +154,28 @@ impl Browser {
         panic!("no visible element `{css}` on the page");
     }
 
+    /// The text of `css`; empty when the element was replaced while being read (the page
+    /// re-renders its lists as events arrive), so that a caller waiting for a text tries again.
     async fn text(&self, css: &str) -> String {
         let id = self.find(css).await;
-        let text = self
+        match self
             .command("GET", &format!("/element/{id}/text"), Value::Null)
             .await
-            .unwrap();
-        text.as_str().unwrap().to_owned()
+        {
+            Ok(text) => text.as_str().unwrap_or_default().to_owned(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Waits up to 15 s for `script` to return a non-empty string; returns it.
+    async fn wait_script_value(&self, script: &str) -> String {
+        for _ in 0..150 {
+            if let Some(value) = self.script(script).await.as_str().filter(|v| !v.is_empty()) {
+                return value.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("`{script}` stayed empty");
     }
 
     /// Waits up to 15 s for the text of `css` to satisfy `wanted`; returns it.
@@ -446,5 +461,81 @@ async fn two_approvers_approve_two_stages_in_chromium() {
         .await
         .unwrap();
     assert_eq!(seen["status"], "approved");
+    browser.quit().await;
+}
+
+/// A requester asks from the form, sees the request approved without reloading, and gets the
+/// token.
+#[tokio::test]
+async fn a_requester_asks_from_the_form_and_sees_it_approved_live_in_chromium() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    browser.goto(&format!("{}/ui", server.base)).await;
+    browser
+        .type_into("#token", &server.dev_token("alice", &["oncall"], true))
+        .await;
+    browser.click("#sign-in").await;
+    // The form offers what the policies would allow or escalate, never what they deny.
+    let offered = browser
+        .wait_text("#ask-target", |s| {
+            s.contains("write on Database::\"orders\"")
+        })
+        .await;
+    assert!(
+        offered.contains("read on Database::\"orders\" (at once)"),
+        "{offered}"
+    );
+    assert!(
+        offered.contains("write on Database::\"orders\" (1 approval(s))"),
+        "{offered}"
+    );
+    assert!(!offered.contains("deploy"), "{offered}");
+    browser
+        .script(
+            "const s = document.getElementById('ask-target');\
+             s.value = [...s.options].find(o => o.text.startsWith('write on Database::\"orders\"')).value;",
+        )
+        .await;
+    browser.type_into("#ask-reason", "INC-77").await;
+    browser.click("#ask-submit").await;
+    let row = browser
+        .wait_text("#mine tbody tr", |s| s.contains("pending"))
+        .await;
+    assert!(row.contains("write"), "{row}");
+    let mine: Value = server
+        .get(
+            "/v1/access-requests?status=mine",
+            Some(&server.dev_token("alice", &["oncall"], true)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = mine["requests"][0]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Dave approves elsewhere; Alice's page follows without a reload.
+    let dave = server.dev_token("dave", &["dba"], true);
+    let (status, _) = server
+        .post(
+            &format!("/v1/access-requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    browser
+        .wait_text("#mine tbody tr", |s| s.contains("approved"))
+        .await;
+    browser.click("#mine button.mint").await;
+    let token = browser
+        .wait_script_value("return document.getElementById('minted-token').value")
+        .await;
+    let claims = server.verify(&token, "db-proxy").await;
+    assert_eq!(claims.jit.request_id, id);
     browser.quit().await;
 }

@@ -119,6 +119,8 @@ async function start() {
   $("sign-out").hidden = false;
   $("who").textContent = whoFromToken(token());
   say("");
+  await loadRequestable().catch((e) => say(e.message, true));
+  follow();
   const fromLink = /^#request=(.+)$/.exec(location.hash);
   if (fromLink) await openRequest(decodeURIComponent(fromLink[1]));
 }
@@ -185,6 +187,117 @@ async function loadReview() {
 async function refresh() {
   await loadPending(true);
   await loadReview();
+  await loadMine();
+}
+
+// What the caller may ask for, with what would happen, from the decision engine.
+async function loadRequestable() {
+  const page = await api("GET", "/v1/requestable?limit=200");
+  const select = $("ask-target");
+  select.replaceChildren();
+  for (const entry of page.requestable) {
+    if (entry.decision === "deny") continue;
+    const what = entry.decision === "allow" ? "at once" : entry.approvals_required + " approval(s)";
+    const option = element("option", entry.action + " on " + entry.resource + " (" + what + ")");
+    option.value = JSON.stringify({ action: entry.action, resource: entry.resource });
+    select.append(option);
+  }
+  $("ask-section").hidden = select.options.length === 0;
+}
+
+async function ask(event) {
+  event.preventDefault();
+  const target = JSON.parse($("ask-target").value);
+  const body = { action: target.action, resource: target.resource, reason: $("ask-reason").value };
+  const duration = $("ask-duration").value.trim();
+  if (duration) body.duration = duration;
+  try {
+    const answer = await api("POST", "/v1/access-requests", body);
+    $("ask-reason").value = "";
+    if (answer.access_token) showToken(answer.access_token);
+    say("Request " + answer.request_id + " is " + answer.status + ".");
+    await loadMine();
+  } catch (e) {
+    say(e.message, true);
+  }
+}
+
+async function loadMine() {
+  const page = await api("GET", "/v1/access-requests?status=mine&limit=20");
+  const body = $("mine").tBodies[0];
+  body.replaceChildren();
+  for (const request of page.requests) {
+    const row = element("tr");
+    row.dataset.requestId = request.request_id;
+    row.append(
+      element("td", request.action),
+      element("td", request.resource),
+      element("td", request.status, "status"),
+      element("td", age(request.created_at) + " ago"),
+    );
+    const cell = element("td");
+    if (request.status === "approved" || request.status === "issued") {
+      const mint = element("button", "Get token", "small mint");
+      mint.addEventListener("click", () => mintToken(request.request_id));
+      cell.append(mint);
+    }
+    row.append(cell);
+    body.append(row);
+  }
+}
+
+async function mintToken(id) {
+  try {
+    const answer = await api("POST", "/v1/access-requests/" + encodeURIComponent(id) + "/token");
+    showToken(answer.access_token);
+    say("Token for " + id + " issued; it expires at " + answer.expires_at + ".");
+    await loadMine();
+  } catch (e) {
+    say(e.message, true);
+  }
+}
+
+function showToken(value) {
+  $("minted").hidden = false;
+  $("minted-token").value = value;
+  $("minted-curl").textContent = "curl -H \"Authorization: Bearer $TOKEN\" https://service.example/…";
+}
+
+// Live status: the server's event stream (fetch, since EventSource cannot send the token),
+// refreshing the lists on every event; reopened when it ends.
+let following = false;
+async function follow() {
+  if (following) return;
+  following = true;
+  while (token() && !$("app").hidden) {
+    try {
+      const response = await fetch("/v1/events", {
+        headers: { Authorization: "Bearer " + token() },
+        cache: "no-store",
+      });
+      if (!response.ok || !response.body) throw new Error(response.statusText);
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          if (block.split("\n").some((line) => line.startsWith("data:"))) {
+            await refresh().catch(() => {});
+            if (openId) openRequest(openId);
+          }
+        }
+      }
+    } catch (e) {
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  }
+  following = false;
 }
 
 function showRequest(request) {
@@ -277,6 +390,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("sign-out").addEventListener("click", signOut);
   $("refresh").addEventListener("click", () => refresh().catch((e) => say(e.message, true)));
   $("mark-reviewed").addEventListener("click", markReviewed);
+  $("ask-form").addEventListener("submit", ask);
+  $("copy-token").addEventListener("click", () => navigator.clipboard.writeText($("minted-token").value));
   $("more").addEventListener("click", () => loadPending(false).catch((e) => say(e.message, true)));
   $("approve").addEventListener("click", () => answer("approve"));
   $("deny").addEventListener("click", () => answer("deny"));

@@ -329,6 +329,28 @@ impl Postgres {
             .collect()
     }
 
+    pub(in crate::store) async fn requests_of(
+        &self,
+        principal: &str,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, StoredRequest)>, StoreError> {
+        let rows = self
+            .rows(
+                concat!(
+                    "SELECT ",
+                    request_columns!(),
+                    ", pos FROM access_requests WHERE principal = $1 AND pos < $2 \
+                     ORDER BY pos DESC LIMIT $3"
+                ),
+                &[&principal, &before, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(26)?, stored_request(row)?)))
+            .collect()
+    }
+
     pub(in crate::store) async fn review_page(
         &self,
         after: i64,

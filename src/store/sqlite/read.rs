@@ -463,6 +463,25 @@ impl Sqlite {
         .await
     }
 
+    pub(in crate::store) async fn requests_of(
+        &self,
+        principal: &str,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, StoredRequest)>, StoreError> {
+        self.rows(
+            concat!(
+                "SELECT ",
+                request_columns!(),
+                ", rowid FROM access_requests WHERE principal = ? AND rowid < ? \
+                 ORDER BY rowid DESC LIMIT ?"
+            ),
+            (principal.to_owned(), before, limit),
+            |row| Ok((row.get(26)?, stored_request(row)?)),
+        )
+        .await
+    }
+
     pub(in crate::store) async fn review_page(
         &self,
         after: i64,
