@@ -167,6 +167,23 @@ impl Browser {
         }
     }
 
+    /// Saves the page as `<name>.png` in the directory `JITGATE_TEST_SCREENSHOTS` names, if
+    /// set (the README's pictures in `docs/ui/` come from such a run).
+    async fn screenshot(&self, name: &str) {
+        use base64::Engine as _;
+        let Some(dir) = std::env::var_os("JITGATE_TEST_SCREENSHOTS") else {
+            return;
+        };
+        let shot = self
+            .command("GET", "/screenshot", Value::Null)
+            .await
+            .unwrap();
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot.as_str().unwrap())
+            .unwrap();
+        std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png).unwrap();
+    }
+
     /// Waits up to 15 s for `script` to return a non-empty string; returns it.
     async fn wait_script_value(&self, script: &str) -> String {
         for _ in 0..150 {
@@ -323,6 +340,7 @@ async fn an_approver_signs_in_and_approves_in_chromium() {
     );
     // What approving grants, before the approver decides.
     let fields = browser.text("#detail-fields").await;
+    browser.screenshot("approver-request").await;
     for part in [
         "Scopes granted\ndb:write:orders",
         "Duration asked\n(the policies' default)",
@@ -452,6 +470,9 @@ async fn two_approvers_approve_two_stages_in_chromium() {
             .wait_text("#detail-fields", |s| s.contains(stages_after))
             .await;
         assert!(fields.contains(stages_after), "{fields}");
+        browser
+            .screenshot(&format!("stages-after-{approver}"))
+            .await;
         browser.click("#sign-out").await;
     }
     let seen: Value = server
@@ -503,6 +524,7 @@ async fn a_requester_asks_from_the_form_and_sees_it_approved_live_in_chromium() 
     let row = browser
         .wait_text("#mine tbody tr", |s| s.contains("pending"))
         .await;
+    browser.screenshot("requester-pending").await;
     assert!(row.contains("write"), "{row}");
     let mine: Value = server
         .get(
@@ -537,5 +559,6 @@ async fn a_requester_asks_from_the_form_and_sees_it_approved_live_in_chromium() 
         .await;
     let claims = server.verify(&token, "db-proxy").await;
     assert_eq!(claims.jit.request_id, id);
+    browser.screenshot("requester-token").await;
     browser.quit().await;
 }
