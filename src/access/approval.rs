@@ -191,22 +191,28 @@ pub async fn pending(
     })
 }
 
-/// The caller's own requests, newest first, a page at a time, whatever became of them.
-pub async fn mine(
-    app: &App,
-    caller: &Caller,
-    query: PendingQuery,
-) -> Result<PendingPage, ApiError> {
+/// The page size `query` asks for (bounded) and its cursor, a store position.
+fn page_of(query: &PendingQuery) -> Result<(i64, Option<i64>), ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    let before: i64 = match &query.cursor {
-        None => i64::MAX,
-        Some(cursor) => cursor
-            .parse()
-            .map_err(|_| ApiError::InvalidRequest("malformed cursor".into()))?,
+    let cursor = match &query.cursor {
+        None => None,
+        Some(cursor) => Some(
+            cursor
+                .parse()
+                .map_err(|_| ApiError::InvalidRequest("malformed cursor".into()))?,
+        ),
     };
-    let wanted = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-    let principal = caller.principal.to_string();
-    let mut rows = app.store.requests_of(&principal, before, wanted).await?;
+    Ok((i64::try_from(limit).unwrap_or(50), cursor))
+}
+
+/// A page of `limit` of `rows`, read one beyond the page to tell whether there is a next one
+/// (whose cursor is the last row's position).
+async fn viewed_page(
+    app: &App,
+    mut rows: Vec<(i64, StoredRequest)>,
+    limit: i64,
+) -> Result<PendingPage, ApiError> {
+    let limit = usize::try_from(limit).unwrap_or(0);
     let next = if rows.len() > limit {
         rows.truncate(limit);
         rows.last().map(|(position, _)| position.to_string())
@@ -218,6 +224,21 @@ pub async fn mine(
         requests.push(view(app, request).await?);
     }
     Ok(PendingPage { requests, next })
+}
+
+/// The caller's own requests, newest first, a page at a time, whatever became of them.
+pub async fn mine(
+    app: &App,
+    caller: &Caller,
+    query: PendingQuery,
+) -> Result<PendingPage, ApiError> {
+    let (limit, cursor) = page_of(&query)?;
+    let principal = caller.principal.to_string();
+    let rows = app
+        .store
+        .requests_of(&principal, cursor.unwrap_or(i64::MAX), limit + 1)
+        .await?;
+    viewed_page(app, rows, limit).await
 }
 
 /// Break-glass requests waiting for the caller's review, oldest first, a page at a time: for
@@ -234,27 +255,12 @@ pub async fn awaiting_review(
             next: None,
         });
     }
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    let after: i64 = match &query.cursor {
-        None => 0,
-        Some(cursor) => cursor
-            .parse()
-            .map_err(|_| ApiError::InvalidRequest("malformed cursor".into()))?,
-    };
-    // One row more than the page tells whether there is a next one.
-    let wanted = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-    let mut rows = app.store.review_page(after, wanted).await?;
-    let next = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(|(position, _)| position.to_string())
-    } else {
-        None
-    };
-    let mut requests = Vec::with_capacity(rows.len());
-    for (_, request) in &rows {
-        requests.push(view(app, request).await?);
-    }
-    Ok(PendingPage { requests, next })
+    let (limit, cursor) = page_of(&query)?;
+    let rows = app
+        .store
+        .review_page(cursor.unwrap_or(0), limit + 1)
+        .await?;
+    viewed_page(app, rows, limit).await
 }
 
 /// An approver's answer to request `id`. The writes check that the request is still pending

@@ -7,8 +7,9 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use utoipa::ToSchema;
-use utoipa::openapi::RefOr;
+use utoipa::openapi::header::Header;
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+use utoipa::{PartialSchema, ToSchema};
 
 pub use crate::access::ApiError;
 use crate::access::answer::ErrorBody;
@@ -65,9 +66,33 @@ const DOCUMENTED: [(StatusCode, &str); 11] = [
     ),
 ];
 
+/// The responses of an error type: each of its `documented` statuses with the body
+/// `schema` names; `WWW-Authenticate` on a 401 and `Retry-After` on a 429.
+pub(super) fn error_responses(
+    schema: &str,
+    documented: &[(StatusCode, &str)],
+) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    let body = Ref::from_schema_name(schema);
+    documented
+        .iter()
+        .map(|&(status, description)| {
+            let mut response = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", Content::new(Some(body.clone())));
+            if status == StatusCode::UNAUTHORIZED {
+                response = response.header("WWW-Authenticate", Header::new(String::schema()));
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                response = response.header("Retry-After", Header::new(u64::schema()));
+            }
+            (status.as_str().to_owned(), response.build().into())
+        })
+        .collect()
+}
+
 impl utoipa::IntoResponses for ApiError {
     fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-        crate::http::openapi::error_responses(&ErrorAnswer::name(), &DOCUMENTED)
+        error_responses(&ErrorAnswer::name(), &DOCUMENTED)
     }
 }
 

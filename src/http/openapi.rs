@@ -1,24 +1,21 @@
 //! The OpenAPI 3.1 document of the HTTP API (`GET /openapi.json`). Each operation comes from the
-//! `#[utoipa::path]` of its handler, registered together with its route in [`super::router`], so
+//! `#[utoipa::path]` of its handler, registered together with its route in `http::api`, so
 //! the document cannot list an endpoint the router does not serve, nor miss one it does. What no
 //! handler's types say is written here once: the document's header, the security schemes, the
 //! error bodies, the OAuth forms (read parameter by parameter, not into a type) and the JWKS.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use utoipa::openapi::header::Header;
 use utoipa::openapi::schema::{
     ArrayBuilder, ComponentsBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
-    Components, Content, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, Ref, RefOr,
-    ResponseBuilder,
+    Components, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, Ref, RefOr,
 };
 use utoipa::{PartialSchema, ToSchema};
 
@@ -147,30 +144,6 @@ fn components() -> Components {
         ),
     ]);
     components
-}
-
-/// The responses of an error type: each of its `documented` statuses with the body
-/// `schema` names; `WWW-Authenticate` on a 401 and `Retry-After` on a 429.
-pub fn error_responses(
-    schema: &str,
-    documented: &[(StatusCode, &str)],
-) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-    let body = Ref::from_schema_name(schema);
-    documented
-        .iter()
-        .map(|&(status, description)| {
-            let mut response = ResponseBuilder::new()
-                .description(description)
-                .content("application/json", Content::new(Some(body.clone())));
-            if status == StatusCode::UNAUTHORIZED {
-                response = response.header("WWW-Authenticate", Header::new(String::schema()));
-            }
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                response = response.header("Retry-After", Header::new(u64::schema()));
-            }
-            (status.as_str().to_owned(), response.build().into())
-        })
-        .collect()
 }
 
 /// RFC 7662: `active` alone, or beside every claim of a live token. The derive would say "the

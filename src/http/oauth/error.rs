@@ -241,7 +241,7 @@ const DOCUMENTED: [(StatusCode, &str); 7] = [
 
 impl utoipa::IntoResponses for OAuthError {
     fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-        crate::http::openapi::error_responses(&ErrorAnswer::name(), &DOCUMENTED)
+        crate::http::error::error_responses(&ErrorAnswer::name(), &DOCUMENTED)
     }
 }
 
