@@ -321,26 +321,25 @@ pub async fn answer(
     };
     let decided = load(app, id).await?;
     let approvals = app.store.approvals(id).await?;
-    after_answer(app, &decided, &approvals, (&stage, now)).await?;
+    observe_stage_wait(app, &decided, &approvals, (&stage, now));
     app.notifier.wake();
     Ok(RequestView::new(&decided, approvals, app.now_stored()))
 }
 
-/// What follows an answer given in `stage` at `now`: the wait of a stage it closed, and the
-/// approvers of the next stage told that it is theirs.
-async fn after_answer(
+/// The wait of `stage`, when the answer given in it at `now` closed it.
+fn observe_stage_wait(
     app: &App,
     request: &StoredRequest,
     approvals: &[ApprovalRecord],
     (stage, now): (&Stage, i64),
-) -> Result<(), ApiError> {
+) {
     let plan = stages::plan(&request.record);
     let given = stages::approvals_by_stage(approvals);
     let closed = request.record.status != RequestStatus::Pending.as_str()
         || given.get(&stage.name).copied().unwrap_or(0)
             == usize::try_from(stage.required).unwrap_or(usize::MAX);
     if !closed {
-        return Ok(());
+        return;
     }
     // The stage opened when the one before it closed: at the last approval given in it.
     let position = plan.iter().position(|s| s.name == stage.name);
@@ -359,18 +358,6 @@ async fn after_answer(
     (app.metrics.approval_wait)
         .with_label_values(&[stage.name.as_str()])
         .observe(waited as f64);
-    if request.record.status == RequestStatus::Pending.as_str()
-        && let Some(next) = stages::open_stage(&plan, approvals)
-    {
-        let opened = Event::Pending {
-            stage: next.name.clone(),
-        };
-        let queued = app.notifier.outbox(&opened, &request.record, app.now_ms());
-        app.store
-            .write(queued.into_iter().map(Write::Outbox).collect())
-            .await?;
-    }
-    Ok(())
 }
 
 /// The writes of `caller`'s `answer` to `request` at `now`, with the notifications they send.
@@ -413,6 +400,20 @@ fn answer_writes(
     let by = approver.clone();
     match answer {
         Answer::Approve => {
+            // Closing a stage that has a successor announces it, in this same transaction.
+            let plan = stages::plan(&request.record);
+            let after = plan.iter().skip_while(|s| s.name != stage.name).nth(1);
+            if let Some(next) = after {
+                let opened = Event::Pending {
+                    stage: next.name.clone(),
+                };
+                writes.push(Write::AnnounceAtStageQuorum {
+                    id: id.clone(),
+                    stage: stage.name.clone(),
+                    required: i64::from(stage.required),
+                    announce: app.notifier.outbox(&opened, &request.record, now_ms),
+                });
+            }
             let approved = Event::Approved {
                 by,
                 comment: comment.clone(),

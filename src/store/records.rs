@@ -242,6 +242,14 @@ pub enum Write {
         status: String,
         at: i64,
     },
+    /// Queues `announce` once stage `stage` of request `id` has exactly `required` approvals:
+    /// the approval that closes a stage announces the next, once.
+    AnnounceAtStageQuorum {
+        id: String,
+        stage: String,
+        required: i64,
+        announce: Vec<OutboxRecord>,
+    },
     /// Moves a pending request to `approved` once its approvals reach the quorum, and only
     /// then queues `announce`.
     ApproveAtQuorum {

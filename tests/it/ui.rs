@@ -149,9 +149,17 @@ impl Browser {
                     return id;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("no visible element `{css}` on the page");
+        // What the page said, if anything, tells why.
+        let said = self
+            .command(
+                "POST",
+                "/execute/sync",
+                json!({"script": "return document.getElementById('message')?.textContent", "args": []}),
+            )
+            .await;
+        panic!("no visible element `{css}` on the page; it says {said:?}");
     }
 
     /// The text of `css`; empty when the element was replaced while being read (the page

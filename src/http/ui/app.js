@@ -289,7 +289,7 @@ async function follow() {
           buffer = buffer.slice(end + 2);
           if (block.split("\n").some((line) => line.startsWith("data:"))) {
             await refresh().catch(() => {});
-            if (openId) openRequest(openId);
+            await redrawOpen();
           }
         }
       }
@@ -338,6 +338,16 @@ function showRequest(request) {
   }
   $("decide").hidden = request.status !== "pending";
   $("review").hidden = request.status !== "needs_review";
+}
+
+// The open request drawn again as it changes, leaving the message line to what the user did.
+async function redrawOpen() {
+  if (!openId) return;
+  try {
+    showRequest(await api("GET", "/v1/access-requests/" + encodeURIComponent(openId)));
+  } catch (e) {
+    // The next event or refresh tries again.
+  }
 }
 
 async function openRequest(id) {

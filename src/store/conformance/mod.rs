@@ -29,6 +29,7 @@ macro_rules! suite {
             require_status_checks_the_effective_status,
             an_approver_answers_once,
             a_stage_takes_no_approval_past_its_quorum,
+            the_approval_that_closes_a_stage_announces_the_next_once,
             approval_at_quorum_approves_and_announces_once,
             two_approvers_racing_for_the_last_approval_one_wins,
             expire_marks_only_pending_requests_past_expiry,

@@ -149,6 +149,42 @@ pub(crate) async fn a_stage_takes_no_approval_past_its_quorum(store: &Store) {
     );
 }
 
+/// [`Write::AnnounceAtStageQuorum`] queues its announcement with the approval that gives the
+/// stage its quorum, and with no other.
+pub(crate) async fn the_approval_that_closes_a_stage_announces_the_next_once(store: &Store) {
+    store.write(vec![pending("p", 3, 5000)]).await.unwrap();
+    let approve = |approver: &str| {
+        vec![
+            Write::Approval(ApprovalRecord {
+                request_id: "p".into(),
+                approver: format!("User::\"{approver}\""),
+                decision: "approve".into(),
+                comment: String::new(),
+                at: 1100,
+                stage: "lead".into(),
+            }),
+            Write::AnnounceAtStageQuorum {
+                id: "p".into(),
+                stage: "lead".into(),
+                required: 2,
+                announce: vec![outbox(&format!("d-{approver}"), 10)],
+            },
+        ]
+    };
+    store.write(approve("bob")).await.unwrap();
+    assert!(store.due_deliveries(i64::MAX, 10).await.unwrap().is_empty());
+    store.write(approve("carol")).await.unwrap();
+    store.write(approve("dan")).await.unwrap();
+    let due: Vec<String> = (store
+        .due_deliveries(i64::MAX, 10)
+        .await
+        .unwrap()
+        .into_iter())
+    .map(|d| d.delivery_id)
+    .collect();
+    assert_eq!(due, ["d-carol"]);
+}
+
 /// [`Write::ApproveAtQuorum`] approves only at the quorum, and queues its announcement then.
 pub(crate) async fn approval_at_quorum_approves_and_announces_once(store: &Store) {
     store.write(vec![pending("p", 2, 5000)]).await.unwrap();

@@ -266,15 +266,24 @@ async fn apply(tx: &Tx<'_, '_>, write: &Write) -> Result<(), Failure> {
             stage,
             required,
         } => {
-            let given: i64 = match tx.row(STAGE_APPROVALS, &[id, stage]).await? {
-                Some(row) => row.try_get(0)?,
-                None => 0,
-            };
-            if given >= *required {
+            if stage_approvals(tx, id, stage).await? >= *required {
                 Err(Failure::Conflict(STAGE_COMPLETE.into()))
             } else {
                 Ok(())
             }
+        }
+        Write::AnnounceAtStageQuorum {
+            id,
+            stage,
+            required,
+            announce,
+        } => {
+            if stage_approvals(tx, id, stage).await? == *required {
+                for record in announce {
+                    queue(tx, record).await?;
+                }
+            }
+            Ok(())
         }
         Write::Approval(record) => insert_approval(tx, record).await,
         Write::SetStatus { id, status, at } => tx.execute(SET_STATUS, &[status, at, id]).await,
@@ -494,6 +503,14 @@ async fn require_status(tx: &Tx<'_, '_>, id: &str, status: &str, at: i64) -> Res
     } else {
         Err(Failure::Conflict(current))
     }
+}
+
+/// Approvals given in stage `stage` of request `id`.
+async fn stage_approvals(tx: &Tx<'_, '_>, id: &str, stage: &str) -> Result<i64, Failure> {
+    Ok(match tx.row(STAGE_APPROVALS, &[&id, &stage]).await? {
+        Some(row) => row.try_get(0)?,
+        None => 0,
+    })
 }
 
 async fn insert_approval(tx: &Tx<'_, '_>, a: &ApprovalRecord) -> Result<(), Failure> {

@@ -47,17 +47,22 @@ pub(super) fn apply(tx: &Connection, head: &mut ChainHead, write: &Write) -> Res
             stage,
             required,
         } => {
-            let given: i64 = tx
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM approvals \
-                     WHERE request_id = ? AND stage = ? AND decision = 'approve'",
-                )?
-                .query_row(params![id, stage], |row| row.get(0))?;
-            if given >= *required {
+            if stage_approvals(tx, id, stage)? >= *required {
                 Err(Failure::Conflict(STAGE_COMPLETE.into()))
             } else {
                 Ok(())
             }
+        }
+        Write::AnnounceAtStageQuorum {
+            id,
+            stage,
+            required,
+            announce,
+        } => {
+            if stage_approvals(tx, id, stage)? == *required {
+                announce.iter().try_for_each(|record| queue(tx, record))?;
+            }
+            Ok(())
         }
         Write::Approval(record) => insert_approval(tx, record),
         Write::SetStatus { id, status, at } => execute(
@@ -366,6 +371,16 @@ fn require_status(tx: &Connection, id: &str, status: &str, at: i64) -> Result<()
     } else {
         Err(Failure::Conflict(current))
     }
+}
+
+/// Approvals given in stage `stage` of request `id`.
+fn stage_approvals(tx: &Connection, id: &str, stage: &str) -> Result<i64, Failure> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT COUNT(*) FROM approvals \
+             WHERE request_id = ? AND stage = ? AND decision = 'approve'",
+        )?
+        .query_row(params![id, stage], |row| row.get(0))?)
 }
 
 fn insert_approval(tx: &Connection, a: &ApprovalRecord) -> Result<(), Failure> {
