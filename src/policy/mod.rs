@@ -145,6 +145,9 @@ impl PolicyPack {
         else {
             return Err(LoadErrors(loader.errors));
         };
+        if let Some(approve) = actions.get("approve") {
+            loader.check_approve_context(&paths.schemas, &schema, approve);
+        }
         if loader.policies.is_empty() {
             loader.warnings.push(LoadError::at(
                 &paths.policies,
@@ -498,6 +501,26 @@ impl Loader {
                 error
             }
             None => diagnostic_error(files, None, Path::new(""), diagnostic),
+        }
+    }
+
+    /// Warns when the schema's `approve` context does not take what jitgate sends with every
+    /// approval: such a pack loads, and refuses every approval (it fails closed).
+    fn check_approve_context(&mut self, dir: &Path, schema: &Schema, approve: &EntityUid) {
+        let sent = serde_json::json!({
+            "request_id": "req_x", "requester": "User::\"x\"", "requested_action": "x",
+            "risk_score": 0, "reason": "", "stage": "default", "auth_age_secs": 0,
+        });
+        if let Err(e) = cedar_policy::Context::from_json_value(sent, Some((schema, approve))) {
+            self.warnings.push(LoadError::at(
+                dir,
+                None,
+                format!(
+                    "the context of action `approve` does not take what jitgate sends \
+                     (request_id, requester, requested_action, reason, stage: String; \
+                     risk_score, auth_age_secs: Long), so every approval will be refused: {e}"
+                ),
+            ));
         }
     }
 

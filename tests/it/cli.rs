@@ -438,3 +438,32 @@ permit (principal in Group::"oncall", action == Action::"admin", resource in Env
         "{stdout}{stderr}"
     );
 }
+
+/// A schema written before stages and fresh sign-ins loads, but `jitgate check` says that its
+/// `approve` context would refuse every approval.
+#[test]
+fn check_warns_about_an_approve_context_that_refuses_every_approval() {
+    let pack = TempPack::shipped();
+    let schema = pack
+        .read("schemas/jitgate.cedarschema")
+        .replace("    stage: String,\n", "")
+        .replace("    auth_age_secs: Long,\n", "");
+    pack.write("schemas/jitgate.cedarschema", &schema);
+    let out = jitgate(&["check"], pack.dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("the context of action `approve` does not take what jitgate sends")
+            && stderr.contains("every approval will be refused")
+            && stderr.contains("`stage`"),
+        "{stdout}{stderr}"
+    );
+    // The shipped schema takes it: no such warning.
+    let out = jitgate(&["check"], repo());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("context of action `approve`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
