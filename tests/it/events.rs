@@ -141,3 +141,22 @@ async fn each_caller_hears_its_own_requests_and_those_it_may_approve() {
         .unwrap();
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_revoked_subject_opens_no_stream() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let sam = server.dev_token("sam", &["security"], true);
+    let (status, _) = server
+        .post(
+            "/v1/revocations",
+            Some(&sam),
+            json!({"subject": "User::\"alice\"", "reason": "offboarded"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let refused = server.get("/v1/events", Some(&alice)).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "revoked");
+}

@@ -113,3 +113,47 @@ async fn only_the_requester_extends_and_only_a_live_grant() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+/// After the first decision: a revoked request is not extended, and a revoked subject extends
+/// nothing, not even a request still live.
+#[tokio::test]
+async fn revocation_ends_every_extension() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let alice = server.dev_token("alice", &["oncall"], true);
+    let sam = server.dev_token("sam", &["security"], true);
+    let read = json!({"action": "read", "resource": "Database::\"orders\"", "reason": "INC-5"});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = server
+            .post("/v1/access-requests", Some(&alice), read.clone())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(body["request_id"].as_str().unwrap().to_owned());
+    }
+    let (status, _) = server
+        .post(
+            "/v1/revocations",
+            Some(&sam),
+            json!({"request_id": ids[0], "reason": "leaked"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = extend(&server, &alice, &ids[0], json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["status"], "revoked");
+
+    let (status, _) = server
+        .post(
+            "/v1/revocations",
+            Some(&sam),
+            json!({"subject": "User::\"alice\"", "reason": "offboarded"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = extend(&server, &alice, &ids[1], json!({})).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::FORBIDDEN, &json!("revoked")),
+        "{body}"
+    );
+}
