@@ -3,6 +3,7 @@
 //! than from this process, so that every replica tells the same story and a client that comes
 //! back resumes where it left (`Last-Event-ID`, the trail's `seq`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -54,26 +55,35 @@ pub async fn next(
         .audit_page(&AuditFilter::default(), after, BATCH)
         .await?;
     let last = events.last().map_or(after, |event| event.seq);
+    // Where each request of the batch stands now, if the caller may follow it: read once per
+    // request, however many of its events the batch holds.
+    let mut followed: HashMap<String, Option<String>> = HashMap::new();
     let mut visible = Vec::new();
     for event in events {
         let Some(request_id) = event.request_id.clone() else {
             continue;
         };
-        let Ok(request) = load(app, &request_id).await else {
-            continue;
-        };
-        if may_follow(app, caller, &request).await? {
+        if !followed.contains_key(&request_id) {
+            let status = match load(app, &request_id).await {
+                Ok(request) if may_follow(app, caller, &request).await? => {
+                    Some(crate::store::effective_status(
+                        &request.record.status,
+                        request.record.expires_at,
+                        app.now_stored(),
+                    ))
+                }
+                _ => None,
+            };
+            followed.insert(request_id.clone(), status);
+        }
+        if let Some(Some(status)) = followed.get(&request_id) {
             visible.push(LiveEvent {
                 seq: event.seq,
                 kind: event.kind,
                 request_id,
                 at: event.at,
                 by: event.subject,
-                status: crate::store::effective_status(
-                    &request.record.status,
-                    request.record.expires_at,
-                    app.now_stored(),
-                ),
+                status: status.clone(),
             });
         }
     }
