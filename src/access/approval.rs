@@ -300,7 +300,25 @@ pub async fn answer(
                 "the policies do not let you approve this request in its stage `{}`",
                 stage.name
             );
-            return Err(forbidden(app, caller, &attempt, Some(id), &why).await);
+            let refusal = forbidden(app, caller, &attempt, Some(id), &why).await;
+            let fresh = Caller {
+                auth_time: caller.auth_time.map(|_| app.now()),
+                ..caller.clone()
+            };
+            let fresh_would_do = caller.auth_time.is_some()
+                && may_approve(
+                    &app.policies.current(),
+                    app,
+                    &fresh,
+                    (&request, &stage.name),
+                );
+            if fresh_would_do && matches!(refusal, ApiError::Forbidden(_)) {
+                return Err(ApiError::ReauthenticationRequired(format!(
+                    "the policies ask for a more recent sign-in to approve this request in its stage `{}`: sign in again, then approve",
+                    stage.name
+                )));
+            }
+            return Err(refusal);
         }
         let now = app.now_stored();
         let writes = answer_writes(

@@ -16,6 +16,13 @@ pub enum ApiError {
     NotFound(String),
     /// The caller may not do this (e.g. approve their own request).
     Forbidden(String),
+    /// The policies refuse the caller now but would allow a fresh sign-in: sign in again
+    /// (the UI does so with `max_age`).
+    ReauthenticationRequired(String),
+    /// The UI session cookie names a session that has ended.
+    SessionEnded,
+    /// A sign-in to the UI failed (why, in words for the person signing in).
+    SignInFailed(String),
     /// The request is not in a state that allows this; `status` is the state it is in.
     Conflict {
         status: String,

@@ -29,6 +29,7 @@ pub async fn run(state: AppState) {
         let prune = vec![
             Write::PruneRevocations { now },
             Write::PruneUsedOnce { now },
+            super::session::prune(&state, now),
             Write::PruneDryRunDenials {
                 before: now.saturating_sub(denials_window),
             },

@@ -31,6 +31,7 @@ mod readiness;
 pub mod refusal;
 pub mod requestable;
 pub mod revocation;
+pub mod session;
 pub mod stages;
 mod status;
 pub mod trail;

@@ -182,6 +182,10 @@ pub async fn revoke(app: &App, caller: &Caller, command: Revocation) -> Result<R
                 at: now,
             });
         }
+        // A revoked person is signed out of the UI too.
+        "subject" => extra.push(Write::EndSessionsOf {
+            principal: value.clone(),
+        }),
         _ => {}
     }
     let revocation = RevocationRecord {

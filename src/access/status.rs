@@ -88,6 +88,10 @@ pub enum AuditKind {
     WebhookFailed,
     /// A signed head of the chain.
     AuditHead,
+    /// A person signed in to the UI.
+    SessionStarted,
+    /// A person signed out of the UI.
+    SessionEnded,
 }
 
 /// An approver's answer.
@@ -126,6 +130,8 @@ impl AuditKind {
             AuditKind::PolicyLoaded => "policy.loaded",
             AuditKind::WebhookFailed => "webhook.failed",
             AuditKind::AuditHead => crate::audit::HEAD_EVENT,
+            AuditKind::SessionStarted => "session.started",
+            AuditKind::SessionEnded => "session.ended",
         }
     }
 }

@@ -306,6 +306,13 @@ pub struct TrustedIssuerConfig {
     /// others are dropped. Unset: every group it asserts.
     #[serde(default)]
     pub allowed_groups: Option<Vec<String>>,
+    /// The UI signs people in with this issuer (OIDC authorization code + PKCE) as this
+    /// client; its endpoints come from `<issuer>/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The client's secret (`client_secret_basic`); unset for a public client.
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
 }
 
 impl TrustedIssuerConfig {
@@ -385,15 +392,72 @@ impl fmt::Debug for ApiKeyConfig {
 }
 
 /// The approver UI as people reach it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UiConfig {
     /// The UI's address as people open it (behind a proxy, say), which every notification links
     /// to; default: `issuer` followed by `/ui/`.
     pub public_url: Option<String>,
+    /// A signed-in session unused this long ends.
+    #[serde(deserialize_with = "duration")]
+    pub session_idle: Duration,
+    /// A signed-in session ends this long after sign-in, however busy.
+    #[serde(deserialize_with = "duration")]
+    pub session_max: Duration,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            session_idle: Duration::from_secs(30 * 60),
+            session_max: Duration::from_secs(8 * 3600),
+        }
+    }
+}
+
+/// Whether jitgate may fetch `url`: https, or plain http to this machine (an identity provider
+/// beside it; nothing crosses a network unencrypted).
+pub fn is_https_or_loopback(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Config {
+    /// The UI's origin (`scheme://host[:port]`): where its sign-in callback is, and the only
+    /// origin whose state-changing requests a session cookie authenticates.
+    pub fn ui_origin(&self) -> String {
+        let url = self.ui.public_url.as_deref().unwrap_or(&self.issuer);
+        let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        format!(
+            "{}://{}",
+            scheme.to_ascii_lowercase(),
+            authority.to_ascii_lowercase()
+        )
+    }
+
+    /// The issuer the UI signs people in with (the one entry with a `client_id`).
+    pub fn sign_in_issuer(&self) -> Option<(usize, &TrustedIssuerConfig)> {
+        (self.identity.issuers.iter().enumerate()).find(|(_, issuer)| issuer.client_id.is_some())
+    }
+
     /// The link to request `id`'s page in the UI.
     pub fn request_page(&self, id: &str) -> String {
         let base = match &self.ui.public_url {
@@ -773,8 +837,22 @@ impl Config {
             if issuer.audience.trim().is_empty() {
                 return Err(invalid(key("audience"), "must not be empty"));
             }
-            if !issuer.jwks.starts_with("https://") && !issuer.jwks.starts_with("file://") {
-                return Err(invalid(key("jwks"), "must be an https:// or file:// URL"));
+            if !is_https_or_loopback(&issuer.jwks) && !issuer.jwks.starts_with("file://") {
+                return Err(invalid(
+                    key("jwks"),
+                    "must be an https:// or file:// URL (http:// only to this machine)",
+                ));
+            }
+            if let Some(client_id) = &issuer.client_id {
+                if client_id.trim().is_empty() {
+                    return Err(invalid(key("client_id"), "must not be empty"));
+                }
+                if !is_https_or_loopback(&issuer.issuer) {
+                    return Err(invalid(
+                        key("client_id"),
+                        "signing in needs the issuer at an https:// URL (http:// only to this machine), where its /.well-known/openid-configuration is",
+                    ));
+                }
             }
             if issuer.principal_claim.trim().is_empty() {
                 return Err(invalid(key("principal_claim"), "must not be empty"));
@@ -804,6 +882,35 @@ impl Config {
                     ));
                 }
             }
+        }
+        let signing_in = self
+            .identity
+            .issuers
+            .iter()
+            .filter(|i| i.client_id.is_some());
+        if signing_in.count() > 1 {
+            return Err(invalid(
+                "identity.issuers",
+                "only one issuer may have a client_id: the UI signs people in with it",
+            ));
+        }
+        if self.sign_in_issuer().is_some() && !is_https_or_loopback(&self.ui_origin()) {
+            return Err(invalid(
+                "ui.public_url",
+                "signing in to the UI needs it served over https:// (http:// only on this machine): \
+                 set ui.public_url, or issuer, to its https address",
+            ));
+        }
+        for (key, value) in [
+            ("ui.session_idle", self.ui.session_idle),
+            ("ui.session_max", self.ui.session_max),
+        ] {
+            if value.as_secs() < 60 {
+                return Err(invalid(key, "must be at least 1m"));
+            }
+        }
+        if self.ui.session_idle > self.ui.session_max {
+            return Err(invalid("ui.session_idle", "must not exceed ui.session_max"));
         }
         for (i, api_key) in self.identity.api_keys.iter().enumerate() {
             let key = |field: &str| format!("identity.api_keys[{i}].{field}");

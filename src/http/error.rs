@@ -129,6 +129,15 @@ impl IntoResponse for ApiError {
             ApiError::InvalidDpopProof(m) => (StatusCode::BAD_REQUEST, "invalid_dpop_proof", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
+            ApiError::ReauthenticationRequired(m) => {
+                (StatusCode::FORBIDDEN, "reauthentication_required", m)
+            }
+            ApiError::SessionEnded => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "the sign-in has ended: sign in again".to_owned(),
+            ),
+            ApiError::SignInFailed(m) => (StatusCode::BAD_REQUEST, "sign_in_failed", m),
             ApiError::Revoked(reason) => (
                 StatusCode::FORBIDDEN,
                 "revoked",
@@ -206,6 +215,9 @@ pub(super) mod tests {
             ApiError::InvalidDpopProof(String::new()),
             ApiError::NotFound(String::new()),
             ApiError::Forbidden(String::new()),
+            ApiError::ReauthenticationRequired(String::new()),
+            ApiError::SessionEnded,
+            ApiError::SignInFailed(String::new()),
             ApiError::Revoked(String::new()),
             ApiError::Conflict {
                 status: String::new(),
@@ -229,6 +241,9 @@ pub(super) mod tests {
                 | ApiError::InvalidDpopProof(_)
                 | ApiError::NotFound(_)
                 | ApiError::Forbidden(_)
+                | ApiError::ReauthenticationRequired(_)
+                | ApiError::SessionEnded
+                | ApiError::SignInFailed(_)
                 | ApiError::Revoked(_)
                 | ApiError::Conflict { .. }
                 | ApiError::PayloadTooLarge

@@ -9,6 +9,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use super::auth;
 use super::error::ApiError;
 use crate::access::AppState;
 use crate::identity::{AuthError, Caller};
@@ -16,7 +17,8 @@ use crate::identity::{AuthError, Caller};
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The authenticated caller.
+/// The authenticated caller: by a bearer token (an identity token or an API key), or by the
+/// UI's session cookie.
 #[derive(Debug)]
 pub struct Authenticated(pub Caller);
 
@@ -28,6 +30,16 @@ impl FromRequestParts<AppState> for Authenticated {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
+        // A bearer token wins: a page elsewhere cannot make the browser send one.
+        if authorization.is_none()
+            && let Some(session) = auth::session_cookie(state, &parts.headers)
+        {
+            auth::check_same_origin(state, &parts.method, &parts.headers, session)?;
+            let caller = crate::access::session::caller(state, session).await?;
+            let csrf = auth::SessionCsrf(crate::access::session::csrf_token(session));
+            parts.extensions.insert(csrf);
+            return Ok(Authenticated(caller));
+        }
         match state.auth.authenticate(authorization, state.now()).await {
             Ok(caller) => Ok(Authenticated(caller)),
             Err(AuthError::Missing) => Err(ApiError::Unauthenticated),

@@ -7,6 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::auth::ViaSession;
 use super::error::ApiError;
 use super::extract::Authenticated;
 use super::guard::{Admitted, Privileged};
@@ -88,10 +89,15 @@ pub struct Me {
     /// Unix seconds the caller signed in (`auth_time`, else the token's `iat`); null for an API
     /// key.
     auth_time: Option<u64>,
-    /// How the caller authenticated: `bearer` (an identity token or an API key).
+    /// How the caller authenticated: `bearer` (an identity token or an API key) or `session`
+    /// (signed in to the UI).
     via: &'static str,
     /// The API key's name, or the token's `azp`/`client_id`.
     client_id: String,
+    /// For a session: the token a state-changing request without an `Origin` header carries
+    /// in `X-CSRF-Token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
 }
 
 /// `GET /v1/me`: the caller's principal, groups and sign-in, for clients and the UI.
@@ -102,14 +108,19 @@ pub struct Me {
     responses(ApiError, (status = 200, description = "The caller.", body = Me)),
     security(("bearer" = [])),
 )]
-pub async fn me(Admitted(caller): Admitted) -> Json<Me> {
+pub async fn me(Admitted(caller): Admitted, ViaSession(session): ViaSession) -> Json<Me> {
     Json(Me {
         principal: caller.principal.to_string(),
         groups: caller.groups.iter().map(ToString::to_string).collect(),
         mfa: caller.mfa,
         auth_time: caller.auth_time,
-        via: "bearer",
+        via: if session.is_some() {
+            "session"
+        } else {
+            "bearer"
+        },
         client_id: caller.client_id,
+        csrf_token: session.map(|csrf| csrf.0),
     })
 }
 

@@ -4,6 +4,7 @@
 mod access;
 mod approval;
 mod audit;
+mod auth;
 #[cfg(feature = "bench")]
 mod bench;
 mod error;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     let document = openapi::Document(document.to_json().unwrap_or_default().into());
     let app = api
         .merge(ui::routes())
+        .merge(auth::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(Extension(document))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

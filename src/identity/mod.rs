@@ -5,6 +5,7 @@
 
 pub use jitgate_verify::jwt;
 mod assertion;
+pub mod sign_in;
 pub mod subject;
 
 pub use assertion::{ASSERTION_TYPE, ClientAssertion};
@@ -101,6 +102,8 @@ pub struct Authenticator {
     issuers: Vec<TrustedIssuer>,
     api_keys: Vec<ApiKey>,
     verified: VerifiedTokens,
+    /// The UI's client at the issuer people sign in with, if one has a `client_id`.
+    sign_in: Option<sign_in::SignIn>,
 }
 
 /// Identity tokens whose signature and claims were checked, by SHA-256 of the token, with the
@@ -163,6 +166,8 @@ impl Authenticator {
         for warning in config.overlapping_issuers() {
             tracing::warn!("{warning}");
         }
+        let sign_in = (config.sign_in_issuer())
+            .and_then(|(index, issuer)| sign_in::SignIn::new(index, issuer, client.clone()));
         let mut issuers = Vec::with_capacity(config.identity.issuers.len());
         for (index, issuer) in config.identity.issuers.iter().enumerate() {
             issuers.push(
@@ -202,7 +207,41 @@ impl Authenticator {
             issuers,
             api_keys,
             verified: VerifiedTokens::default(),
+            sign_in,
         })
+    }
+
+    /// The UI's sign-in client, when an issuer has a `client_id`.
+    pub fn sign_in(&self) -> Option<&sign_in::SignIn> {
+        self.sign_in.as_ref()
+    }
+
+    /// The person an id_token of the sign-in issuer names, once it is checked like that
+    /// issuer's identity tokens, for the UI's client, with this sign-in's `nonce`, and fresh
+    /// enough when `max_age` was asked.
+    pub async fn signed_in(
+        &self,
+        id_token: &str,
+        nonce: &str,
+        max_age: Option<u64>,
+        now: u64,
+    ) -> Result<Caller, sign_in::SignInError> {
+        let invalid = |why: &str| sign_in::SignInError::InvalidIdToken(why.to_owned());
+        let sign_in = self
+            .sign_in
+            .as_ref()
+            .ok_or_else(|| invalid("no sign-in issuer"))?;
+        let issuer =
+            (self.issuers.get(sign_in.index)).ok_or_else(|| invalid("no sign-in issuer"))?;
+        if id_token.len() > jwt::MAX_TOKEN_BYTES {
+            return Err(invalid(Rejection::Oversize.as_str()));
+        }
+        let (caller, claims) = issuer
+            .verify_for(id_token, &sign_in.client_id, now)
+            .await
+            .map_err(|reason| invalid(reason.as_str()))?;
+        sign_in.check_claims(&claims, nonce, max_age, now)?;
+        Ok(caller)
     }
 
     pub fn dev_enabled(&self) -> bool {
@@ -480,7 +519,7 @@ impl TrustedIssuer {
             .collect::<Result<Vec<_>, _>>()?;
         let keys = match fetch_jwks(&client, &config.jwks).await {
             Ok(keys) => keys,
-            Err(message) if config.jwks.starts_with("https://") => {
+            Err(message) if !config.jwks.starts_with("file://") => {
                 tracing::warn!(issuer = %config.issuer, error = %message, "JWKS not fetched; retrying when a token needs it");
                 JwkSet { keys: Vec::new() }
             }
@@ -524,9 +563,20 @@ impl TrustedIssuer {
 
     /// The caller a token of this issuer names, and its `exp`.
     async fn verify(&self, token: &str, now: u64) -> Result<(Caller, u64), Rejection> {
+        let (caller, claims) = self.verify_for(token, &self.config.audience, now).await?;
+        Ok((caller, expiry(&claims)?))
+    }
+
+    /// The caller a token of this issuer for `audience` names, and the token's claims.
+    async fn verify_for(
+        &self,
+        token: &str,
+        audience: &str,
+        now: u64,
+    ) -> Result<(Caller, Map<String, Value>), Rejection> {
         let expected = Expectations {
             issuer: &self.config.issuer,
-            audience: &self.config.audience,
+            audience,
             algorithms: &self.algorithms,
             typ: None,
         };
@@ -552,18 +602,18 @@ impl TrustedIssuer {
         // This issuer speaks for its own users and the groups it is trusted with, no others.
         caller.principal.id = format!("{}{}", self.config.principal_prefix, caller.principal.id);
         caller.groups.retain(|g| self.config.allows_group(&g.id));
-        Ok((caller, expiry(&claims)?))
+        Ok((caller, claims))
     }
 }
 
-/// Reads a JWKS from `file://…` or `https://…`; symmetric (`oct`) keys are refused: a public
+/// Reads a JWKS from `file://…`, `https://…` or `http://` on loopback; symmetric (`oct`) keys are refused: a public
 /// JWKS with a shared secret in it would let anyone mint tokens.
 async fn fetch_jwks(client: &reqwest::Client, location: &str) -> Result<JwkSet, String> {
     let text = if let Some(path) = location.strip_prefix("file://") {
         tokio::fs::read_to_string(path)
             .await
             .map_err(|e| format!("{path}: {e}"))?
-    } else if location.starts_with("https://") {
+    } else if crate::config::is_https_or_loopback(location) {
         let response = client
             .get(location)
             .send()
@@ -585,7 +635,9 @@ async fn fetch_jwks(client: &reqwest::Client, location: &str) -> Result<JwkSet, 
         }
         String::from_utf8(bytes.to_vec()).map_err(|e| format!("{location}: {e}"))?
     } else {
-        return Err(format!("`{location}`: a JWKS is a file:// or https:// URL"));
+        return Err(format!(
+            "`{location}`: a JWKS is a file:// or https:// URL (http:// only to this machine)"
+        ));
     };
     let set: JwkSet = serde_json::from_str(&text).map_err(|e| format!("{location}: {e}"))?;
     if set

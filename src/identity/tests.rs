@@ -52,6 +52,8 @@ async fn fixture() -> Fixture {
             .to_vec(),
         principal_prefix: String::new(),
         allowed_groups: None,
+        client_id: None,
+        client_secret: None,
     });
     config.identity.api_keys.push(ApiKeyConfig {
         name: "deployer".into(),
@@ -469,6 +471,8 @@ async fn a_jwks_with_a_symmetric_key_is_refused() {
             .to_vec(),
         principal_prefix: String::new(),
         allowed_groups: None,
+        client_id: None,
+        client_secret: None,
     });
     let err = Authenticator::from_config(&config, NOW).await.unwrap_err();
     assert!(err.to_string().contains("symmetric"), "{err}");
@@ -551,6 +555,8 @@ fn idp_config(dir: &std::path::Path, jwks: &str) -> Config {
             .to_vec(),
         principal_prefix: String::new(),
         allowed_groups: None,
+        client_id: None,
+        client_secret: None,
     });
     config
 }

@@ -22,9 +22,9 @@ mod records;
 mod sqlite;
 
 pub use records::{
-    ApprovalRecord, AuditRecord, OutboxRecord, PendingDelivery, ReplicaRecord, RequestRecord,
-    RevocationRecord, STAGE_COMPLETE, Standing, StoredKey, StoredRequest, TokenRecord, Write,
-    effective_status,
+    ApprovalRecord, AuditRecord, LoginRecord, OutboxRecord, PendingDelivery, ReplicaRecord,
+    RequestRecord, RevocationRecord, STAGE_COMPLETE, SessionRecord, Standing, StoredKey,
+    StoredRequest, TokenRecord, Write, effective_status,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -407,6 +407,16 @@ impl Store {
         on_database!(self, |db| db
             .claim_deliveries(now_ms, now_ms.saturating_add(lease_ms), limit)
             .await)
+    }
+
+    /// The sign-in under way whose `state` hashes to `state_hash`.
+    pub async fn login(&self, state_hash: &str) -> Result<Option<LoginRecord>, StoreError> {
+        on_database!(self, |db| db.login(state_hash).await)
+    }
+
+    /// The UI session whose cookie hashes to `id_hash`, however old (the caller judges).
+    pub async fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        on_database!(self, |db| db.session(id_hash).await)
     }
 
     /// The signing keys kept in the database, oldest first.

@@ -162,6 +162,39 @@ pub struct ReplicaRecord {
     pub last_seen: i64,
 }
 
+/// A sign-in to the UI under way: what the callback needs to finish it (DESIGN §9.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRecord {
+    /// Hex SHA-256 of the `state` sent to the identity provider.
+    pub state_hash: String,
+    pub nonce: String,
+    /// The PKCE code verifier.
+    pub verifier: String,
+    /// Where the browser goes once signed in (a path of this origin).
+    pub next: String,
+    /// `max_age` asked of the identity provider, when a fresh sign-in is needed.
+    pub max_age: Option<i64>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A signed-in UI session (DESIGN §9.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Hex SHA-256 of the session cookie.
+    pub id_hash: String,
+    /// The principal, Cedar form (what a subject revocation names).
+    pub principal: String,
+    /// The signed-in caller, JSON (groups, MFA, sign-in time, client).
+    pub caller: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub last_seen: i64,
+    /// The absolute end (`created_at` + `[ui] session_max`).
+    pub expires_at: i64,
+}
+
 /// A webhook notification to deliver (see [`crate::notify`]).
 #[derive(Debug, Clone)]
 pub struct OutboxRecord {
@@ -334,6 +367,35 @@ pub enum Write {
     /// their expiry alone).
     PruneUsedOnce {
         now: i64,
+    },
+    /// Keeps a sign-in under way.
+    Login(LoginRecord),
+    /// Uses up the sign-in with this `state_hash`; a conflict if it was used before or has
+    /// expired at `at`.
+    TakeLogin {
+        state_hash: String,
+        at: i64,
+    },
+    /// Starts a UI session.
+    Session(SessionRecord),
+    /// The session was used at `at`.
+    TouchSession {
+        id_hash: String,
+        at: i64,
+    },
+    /// Ends a session (sign-out); nothing if it has ended already.
+    EndSession {
+        id_hash: String,
+    },
+    /// Ends every session of `principal` (a subject revocation).
+    EndSessionsOf {
+        principal: String,
+    },
+    /// Forgets sessions past their absolute end at `now` or idle since before `idle_before`,
+    /// and sign-ins that were never finished.
+    PruneSessions {
+        now: i64,
+        idle_before: i64,
     },
     /// A replica is alive (replaces what it said before), and replicas not seen since
     /// `forget_before` are forgotten.

@@ -48,6 +48,8 @@ impl Idp {
                     .to_vec(),
                 principal_prefix: String::new(),
                 allowed_groups: None,
+                client_id: None,
+                client_secret: None,
             },
         }
     }

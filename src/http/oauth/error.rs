@@ -138,7 +138,13 @@ impl From<ApiError> for OAuthError {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", m)
             }
             ApiError::NotFound(m) => Self::invalid_grant(m),
-            ApiError::Forbidden(m) => Self::access_denied(m, None),
+            ApiError::Forbidden(m) | ApiError::ReauthenticationRequired(m) => {
+                Self::access_denied(m, None)
+            }
+            ApiError::SessionEnded => {
+                Self::invalid_client("the sign-in has ended", BEARER_CHALLENGE)
+            }
+            ApiError::SignInFailed(m) => Self::invalid_request(m),
             ApiError::Revoked(reason) => {
                 Self::access_denied(format!("access is revoked: {reason}"), None)
             }

@@ -6,6 +6,10 @@
 const TOKEN_KEY = "jitgate.token";
 let nextCursor = null;
 let openId = null;
+// How this tab is signed in: "session" (the server's cookie, after signing in with the
+// organisation's identity provider) or "token" (a pasted token, development mode only).
+let signedInBy = null;
+let csrfToken = null;
 
 const $ = (id) => document.getElementById(id);
 
@@ -13,29 +17,45 @@ function token() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
+function signedIn() {
+  return signedInBy !== null && !$("app").hidden;
+}
+
 function say(text, isError) {
   const message = $("message");
   message.textContent = text;
   message.className = isError ? "error" : "";
+  $("reauth").hidden = true;
+}
+
+// The headers that authenticate this tab's requests: the pasted token, or for the session
+// cookie (which the browser adds) the CSRF token on anything that changes state.
+function authHeaders(method) {
+  if (signedInBy === "token") return { Authorization: "Bearer " + token() };
+  if (method !== "GET" && csrfToken) return { "X-CSRF-Token": csrfToken };
+  return {};
 }
 
 async function api(method, path, body) {
-  const headers = { Authorization: "Bearer " + token() };
+  const headers = authHeaders(method);
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
     cache: "no-store",
+    credentials: "same-origin",
   });
   const data = await response.json().catch(() => ({}));
   if (response.status === 401) {
-    signOut();
-    throw new Error("The server did not accept the token; sign in again.");
+    forget();
+    throw new Error("Your sign-in has ended; sign in again.");
   }
   if (!response.ok) {
     const detail = data.error ? data.error.message : response.statusText;
-    throw new Error(detail + (data.status ? " (status: " + data.status + ")" : ""));
+    const error = new Error(detail + (data.status ? " (status: " + data.status + ")" : ""));
+    error.code = data.error ? data.error.code : null;
+    throw error;
   }
   return data;
 }
@@ -76,24 +96,24 @@ function approvalsCount(request) {
   return given + " / " + request.approvals_required;
 }
 
-// Who the token names, for display only; the server decides everything.
-function whoFromToken(value) {
-  const parts = value.split(".");
-  if (parts.length !== 3) return "API key";
-  try {
-    const payload = JSON.parse(atob(parts[1].replace(/-/g, "+").replace(/_/g, "/")));
-    return payload.sub ? "signed in as " + payload.sub : "signed in";
-  } catch (e) {
-    return "signed in";
-  }
-}
-
-function signOut() {
+// Back to the sign-in panel, forgetting how this tab was signed in.
+function forget() {
   sessionStorage.removeItem(TOKEN_KEY);
+  signedInBy = null;
+  csrfToken = null;
   $("app").hidden = true;
   $("sign-out").hidden = true;
   $("sign-in-panel").hidden = false;
   $("who").textContent = "";
+}
+
+async function signOut() {
+  if (signedInBy === "session") {
+    await fetch("/auth/logout", { method: "POST", headers: authHeaders("POST"), credentials: "same-origin" })
+      .catch(() => {});
+  }
+  forget();
+  say("Signed out.");
 }
 
 async function signIn() {
@@ -104,25 +124,59 @@ async function signIn() {
   }
   sessionStorage.setItem(TOKEN_KEY, value);
   $("token").value = "";
+  signedInBy = "token";
   await start();
 }
 
+// Where a sign-in comes back to: this page, at the request it shows.
+function signInLink(maxAge) {
+  const next = "/ui/" + location.hash;
+  return "/auth/login?" + (maxAge === undefined ? "" : "max_age=" + maxAge + "&") +
+    "next=" + encodeURIComponent(next);
+}
+
 async function start() {
+  let me;
   try {
+    me = await api("GET", "/v1/me");
     await refresh();
   } catch (e) {
+    forget();
     say(e.message, true);
     return;
   }
+  csrfToken = me.csrf_token || null;
   $("sign-in-panel").hidden = true;
   $("app").hidden = false;
   $("sign-out").hidden = false;
-  $("who").textContent = whoFromToken(token());
+  $("who").textContent = "signed in as " + me.principal;
   say("");
   await loadRequestable().catch((e) => say(e.message, true));
   follow();
   const fromLink = /^#request=(.+)$/.exec(location.hash);
   if (fromLink) await openRequest(decodeURIComponent(fromLink[1]));
+}
+
+// Offers the ways to sign in this server has, and resumes a sign-in this browser has.
+async function offerSignIn() {
+  const methods = await fetch("/auth/methods", { cache: "no-store" })
+    .then((r) => r.json())
+    .catch(() => ({ sign_in: false, paste_token: false }));
+  $("sso").href = signInLink();
+  $("sso-panel").hidden = !methods.sign_in;
+  $("paste-panel").hidden = !methods.paste_token;
+  $("no-sign-in").hidden = methods.sign_in || methods.paste_token;
+  if (methods.paste_token && token()) {
+    signedInBy = "token";
+    return start();
+  }
+  if (methods.sign_in) {
+    const me = await fetch("/v1/me", { cache: "no-store", credentials: "same-origin" });
+    if (me.ok) {
+      signedInBy = "session";
+      return start();
+    }
+  }
 }
 
 async function loadPending(fresh) {
@@ -263,18 +317,24 @@ function showToken(value) {
   $("minted-curl").textContent = "curl -H \"Authorization: Bearer $TOKEN\" https://service.example/…";
 }
 
-// Live status: the server's event stream (fetch, since EventSource cannot send the token),
+// Live status: the server's event stream (fetch, since EventSource cannot send a token),
 // refreshing the lists on every event; reopened when it ends.
 let following = false;
 async function follow() {
   if (following) return;
   following = true;
-  while (token() && !$("app").hidden) {
+  while (signedIn()) {
     try {
       const response = await fetch("/v1/events", {
-        headers: { Authorization: "Bearer " + token() },
+        headers: authHeaders("GET"),
         cache: "no-store",
+        credentials: "same-origin",
       });
+      if (response.status === 401) {
+        forget();
+        say("Your sign-in has ended; sign in again.", true);
+        break;
+      }
       if (!response.ok || !response.body) throw new Error(response.statusText);
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
@@ -392,6 +452,11 @@ async function answer(decision) {
     await loadPending(true);
   } catch (e) {
     say(e.message, true);
+    // The policies want a fresher sign-in: the provider signs the approver in again.
+    if (e.code === "reauthentication_required" && signedInBy === "session") {
+      $("reauth").href = signInLink(0);
+      $("reauth").hidden = false;
+    }
   }
 }
 
@@ -412,10 +477,11 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   window.addEventListener("hashchange", () => {
     const fromLink = /^#request=(.+)$/.exec(location.hash);
-    if (fromLink && token()) openRequest(decodeURIComponent(fromLink[1]));
+    if (fromLink && signedIn()) openRequest(decodeURIComponent(fromLink[1]));
+    $("sso").href = signInLink();
   });
   setInterval(() => {
-    if (token() && !$("app").hidden) refresh().catch(() => {});
+    if (signedIn()) refresh().catch(() => {});
   }, 15000);
-  if (token()) start();
+  offerSignIn();
 });

@@ -60,6 +60,17 @@ const FORGET_RATE_TOTALS: &str = "DELETE FROM rate_totals WHERE at < $1";
 const USE_ONCE: &str = "INSERT INTO used_once (kind, id, expires_at) VALUES ($1, $2, $3) \
      ON CONFLICT DO NOTHING";
 const PRUNE_USED_ONCE: &str = "DELETE FROM used_once WHERE expires_at < $1";
+const INSERT_LOGIN: &str = "INSERT INTO sso_logins (state_hash, nonce, verifier, next, max_age, \
+     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const TAKE_LOGIN: &str = "DELETE FROM sso_logins WHERE state_hash = $1 AND expires_at > $2";
+const INSERT_SESSION: &str = "INSERT INTO ui_sessions (id_hash, principal, caller, created_at, \
+     last_seen, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+const TOUCH_SESSION: &str =
+    "UPDATE ui_sessions SET last_seen = GREATEST(last_seen, $1) WHERE id_hash = $2";
+const END_SESSION: &str = "DELETE FROM ui_sessions WHERE id_hash = $1";
+const END_SESSIONS_OF: &str = "DELETE FROM ui_sessions WHERE principal = $1";
+const PRUNE_SESSIONS: &str = "DELETE FROM ui_sessions WHERE expires_at <= $1 OR last_seen < $2";
+const PRUNE_LOGINS: &str = "DELETE FROM sso_logins WHERE expires_at <= $1";
 const FORGET_REPLICAS: &str = "DELETE FROM replicas WHERE last_seen < $1";
 const HEARTBEAT: &str = "INSERT INTO replicas (id, version, policy_version, started_at, \
      last_seen) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
@@ -99,6 +110,14 @@ pub(super) const MOVE_HEAD: &str = "UPDATE audit_chain_head SET seq = $1, hash =
 /// Every statement the writer runs.
 const STATEMENTS: &[&str] = &[
     USE_ONCE,
+    INSERT_LOGIN,
+    TAKE_LOGIN,
+    INSERT_SESSION,
+    TOUCH_SESSION,
+    END_SESSION,
+    END_SESSIONS_OF,
+    PRUNE_SESSIONS,
+    PRUNE_LOGINS,
     PRUNE_USED_ONCE,
     INSERT_SOURCE,
     INSERT_DRY_RUN_DENIAL,
@@ -365,6 +384,41 @@ async fn apply(tx: &Tx<'_, '_>, write: &Write) -> Result<(), Failure> {
                 .await
         }
         Write::PruneUsedOnce { now } => tx.execute(PRUNE_USED_ONCE, &[now]).await,
+        Write::Login(l) => {
+            let params: Params<'_> = &[
+                &l.state_hash,
+                &l.nonce,
+                &l.verifier,
+                &l.next,
+                &l.max_age,
+                &l.created_at,
+                &l.expires_at,
+            ];
+            tx.execute(INSERT_LOGIN, params).await
+        }
+        Write::TakeLogin { state_hash, at } => {
+            let otherwise = "this sign-in was finished before or has expired";
+            tx.changed_one(TAKE_LOGIN, &[state_hash, at], otherwise)
+                .await
+        }
+        Write::Session(s) => {
+            let params: Params<'_> = &[
+                &s.id_hash,
+                &s.principal,
+                &s.caller,
+                &s.created_at,
+                &s.last_seen,
+                &s.expires_at,
+            ];
+            tx.execute(INSERT_SESSION, params).await
+        }
+        Write::TouchSession { id_hash, at } => tx.execute(TOUCH_SESSION, &[at, id_hash]).await,
+        Write::EndSession { id_hash } => tx.execute(END_SESSION, &[id_hash]).await,
+        Write::EndSessionsOf { principal } => tx.execute(END_SESSIONS_OF, &[principal]).await,
+        Write::PruneSessions { now, idle_before } => {
+            tx.execute(PRUNE_SESSIONS, &[now, idle_before]).await?;
+            tx.execute(PRUNE_LOGINS, &[now]).await
+        }
         Write::RequireNoSignedHeadAfter { seq } => {
             match tx
                 .row(SIGNED_HEAD_AFTER, &[seq, &audit::HEAD_EVENT])

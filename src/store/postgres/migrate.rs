@@ -19,6 +19,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     migration!("postgres", 6, "approval stages", "0006_approval_stages.sql"),
     migration!("postgres", 7, "not before", "0007_not_before.sql"),
     migration!("postgres", 8, "extensions", "0008_extensions.sql"),
+    migration!("postgres", 9, "ui sessions", "0009_ui_sessions.sql"),
 ];
 
 /// The advisory lock migrations run under ("jitgate" in ASCII).

@@ -7,8 +7,8 @@ use tokio_postgres::Row;
 use super::Postgres;
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::store::{
-    ApprovalRecord, AuditRecord, PendingDelivery, ReplicaRecord, RequestRecord, RevocationRecord,
-    Standing, StoreError, StoredKey, StoredRequest, TokenRecord,
+    ApprovalRecord, AuditRecord, LoginRecord, PendingDelivery, ReplicaRecord, RequestRecord,
+    RevocationRecord, SessionRecord, Standing, StoreError, StoredKey, StoredRequest, TokenRecord,
 };
 
 /// The columns of a [`RevocationRecord`], for every query that reads one.
@@ -500,6 +500,55 @@ impl Postgres {
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
+    }
+
+    pub(in crate::store) async fn login(
+        &self,
+        state_hash: &str,
+    ) -> Result<Option<LoginRecord>, StoreError> {
+        let row = self
+            .row(
+                "SELECT state_hash, nonce, verifier, next, max_age, created_at, expires_at \
+                 FROM sso_logins WHERE state_hash = $1",
+                &[&state_hash],
+            )
+            .await?;
+        row.map(|row| {
+            Ok(LoginRecord {
+                state_hash: row.try_get(0)?,
+                nonce: row.try_get(1)?,
+                verifier: row.try_get(2)?,
+                next: row.try_get(3)?,
+                max_age: row.try_get(4)?,
+                created_at: row.try_get(5)?,
+                expires_at: row.try_get(6)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub(in crate::store) async fn session(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row = self
+            .row(
+                "SELECT id_hash, principal, caller, created_at, last_seen, expires_at \
+                 FROM ui_sessions WHERE id_hash = $1",
+                &[&id_hash],
+            )
+            .await?;
+        row.map(|row| {
+            Ok(SessionRecord {
+                id_hash: row.try_get(0)?,
+                principal: row.try_get(1)?,
+                caller: row.try_get(2)?,
+                created_at: row.try_get(3)?,
+                last_seen: row.try_get(4)?,
+                expires_at: row.try_get(5)?,
+            })
+        })
+        .transpose()
     }
 
     pub(in crate::store) async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {

@@ -207,6 +207,70 @@ pub(super) fn apply(tx: &Connection, head: &mut ChainHead, write: &Write) -> Res
             "DELETE FROM used_once WHERE expires_at < ?",
             params![now],
         ),
+        Write::Login(l) => execute(
+            tx,
+            "INSERT INTO sso_logins (state_hash, nonce, verifier, next, max_age, created_at, \
+             expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            params![
+                l.state_hash,
+                l.nonce,
+                l.verifier,
+                l.next,
+                l.max_age,
+                l.created_at,
+                l.expires_at
+            ],
+        ),
+        Write::TakeLogin { state_hash, at } => match changes(
+            tx,
+            "DELETE FROM sso_logins WHERE state_hash = ? AND expires_at > ?",
+            params![state_hash, at],
+        )? {
+            0 => Err(Failure::Conflict(
+                "this sign-in was finished before or has expired".into(),
+            )),
+            _ => Ok(()),
+        },
+        Write::Session(s) => execute(
+            tx,
+            "INSERT INTO ui_sessions (id_hash, principal, caller, created_at, last_seen, \
+             expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            params![
+                s.id_hash,
+                s.principal,
+                s.caller,
+                s.created_at,
+                s.last_seen,
+                s.expires_at
+            ],
+        ),
+        Write::TouchSession { id_hash, at } => execute(
+            tx,
+            "UPDATE ui_sessions SET last_seen = MAX(last_seen, ?) WHERE id_hash = ?",
+            params![at, id_hash],
+        ),
+        Write::EndSession { id_hash } => execute(
+            tx,
+            "DELETE FROM ui_sessions WHERE id_hash = ?",
+            params![id_hash],
+        ),
+        Write::EndSessionsOf { principal } => execute(
+            tx,
+            "DELETE FROM ui_sessions WHERE principal = ?",
+            params![principal],
+        ),
+        Write::PruneSessions { now, idle_before } => {
+            execute(
+                tx,
+                "DELETE FROM ui_sessions WHERE expires_at <= ? OR last_seen < ?",
+                params![now, idle_before],
+            )?;
+            execute(
+                tx,
+                "DELETE FROM sso_logins WHERE expires_at <= ?",
+                params![now],
+            )
+        }
         Write::RequireNoSignedHeadAfter { seq } => {
             let signed: Option<i64> = tx
                 .prepare_cached(

@@ -32,6 +32,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     migration!("sqlite", 14, "approval stages", "0014_approval_stages.sql"),
     migration!("sqlite", 15, "not before", "0015_not_before.sql"),
     migration!("sqlite", 16, "extensions", "0016_extensions.sql"),
+    migration!("sqlite", 17, "ui sessions", "0017_ui_sessions.sql"),
 ];
 
 /// The table of applied migrations, as sqlx creates it.

@@ -23,8 +23,8 @@ use super::{READERS, Sqlite, connect};
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::store::batch::QUEUE;
 use crate::store::{
-    ApprovalRecord, AuditRecord, PendingDelivery, ReplicaRecord, RequestRecord, RevocationRecord,
-    Standing, StoreError, StoredKey, StoredRequest, TokenRecord,
+    ApprovalRecord, AuditRecord, LoginRecord, PendingDelivery, ReplicaRecord, RequestRecord,
+    RevocationRecord, SessionRecord, Standing, StoreError, StoredKey, StoredRequest, TokenRecord,
 };
 
 /// Prepared statements each connection keeps (every read and write statement, with room).
@@ -609,6 +609,51 @@ impl Sqlite {
              WHERE kind = ? AND replica != ? AND at >= ? GROUP BY principal ORDER BY principal",
             (kind.to_owned(), replica.to_owned(), since),
             |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .await
+    }
+
+    pub(in crate::store) async fn login(
+        &self,
+        state_hash: &str,
+    ) -> Result<Option<LoginRecord>, StoreError> {
+        self.row(
+            "SELECT state_hash, nonce, verifier, next, max_age, created_at, expires_at \
+             FROM sso_logins WHERE state_hash = ?",
+            [state_hash.to_owned()],
+            |row| {
+                Ok(LoginRecord {
+                    state_hash: row.get(0)?,
+                    nonce: row.get(1)?,
+                    verifier: row.get(2)?,
+                    next: row.get(3)?,
+                    max_age: row.get(4)?,
+                    created_at: row.get(5)?,
+                    expires_at: row.get(6)?,
+                })
+            },
+        )
+        .await
+    }
+
+    pub(in crate::store) async fn session(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.row(
+            "SELECT id_hash, principal, caller, created_at, last_seen, expires_at \
+             FROM ui_sessions WHERE id_hash = ?",
+            [id_hash.to_owned()],
+            |row| {
+                Ok(SessionRecord {
+                    id_hash: row.get(0)?,
+                    principal: row.get(1)?,
+                    caller: row.get(2)?,
+                    created_at: row.get(3)?,
+                    last_seen: row.get(4)?,
+                    expires_at: row.get(5)?,
+                })
+            },
         )
         .await
     }

@@ -1,0 +1,271 @@
+//! Signing people in to the UI (DESIGN §9.3): the OpenID Connect authorization code flow with
+//! PKCE against the one `[[identity.issuers]]` entry that has a `client_id`. The provider's
+//! endpoints come from its discovery document; the id_token it returns is checked like any
+//! identity token of that issuer (signature, `iss`, `exp`), for this client (`aud`, `azp`), and
+//! for this sign-in (`nonce`, and `auth_time` when a fresh sign-in was asked for).
+
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::config::{Secret, TrustedIssuerConfig};
+
+/// The discovery document is read again after this long.
+const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Largest discovery document or token response read.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+/// A sign-in asked to be fresh (`max_age`) may be this much older than asked: the person
+/// needs a moment between the provider's login form and the redirect back.
+pub const MAX_AGE_SLACK_SECS: u64 = 60;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("the identity provider cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("the identity provider refused the sign-in: {0}")]
+    Refused(String),
+    #[error("the identity provider's id_token is not acceptable: {0}")]
+    InvalidIdToken(String),
+}
+
+/// The provider endpoints the flow uses (OpenID Connect Discovery 1.0 §3).
+#[derive(Debug, Clone, Deserialize)]
+struct Endpoints {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+}
+
+/// What a sign-in sends the browser to the provider with.
+#[derive(Debug)]
+pub struct Authorization<'a> {
+    pub redirect_uri: &'a str,
+    pub state: &'a str,
+    pub nonce: &'a str,
+    /// `BASE64URL(SHA-256(code_verifier))` (RFC 7636 `S256`).
+    pub code_challenge: &'a str,
+    /// Ask the provider to have signed the person in at most this many seconds ago.
+    pub max_age: Option<u64>,
+}
+
+/// The UI's client at its identity provider.
+#[derive(Debug)]
+pub struct SignIn {
+    /// Which `[[identity.issuers]]` entry.
+    pub(super) index: usize,
+    issuer: String,
+    pub(super) client_id: String,
+    client_secret: Option<Secret>,
+    http: reqwest::Client,
+    endpoints: tokio::sync::Mutex<Option<(Endpoints, Instant)>>,
+}
+
+impl SignIn {
+    pub(super) fn new(
+        index: usize,
+        config: &TrustedIssuerConfig,
+        http: reqwest::Client,
+    ) -> Option<Self> {
+        Some(Self {
+            index,
+            issuer: config.issuer.clone(),
+            client_id: config.client_id.clone()?,
+            client_secret: config.client_secret.clone(),
+            http,
+            endpoints: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The provider's endpoints, from its discovery document (read at most once an hour; a
+    /// document for another issuer is refused, OpenID Connect Discovery §4.3).
+    async fn endpoints(&self) -> Result<Endpoints, SignInError> {
+        let mut cached = self.endpoints.lock().await;
+        if let Some((endpoints, read)) = cached.as_ref()
+            && read.elapsed() < DISCOVERY_MAX_AGE
+        {
+            return Ok(endpoints.clone());
+        }
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        );
+        let response = self.http.get(&url).send().await;
+        let body = read_limited(response, &url).await?;
+        let endpoints: Endpoints = serde_json::from_slice(&body)
+            .map_err(|e| SignInError::Unreachable(format!("{url}: {e}")))?;
+        if endpoints.issuer != self.issuer {
+            return Err(SignInError::Unreachable(format!(
+                "{url} describes the issuer `{}`, not `{}`",
+                endpoints.issuer, self.issuer
+            )));
+        }
+        for endpoint in [&endpoints.authorization_endpoint, &endpoints.token_endpoint] {
+            if !crate::config::is_https_or_loopback(endpoint) {
+                return Err(SignInError::Unreachable(format!(
+                    "{url} names the endpoint `{endpoint}`, which is not https://"
+                )));
+            }
+        }
+        *cached = Some((endpoints.clone(), Instant::now()));
+        Ok(endpoints)
+    }
+
+    /// Where to send the browser to sign in.
+    pub async fn authorization_url(&self, ask: &Authorization<'_>) -> Result<String, SignInError> {
+        let endpoints = self.endpoints().await?;
+        let mut url = Url::parse(&endpoints.authorization_endpoint)
+            .map_err(|e| SignInError::Unreachable(format!("authorization_endpoint: {e}")))?;
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("redirect_uri", ask.redirect_uri)
+                .append_pair("scope", "openid")
+                .append_pair("state", ask.state)
+                .append_pair("nonce", ask.nonce)
+                .append_pair("code_challenge", ask.code_challenge)
+                .append_pair("code_challenge_method", "S256");
+            if let Some(max_age) = ask.max_age {
+                query.append_pair("max_age", &max_age.to_string());
+            }
+        }
+        Ok(url.into())
+    }
+
+    /// The id_token the provider gives for `code` (RFC 6749 §4.1.3, with the PKCE verifier).
+    pub async fn exchange(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<String, SignInError> {
+        let endpoints = self.endpoints().await?;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ];
+        let mut request = self.http.post(&endpoints.token_endpoint);
+        match &self.client_secret {
+            // RFC 6749 §2.3.1: both form-encoded, then HTTP Basic.
+            Some(secret) => {
+                request = request.basic_auth(
+                    form_encode(&self.client_id),
+                    Some(form_encode(secret.expose())),
+                );
+            }
+            None => form.push(("client_id", &self.client_id)),
+        }
+        let body = serde_urlencoded::to_string(&form)
+            .map_err(|e| SignInError::Refused(format!("cannot encode the token request: {e}")))?;
+        let response = request
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await;
+        let url = &endpoints.token_endpoint;
+        let answer = match response {
+            Ok(response) if response.status().is_client_error() => {
+                let status = response.status();
+                let body = read_limited(Ok(response), url).await.unwrap_or_default();
+                let error: TokenError = serde_json::from_slice(&body).unwrap_or_default();
+                return Err(SignInError::Refused(format!(
+                    "its token endpoint answered {status}: {} {}",
+                    error.error, error.error_description
+                )));
+            }
+            response => read_limited(response, url).await?,
+        };
+        let answer: TokenAnswer = serde_json::from_slice(&answer)
+            .map_err(|e| SignInError::Refused(format!("its token endpoint answered: {e}")))?;
+        Ok(answer.id_token)
+    }
+
+    /// Whether the verified id_token `claims` belong to this sign-in: for this client, with
+    /// this `nonce`, and (when `max_age` was asked) signed in recently enough at `now`.
+    pub(super) fn check_claims(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+        nonce: &str,
+        max_age: Option<u64>,
+        now: u64,
+    ) -> Result<(), SignInError> {
+        let invalid = |why: &str| Err(SignInError::InvalidIdToken(why.to_owned()));
+        let sent = claims
+            .get("nonce")
+            .and_then(|n| n.as_str())
+            .unwrap_or_default();
+        if !bool::from(sent.as_bytes().ct_eq(nonce.as_bytes())) {
+            return invalid("its nonce is not this sign-in's");
+        }
+        // OpenID Connect Core §3.1.3.7: with several audiences, `azp` names this client.
+        if let Some(serde_json::Value::Array(audiences)) = claims.get("aud")
+            && audiences.len() > 1
+            && claims.get("azp").and_then(|a| a.as_str()) != Some(self.client_id.as_str())
+        {
+            return invalid("it has several audiences and its azp is not this client");
+        }
+        if let Some(max_age) = max_age {
+            let Some(auth_time) = claims.get("auth_time").and_then(|a| a.as_u64()) else {
+                return invalid("a fresh sign-in was asked for and it has no auth_time");
+            };
+            if now.saturating_sub(auth_time) > max_age.saturating_add(MAX_AGE_SLACK_SECS) {
+                return invalid(
+                    "a fresh sign-in was asked for and the provider did not sign the person in again",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenAnswer {
+    id_token: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TokenError {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+/// What `application/x-www-form-urlencoded` leaves as it is.
+const FORM_SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'*');
+
+/// One value, form-encoded.
+fn form_encode(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, FORM_SAFE).to_string()
+}
+
+/// The body of a successful answer, at most [`MAX_RESPONSE_BYTES`].
+async fn read_limited(
+    response: Result<reqwest::Response, reqwest::Error>,
+    url: &str,
+) -> Result<Vec<u8>, SignInError> {
+    let unreachable = |e: &dyn std::fmt::Display| SignInError::Unreachable(format!("{url}: {e}"));
+    let mut response = response
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| unreachable(&e))?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(&e))? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_RESPONSE_BYTES {
+            return Err(unreachable(&"the answer is larger than 256 KiB"));
+        }
+    }
+    Ok(body)
+}
