@@ -237,6 +237,36 @@ fn errors_name_the_key() {
             "webhooks[0].secret",
             "signed",
         ),
+        (
+            "[[identity.issuers]]\nissuer = \"http://idp.example.com\"\naudience = \"a\"\njwks = \"file:///x\"\nalgorithms = [\"RS256\"]\nclient_id = \"ui\"",
+            &[],
+            "identity.issuers[0].client_id",
+            "https://",
+        ),
+        (
+            "[[identity.issuers]]\nissuer = \"https://a\"\naudience = \"a\"\njwks = \"file:///x\"\nalgorithms = [\"RS256\"]\nclient_id = \"ui\"\n[[identity.issuers]]\nissuer = \"https://b\"\naudience = \"a\"\njwks = \"file:///x\"\nalgorithms = [\"RS256\"]\nclient_id = \"ui\"",
+            &[],
+            "identity.issuers",
+            "only one issuer",
+        ),
+        (
+            "issuer = \"http://jitgate.example.com\"\n[[identity.issuers]]\nissuer = \"https://a\"\naudience = \"a\"\njwks = \"file:///x\"\nalgorithms = [\"RS256\"]\nclient_id = \"ui\"",
+            &[],
+            "ui.public_url",
+            "https://",
+        ),
+        (
+            "[ui]\nsession_idle = \"9h\"",
+            &[],
+            "ui.session_idle",
+            "must not exceed ui.session_max",
+        ),
+        (
+            "[ui]\nsession_max = \"10s\"",
+            &[],
+            "ui.session_max",
+            "at least 1m",
+        ),
     ];
     for (text, vars, key, needle) in cases {
         let err = from_toml(text, vars).unwrap_err();
@@ -330,4 +360,35 @@ fn a_database_password_is_never_printed() {
         &*config.database_url,
         "postgres://jitgate:hunter2@db.internal:5432/jitgate"
     );
+}
+
+#[test]
+fn plain_http_is_for_this_machine_only() {
+    for url in [
+        "https://idp.example.com/jwks",
+        "http://127.0.0.1:8080/jwks",
+        "http://localhost/jwks",
+        "http://[::1]:9000/x",
+    ] {
+        assert!(is_https_or_loopback(url), "{url}");
+    }
+    for url in [
+        "http://idp.example.com/jwks",
+        "http://127.0.0.1.evil.example/jwks",
+        "http://localhost.evil.example/",
+        "http://127.0.0.1@evil.example/",
+        "ftp://127.0.0.1/",
+        "file:///etc/jwks.json",
+    ] {
+        assert!(!is_https_or_loopback(url), "{url}");
+    }
+}
+
+#[test]
+fn the_ui_origin_is_the_public_url_or_the_issuer_without_a_path() {
+    let mut config = Config::default();
+    config.issuer = "https://JITGATE.example.com/".into();
+    assert_eq!(config.ui_origin(), "https://jitgate.example.com");
+    config.ui.public_url = Some("https://approvals.example.com:8443/ui/".into());
+    assert_eq!(config.ui_origin(), "https://approvals.example.com:8443");
 }

@@ -269,3 +269,61 @@ async fn read_limited(
     }
     Ok(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Map, Value, json};
+
+    fn client() -> SignIn {
+        let config: TrustedIssuerConfig = serde_json::from_value(json!({
+            "issuer": "https://idp.test", "audience": "ui", "jwks": "file:///x",
+            "algorithms": ["RS256"], "client_id": "ui",
+        }))
+        .unwrap();
+        SignIn::new(0, &config, reqwest::Client::new()).unwrap()
+    }
+
+    fn claims(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn an_id_token_belongs_to_its_sign_in_and_client() {
+        let client = client();
+        let now = 10_000;
+        let good = claims(json!({"nonce": "n1", "aud": "ui", "auth_time": now - 30}));
+        assert!(client.check_claims(&good, "n1", None, now).is_ok());
+        assert!(client.check_claims(&good, "n1", Some(0), now).is_ok());
+        let cases = [
+            (json!({"nonce": "n2", "aud": "ui"}), None, "nonce"),
+            (json!({"aud": "ui"}), None, "nonce"),
+            (json!({"nonce": "n1", "aud": ["ui", "other"]}), None, "azp"),
+            (json!({"nonce": "n1", "aud": "ui"}), Some(0), "no auth_time"),
+            (
+                json!({"nonce": "n1", "aud": "ui", "auth_time": now - 3600}),
+                Some(300),
+                "did not sign the person in again",
+            ),
+        ];
+        for (token, max_age, why) in cases {
+            let error = client
+                .check_claims(&claims(token.clone()), "n1", max_age, now)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(why), "{token}: {error}");
+        }
+        let several = json!({"nonce": "n1", "aud": ["ui", "other"], "azp": "ui"});
+        assert!(
+            client
+                .check_claims(&claims(several), "n1", None, now)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn client_credentials_are_form_encoded_before_basic() {
+        assert_eq!(form_encode("a b:c/é"), "a%20b%3Ac%2F%C3%A9");
+        assert_eq!(form_encode("ui-client_1.x*"), "ui-client_1.x*");
+    }
+}

@@ -745,6 +745,8 @@ async fn the_pending_list_is_rate_limited() {
 #[tokio::test]
 async fn the_pending_list_shows_approvals_so_far_and_what_approving_grants() {
     let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    // DBAs change production in business hours only.
+    server.move_to_business_hours();
     let dora = server.dev_token("dora", &["dba"], true);
     let (status, body) = server
         .post(

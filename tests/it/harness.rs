@@ -155,11 +155,29 @@ impl TestServer {
         self.pack.as_ref().expect("a running server has its pack")
     }
 
+    /// Moves the server's clock forward to the next Tuesday, 10:00 UTC: inside the shipped
+    /// pack's business hours, whenever the test runs.
+    pub fn move_to_business_hours(&self) {
+        const DAY: u64 = 86_400;
+        let now = jitgate::clock::Clock::now(&*self.clock);
+        // 1970-01-01 was a Thursday: day 5 of the week is a Tuesday.
+        let days = now / DAY;
+        let until_tuesday = (5 + 7 - days % 7) % 7;
+        let mut target = (days + until_tuesday) * DAY + 10 * 3600;
+        if target <= now {
+            target += 7 * DAY;
+        }
+        self.clock.advance(Duration::from_secs(target - now));
+    }
+
+    /// A dev identity token issued at the server's time (which stands still until a test
+    /// moves it), so that it is valid however long the test has run.
     pub fn dev_token(&self, sub: &str, groups: &[&str], mfa: bool) -> String {
         let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
-        DevIssuer::open(&self.config.data_dir, unix_now())
+        let now = jitgate::clock::Clock::now(&*self.clock);
+        DevIssuer::open(&self.config.data_dir, now)
             .unwrap()
-            .mint(sub, &groups, mfa, Duration::from_secs(600), unix_now())
+            .mint(sub, &groups, mfa, Duration::from_secs(600), now)
             .unwrap()
     }
 

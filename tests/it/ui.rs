@@ -323,7 +323,7 @@ async fn an_approver_signs_in_and_approves_in_chromium() {
         .type_into("#token", &server.dev_token("dave", &["dba"], true))
         .await;
     browser.click("#sign-in").await;
-    assert_eq!(browser.text("#who").await, "signed in as dave");
+    assert_eq!(browser.text("#who").await, "signed in as User::\"dave\"");
     let row = format!("tr[data-request-id=\"{id}\"]");
     let shown = browser.text(&row).await;
     for part in [
@@ -434,13 +434,20 @@ async fn an_administrator_reviews_break_glass_access_in_chromium() {
     browser.quit().await;
 }
 
-/// Two approvers, each signed in in turn, approve a request's two stages in order.
+/// Two approvers sign in with the organisation's identity provider (a real one, see
+/// `oidc.rs`), each in turn, and approve a request's two stages in order; a page on another
+/// origin cannot make the signed-in browser approve; signing out ends the session.
 #[tokio::test]
-async fn two_approvers_approve_two_stages_in_chromium() {
+async fn two_signed_in_approvers_approve_two_stages_in_chromium() {
+    let test = "two_signed_in_approvers_approve_two_stages_in_chromium";
+    let Some((server, _provider)) =
+        super::oidc::start_with_provider(test, super::approvals::staged_pack(), |_| {}).await
+    else {
+        return;
+    };
     let Some(browser) = Browser::launch().await else {
         return;
     };
-    let server = TestServer::start(super::approvals::staged_pack(), |_| {}).await;
     let alice = server.dev_token("alice", &["oncall"], true);
     let (status, body) = server
         .post(
@@ -452,20 +459,43 @@ async fn two_approvers_approve_two_stages_in_chromium() {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let id = body["request_id"].as_str().unwrap().to_owned();
     let row = format!("#pending tr[data-request-id=\"{id}\"]");
+    let attacker = attacker_page(&format!("{}/v1/access-requests/{id}/approve", server.base)).await;
 
-    for (approver, groups, stages_after) in [
-        ("erin", "dba", "dba 1/1 approved, then security 0/1 open"),
-        (
-            "sam",
-            "security",
-            "dba 1/1 approved, then security 1/1 approved",
-        ),
+    for (approver, stages_after) in [
+        ("erin", "dba 1/1 approved, then security 0/1 open"),
+        ("sam", "dba 1/1 approved, then security 1/1 approved"),
     ] {
-        browser.goto(&format!("{}/ui", server.base)).await;
+        browser.goto(&format!("{}/ui/", server.base)).await;
+        if approver == "erin" {
+            browser.screenshot("sign-in").await;
+        }
+        browser.click("#sso").await;
+        // The provider's own login page.
+        browser.type_into("input[name=login]", approver).await;
         browser
-            .type_into("#token", &server.dev_token(approver, &[groups], true))
+            .type_into("input[name=password]", "any password")
             .await;
-        browser.click("#sign-in").await;
+        browser.click("button[type=submit]").await;
+        let who = browser.wait_text("#who", |s| !s.is_empty()).await;
+        assert_eq!(who, format!("signed in as User::\"{approver}\""));
+
+        if approver == "erin" {
+            // A page elsewhere on the same site posts to jitgate with erin's cookie: refused.
+            browser.goto(&attacker).await;
+            let said = browser
+                .wait_script_value("return document.body ? document.body.innerText : ''")
+                .await;
+            assert!(said.contains("must come from the UI"), "{said}");
+            let seen: Value = server
+                .get(&format!("/v1/access-requests/{id}"), Some(&alice))
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(seen["approvals"], json!([]), "{seen}");
+            browser.goto(&format!("{}/ui/", server.base)).await;
+        }
+
         browser
             .wait_text(&row, |s| s.contains("migration 42"))
             .await;
@@ -481,7 +511,27 @@ async fn two_approvers_approve_two_stages_in_chromium() {
         browser
             .screenshot(&format!("stages-after-{approver}"))
             .await;
+
+        // Signing out ends the session on the server, not just in the page.
+        let cookie = browser
+            .command("GET", "/cookie/jitgate_session", Value::Null)
+            .await
+            .unwrap();
+        let session = cookie["value"].as_str().unwrap().to_owned();
         browser.click("#sign-out").await;
+        browser.find("#sso").await;
+        let after = reqwest::Client::new()
+            .get(format!("{}/v1/me", server.base))
+            .header("cookie", format!("jitgate_session={session}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+        // The next approver signs in at the provider afresh, not into erin's session there.
+        browser
+            .command("DELETE", "/cookie", Value::Null)
+            .await
+            .unwrap();
     }
     let seen: Value = server
         .get(&format!("/v1/access-requests/{id}"), Some(&alice))
@@ -490,7 +540,26 @@ async fn two_approvers_approve_two_stages_in_chromium() {
         .await
         .unwrap();
     assert_eq!(seen["status"], "approved");
+    assert_eq!(seen["approvals"][0]["approver"], "User::\"erin\"");
+    assert_eq!(seen["approvals"][1]["approver"], "User::\"sam\"");
     browser.quit().await;
+}
+
+/// A page on another origin of the same site (another port of 127.0.0.1, so the browser sends
+/// SameSite=Lax cookies along) that posts a form to `target` as soon as it loads; its URL.
+async fn attacker_page(target: &str) -> String {
+    let page = format!(
+        "<!doctype html><form id=f method=post action=\"{target}\"></form>\
+         <script>document.getElementById('f').submit()</script>"
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(page) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
 }
 
 /// A requester asks from the form, sees the request approved without reloading, and gets the

@@ -49,6 +49,7 @@ macro_rules! suite {
             heartbeats_list_the_replicas_seen_lately,
             rate_totals_sum_what_the_other_replicas_counted,
             a_value_is_used_once,
+            a_sign_in_is_taken_once_and_sessions_end,
         );
     };
 }

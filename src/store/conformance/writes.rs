@@ -401,3 +401,108 @@ pub(crate) async fn a_value_is_used_once(store: &Store) {
         .await
         .unwrap();
 }
+
+/// A sign-in under way is taken once and not after it expired; a session is found by its hash,
+/// touched (never backwards), ended alone or with all its principal's, and pruned when idle or
+/// past its end.
+pub(crate) async fn a_sign_in_is_taken_once_and_sessions_end(store: &Store) {
+    let login = LoginRecord {
+        state_hash: "s1".into(),
+        nonce: "n".into(),
+        verifier: "v".into(),
+        next: "/ui/".into(),
+        max_age: Some(0),
+        created_at: 100,
+        expires_at: 700,
+    };
+    store
+        .write(vec![Write::Login(login.clone())])
+        .await
+        .unwrap();
+    assert_eq!(store.login("s1").await.unwrap(), Some(login.clone()));
+    let take = |at| {
+        vec![Write::TakeLogin {
+            state_hash: "s1".into(),
+            at,
+        }]
+    };
+    store.write(take(200)).await.unwrap();
+    let again = store.write(take(200)).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let late = LoginRecord {
+        state_hash: "s2".into(),
+        ..login
+    };
+    store.write(vec![Write::Login(late)]).await.unwrap();
+    let expired = store
+        .write(vec![Write::TakeLogin {
+            state_hash: "s2".into(),
+            at: 700,
+        }])
+        .await;
+    assert!(
+        matches!(expired, Err(StoreError::Conflict(_))),
+        "{expired:?}"
+    );
+
+    let session = |id: &str, principal: &str| SessionRecord {
+        id_hash: id.into(),
+        principal: principal.into(),
+        caller: "{}".into(),
+        created_at: 100,
+        last_seen: 100,
+        expires_at: 10_000,
+    };
+    store
+        .write(vec![
+            Write::Session(session("a", ALICE)),
+            Write::Session(session("b", ALICE)),
+            Write::Session(session("c", "User::\"bob\"")),
+            Write::Session(session("d", "User::\"carol\"")),
+        ])
+        .await
+        .unwrap();
+    let touch = |at| Write::TouchSession {
+        id_hash: "c".into(),
+        at,
+    };
+    store.write(vec![touch(500), touch(300)]).await.unwrap();
+    assert_eq!(store.session("c").await.unwrap().unwrap().last_seen, 500);
+    store
+        .write(vec![Write::EndSessionsOf {
+            principal: ALICE.into(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.session("a").await.unwrap(), None);
+    assert_eq!(store.session("b").await.unwrap(), None);
+    store
+        .write(vec![Write::EndSession {
+            id_hash: "d".into(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.session("d").await.unwrap(), None);
+    // Idle since before 400 goes; "c" was seen at 500 and stays until its end.
+    store
+        .write(vec![
+            Write::Session(session("e", ALICE)),
+            Write::PruneSessions {
+                now: 1_000,
+                idle_before: 400,
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.session("e").await.unwrap(), None);
+    assert!(store.session("c").await.unwrap().is_some());
+    store
+        .write(vec![Write::PruneSessions {
+            now: 10_000,
+            idle_before: 0,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.session("c").await.unwrap(), None);
+    assert_eq!(store.login("s2").await.unwrap(), None, "pruned");
+}
