@@ -386,8 +386,10 @@ fn plain_http_is_for_this_machine_only() {
 
 #[test]
 fn the_ui_origin_is_the_public_url_or_the_issuer_without_a_path() {
-    let mut config = Config::default();
-    config.issuer = "https://JITGATE.example.com/".into();
+    let mut config = Config {
+        issuer: "https://JITGATE.example.com/".into(),
+        ..Config::default()
+    };
     assert_eq!(config.ui_origin(), "https://jitgate.example.com");
     config.ui.public_url = Some("https://approvals.example.com:8443/ui/".into());
     assert_eq!(config.ui_origin(), "https://approvals.example.com:8443");
