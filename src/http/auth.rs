@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 
 use super::error::ApiError;
-use super::extract::QueryParams;
+use super::extract::{ClientIp, QueryParams};
 use crate::access::AppState;
 use crate::access::session;
 
@@ -137,11 +137,19 @@ struct LoginParams {
     max_age: Option<u64>,
 }
 
+/// Counts a sign-in step from `ip` against the operation limit (429 beyond it): each starts
+/// a stored sign-in or a call to the provider, which no one may ask for without bound.
+fn admit_sign_in(state: &AppState, ClientIp(ip): ClientIp) -> Result<(), ApiError> {
+    state.admit_operation(&format!("sign-in from {ip}"))
+}
+
 /// `GET /auth/login?next=…&max_age=…`: off to the identity provider.
 async fn login(
     State(state): State<AppState>,
+    client: ClientIp,
     QueryParams(params): QueryParams<LoginParams>,
 ) -> Result<Response, ApiError> {
+    admit_sign_in(&state, client)?;
     let start = session::begin(&state, params.next.as_deref(), params.max_age).await?;
     let location = HeaderValue::from_str(&start.authorization_url).map_err(|_| {
         ApiError::Unavailable("the provider's authorization URL is not a header".into())
@@ -166,9 +174,11 @@ struct CallbackParams {
 /// `GET /auth/callback`: the provider's answer; signed in, and on to where the sign-in started.
 async fn callback(
     State(state): State<AppState>,
+    client: ClientIp,
     headers: HeaderMap,
     QueryParams(params): QueryParams<CallbackParams>,
 ) -> Result<Response, ApiError> {
+    admit_sign_in(&state, client)?;
     if let Some(error) = params.error {
         let description = params.error_description.unwrap_or_default();
         return Err(ApiError::SignInFailed(format!(
@@ -182,6 +192,10 @@ async fn callback(
     };
     let kept = Cookie::Login.read(&state, &headers);
     let signed_in = session::finish(&state, &returned_state, kept, &code).await?;
+    // A browser signing in again leaves no earlier session of its behind.
+    if let Some(earlier) = session_cookie(&state, &headers) {
+        session::end(&state, earlier).await?;
+    }
     let max = state.config.ui.session_max.as_secs();
     let location = HeaderValue::from_str(&signed_in.next)
         .unwrap_or_else(|_| HeaderValue::from_static(session::DEFAULT_NEXT));

@@ -304,8 +304,14 @@ when { context.auth_age_secs > 300 };
 
     // max_age=0: the provider asks for the password again although its session is alive.
     assert_eq!(erin.logins, 1);
+    let stale = erin.session().unwrap().to_owned();
     erin.sign_in(&server, "erin", "max_age=0").await;
     assert_eq!(erin.logins, 2, "the login form was filled in again");
+    // The new sign-in replaced the stale session; that one is gone on the server too.
+    assert_ne!(erin.session(), Some(stale.as_str()));
+    let mut old = WebClient::default();
+    old.cookies.insert("jitgate_session".into(), stale);
+    assert_eq!(me(&server, &old).await, StatusCode::UNAUTHORIZED);
     let (status, body) = erin
         .api(
             &server,
