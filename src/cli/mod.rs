@@ -128,6 +128,7 @@ enum TokenCommand {
         /// The URL of the request the proof is for
         #[arg(long, requires = "dpop_proof")]
         url: Option<String>,
+        /// The token, or `-` to read it from standard input (out of the shell's history)
         token: String,
     },
 }
@@ -278,6 +279,16 @@ pub fn run(cli: Cli) -> ExitCode {
                     crate::verify::Presentation::Dpop { proof, method, url }
                 }
                 _ => crate::verify::Presentation::Bearer,
+            };
+            let token = if token == "-" {
+                let mut text = String::new();
+                if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                    eprintln!("cannot read the token from standard input: {e}");
+                    return ExitCode::FAILURE;
+                }
+                text
+            } else {
+                token
             };
             verify_token(
                 (server.as_deref(), jwks.as_deref()),

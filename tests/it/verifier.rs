@@ -452,3 +452,65 @@ async fn a_dpop_bound_token_passes_only_with_a_fresh_proof_of_its_key() {
     );
     assert!(String::from_utf8_lossy(&dpop_way.stdout).contains("\"jkt\""));
 }
+
+/// `jitgate token verify` says which check a token failed, and reads it from standard input
+/// with `-` (so it stays out of the shell's history).
+#[tokio::test]
+async fn token_verify_names_the_failed_check_and_reads_the_token_from_stdin() {
+    let server = TestServer::start(TempPack::shipped(), |_| {}).await;
+    let token = read_token(&server).await;
+    let (head, signature) = token.rsplit_once('.').unwrap();
+    // Another signature of the right length: what a forger can produce without the key.
+    let forged = format!("{head}.{}", "A".repeat(signature.len()));
+    let base = server.base.clone();
+    let verify = move |audience: &str, token: &str| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jitgate"))
+            .args([
+                "token",
+                "verify",
+                "--server",
+                &base,
+                "--audience",
+                audience,
+                "-",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{token}\n").as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let outcomes = tokio::task::spawn_blocking(move || {
+        [
+            verify("db-proxy", &token),
+            verify("billing", &token),
+            verify("db-proxy", &forged),
+        ]
+    })
+    .await
+    .unwrap();
+    let [good, wrong_audience, forgery] = outcomes;
+    assert!(good.0, "{}", good.1);
+    assert!(!wrong_audience.0);
+    assert!(
+        wrong_audience
+            .1
+            .contains("not valid: aud (it is for another audience)"),
+        "{}",
+        wrong_audience.1
+    );
+    assert!(!forgery.0);
+    assert!(forgery.1.contains("not valid: signature"), "{}", forgery.1);
+}

@@ -35,7 +35,9 @@ const ALGORITHMS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::EdDSA, Algorith
 pub enum VerifyError {
     #[error("fetching {url}: {message}")]
     Fetch { url: String, message: String },
-    #[error("the token is not valid: {0}")]
+    /// Which check failed: `signature`, `iss`, `aud`, `expired`, `not_yet_valid`,
+    /// `issued_in_the_future`, `wrong_typ`, `missing_claim`, `malformed`, …
+    #[error("the token is not valid: {0} ({explained})", explained = explain_check(.0))]
     Invalid(&'static str),
     /// Signed with a key the JWKS does not hold (yet).
     #[error("the token is not valid: unknown_kid")]
@@ -123,6 +125,43 @@ pub fn require_scopes(claims: &AccessClaims, required: &[&str]) -> Result<(), Ve
     }
 }
 
+/// A check's name in words.
+fn explain_check(check: &str) -> &'static str {
+    match check {
+        "signature" => {
+            "its signature does not verify with the key its kid names: forged or altered"
+        }
+        "iss" => "another issuer made it",
+        "aud" => "it is for another audience",
+        "expired" => "its exp has passed",
+        "not_yet_valid" => "its nbf is still to come",
+        "issued_in_the_future" | "iat_in_future" => "its iat is in the future",
+        "wrong_typ" => "it is not an access token (typ at+jwt)",
+        "missing_claim" => "a required claim (exp, iss, sub) is missing",
+        "alg_not_allowed" => "its alg is not one jitgate signs with",
+        "unusable_key" => "the JWKS key its kid names cannot verify",
+        "no_kid" => "its header names no kid",
+        "crit_header" => "its header has a crit extension jitgate does not understand",
+        "oversize" => "it is larger than 8 KiB",
+        _ => "it is not a well-formed JWT",
+    }
+}
+
+/// Which check a token failed, by what `jsonwebtoken` found: the signature first, then each
+/// claim (a verifier's operator needs to tell a wrong audience from a forgery).
+fn failed_check(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match kind {
+        ErrorKind::InvalidSignature => "signature",
+        ErrorKind::InvalidIssuer => "iss",
+        ErrorKind::InvalidAudience => "aud",
+        ErrorKind::ExpiredSignature => "expired",
+        ErrorKind::ImmatureSignature => "not_yet_valid",
+        ErrorKind::MissingRequiredClaim(_) => "missing_claim",
+        _ => "malformed",
+    }
+}
+
 /// The keys and issuer to verify against.
 #[derive(Debug, Clone)]
 pub struct Verifier {
@@ -195,7 +234,7 @@ impl Verifier {
             None => validation.validate_aud = false,
         }
         let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
-            .map_err(|_| VerifyError::Invalid("signature_or_claims"))?
+            .map_err(|e| VerifyError::Invalid(failed_check(e.kind())))?
             .claims;
         if claims.exp.saturating_add(LEEWAY_SECS) < now {
             return Err(VerifyError::Invalid("expired"));
