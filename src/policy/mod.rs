@@ -6,6 +6,7 @@
 //! wrong. [`LivePolicies`] serves the current pack and swaps in a new one when the files change.
 
 mod cache;
+mod context_keys;
 mod engine;
 mod error;
 mod grant;
@@ -103,6 +104,8 @@ pub struct PolicyPack {
     actions: HashMap<String, EntityUid>,
     entity_types: BTreeSet<String>,
     cache: DecisionCache,
+    /// The context keys the schema declares per action.
+    context_keys: context_keys::ContextKeys,
     version: String,
     files: Vec<String>,
     warnings: Vec<LoadError>,
@@ -162,6 +165,7 @@ impl PolicyPack {
             .collect();
         Ok(PolicyPack {
             cache: DecisionCache::new(entities.len()),
+            context_keys: std::mem::take(&mut loader.context_keys),
             version: version_of(&all_files),
             files: all_files.iter().map(|f| f.key.clone()).collect(),
             entity_types: schema.entity_types().map(ToString::to_string).collect(),
@@ -250,6 +254,7 @@ struct Loader {
     ids: HashMap<String, String>,
     /// Policy id → (file index, byte offset of the policy's start), to locate validation errors.
     origins: HashMap<String, (usize, usize)>,
+    context_keys: context_keys::ContextKeys,
 }
 
 /// One policy statement of a file: the file's index among the policy files, where the
@@ -308,6 +313,12 @@ impl Loader {
         if fragments.len() < files.len() {
             return None;
         }
+        let json: Vec<serde_json::Value> = files
+            .iter()
+            .filter_map(|file| SchemaFragment::from_cedarschema_str(&file.text).ok())
+            .filter_map(|(fragment, _)| fragment.to_json_value().ok())
+            .collect();
+        self.context_keys = context_keys::ContextKeys::of(&json);
         match Schema::from_schema_fragments(fragments) {
             Ok(schema) => Some(schema),
             Err(error) => {

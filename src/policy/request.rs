@@ -79,6 +79,13 @@ impl PolicyPack {
         let duration_secs = request
             .duration
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let given = match &request.context {
+            DecisionContext::Access(context) => context.extra.keys(),
+            DecisionContext::Other(map) => map.keys(),
+        };
+        if let Some(unknown) = self.context_keys.unknown(&request.action, given) {
+            return Err(RequestError::Invalid(unknown));
+        }
         let context = match &request.context {
             DecisionContext::Access(context) => access_context(context, duration_secs, &self.cache),
             DecisionContext::Other(map) => other_context(map, &self.schema, &action),

@@ -264,6 +264,45 @@ fn a_malformed_case_file_is_a_failure() {
 }
 
 #[test]
+fn a_misspelt_context_key_in_a_case_is_named() {
+    let pack = TempPack::shipped();
+    pack.write(
+        "typo.toml",
+        r#"[[case]]
+name = "typo in the approve context"
+principal = 'User::"dave"'
+groups = ['Group::"dba"']
+action = "approve"
+resource = 'Database::"orders"'
+context = { request_id = "r", requester = 'User::"a"', requested_action = "write", risk_score = 0, reason = "", stage = "default", auth_agee_secs = 60 }
+expect = "allow"
+
+[[case]]
+name = "a client key the schema does not have"
+principal = 'User::"alice"'
+groups = ['Group::"oncall"']
+action = "read"
+resource = 'Database::"orders"'
+context = { priority = "high" }
+expect = "allow"
+"#,
+    );
+    let out = jitgate(&["test", "typo.toml"], pack.dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains(
+            "context key `auth_agee_secs` is not in the schema's context of action `approve`: did you mean `auth_age_secs`?"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("context key `priority` is not in the schema's context of action `read`"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_dangling_link_is_an_error_not_a_missing_file() {
     let pack = TempPack::shipped();
     std::os::unix::fs::symlink(
