@@ -464,7 +464,7 @@ impl Loader {
             Err(error) => {
                 let message = diagnostic_message(&error);
                 self.errors.push(match file {
-                    Some(file) => file.error(message),
+                    Some(file) => source::entities_error(file, message),
                     None => LoadError::at(Path::new(ENTITIES_FILE), None, message),
                 });
                 None

@@ -42,6 +42,58 @@ impl SourceFile {
     }
 }
 
+/// An error Cedar found in `entities.json`, at the place it concerns: the line and column a
+/// JSON syntax error names, else the entity the message names (`Group::"oncall"`), else the
+/// file as a whole.
+pub fn entities_error(file: &SourceFile, message: String) -> LoadError {
+    if let Some((line, col)) = json_position(&message) {
+        return LoadError::at(&file.path, Some((line, col)), message);
+    }
+    let named = entity_offsets(&file.text)
+        .into_iter()
+        .filter_map(|(uid, offset)| Some((message.find(&uid)?, offset)))
+        .min();
+    match named {
+        Some((_, offset)) => file.error_at(offset, message),
+        None => file.error(message),
+    }
+}
+
+/// `line L column C` in serde_json's words.
+fn json_position(message: &str) -> Option<(usize, usize)> {
+    let rest = message.get(message.find(" at line ")? + " at line ".len()..)?;
+    let (line, rest) = rest.split_once(" column ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.parse().ok()?, column.parse().ok()?))
+}
+
+/// Each entity of an `entities.json` array, as `Type::"id"`, with the byte offset it starts at.
+fn entity_offsets(text: &str) -> Vec<(String, usize)> {
+    let mut found = Vec::new();
+    let Some(open) = text.find('[') else {
+        return found;
+    };
+    let mut at = open + 1;
+    loop {
+        let rest = text.get(at..).unwrap_or_default();
+        let skipped = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_whitespace() || c == ',')
+                .len();
+        at += skipped;
+        let mut values = serde_json::Deserializer::from_str(text.get(at..).unwrap_or_default())
+            .into_iter::<serde_json::Value>();
+        let Some(Ok(entity)) = values.next() else {
+            return found;
+        };
+        let uid = &entity["uid"];
+        if let (Some(kind), Some(id)) = (uid["type"].as_str(), uid["id"].as_str()) {
+            found.push((crate::decision::EntityRef::new(kind, id).to_string(), at));
+        }
+        at += values.byte_offset();
+    }
+}
+
 /// Files under `dir` (recursively) whose name ends in `.{extension}`, sorted by path.
 ///
 /// Hidden entries (editor swap and lock files such as `.#x.cedar`) are skipped, and so is the
@@ -150,6 +202,22 @@ mod tests {
             key: "policies/p.cedar".into(),
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn entity_errors_point_at_the_entity_or_the_json_position() {
+        let f = SourceFile {
+            path: "policies/entities.json".into(),
+            ..file(
+                "[\n  { \"uid\": { \"type\": \"Group\", \"id\": \"a\" } },\n  { \"uid\": { \"type\": \"Group\", \"id\": \"b\" } }\n]",
+            )
+        };
+        let named = entities_error(&f, "`Group::\"b\"` is not allowed an ancestor".into());
+        assert_eq!(named.position, Some((3, 3)));
+        let syntax = entities_error(&f, "expected `,` or `}` at line 2 column 7".into());
+        assert_eq!(syntax.position, Some((2, 7)));
+        let neither = entities_error(&f, "something else".into());
+        assert_eq!(neither.position, None);
     }
 
     #[test]

@@ -303,6 +303,24 @@ expect = "allow"
 }
 
 #[test]
+fn entities_json_errors_carry_their_line() {
+    let pack = TempPack::shipped();
+    pack.edit(
+        "policies/entities.json",
+        r#"{ "uid": { "type": "Group", "id": "sre" }, "attrs": {},
+    "parents": [{ "type": "Group", "id": "engineering" }] },"#,
+        r#"{ "uid": { "type": "Group", "id": "sre" }, "attrs": {},
+    "parents": [{ "type": "Grup", "id": "engineering" }] },"#,
+    );
+    let (code, out) = check(&pack);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("entities.json:5:3: entity does not conform to the schema: `Group::\"sre\"`"),
+        "{out}"
+    );
+}
+
+#[test]
 fn a_dangling_link_is_an_error_not_a_missing_file() {
     let pack = TempPack::shipped();
     std::os::unix::fs::symlink(
