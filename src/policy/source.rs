@@ -86,8 +86,8 @@ fn entity_offsets(text: &str) -> Vec<(String, usize)> {
         let Some(Ok(entity)) = values.next() else {
             return found;
         };
-        let uid = &entity["uid"];
-        if let (Some(kind), Some(id)) = (uid["type"].as_str(), uid["id"].as_str()) {
+        let field = |name: &str| entity.get("uid")?.get(name)?.as_str();
+        if let (Some(kind), Some(id)) = (field("type"), field("id")) {
             found.push((crate::decision::EntityRef::new(kind, id).to_string(), at));
         }
         at += values.byte_offset();
