@@ -335,8 +335,19 @@ impl Loader {
                 Ok(parsed) => parsed,
                 Err(errors) => {
                     for error in errors.iter() {
-                        self.errors
-                            .push(diagnostic_error(files, Some(file), &file.path, error));
+                        let stopped_at_next_policy =
+                            ["`@`", "`permit`", "`forbid`"].iter().any(|token| {
+                                error
+                                    .to_string()
+                                    .starts_with(&format!("unexpected token {token}"))
+                            });
+                        let missing_semicolon = stopped_at_next_policy
+                            .then(|| error.labels().and_then(|mut labels| labels.next()))
+                            .flatten()
+                            .and_then(|label| source::missing_semicolon(file, label.offset()));
+                        self.errors.push(missing_semicolon.unwrap_or_else(|| {
+                            diagnostic_error(files, Some(file), &file.path, error)
+                        }));
                     }
                     continue;
                 }

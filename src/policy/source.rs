@@ -42,6 +42,53 @@ impl SourceFile {
     }
 }
 
+/// The error for a policy that ends without its `;` when the parser stopped at `next`, the
+/// start of the following policy (`@…`, `permit`, `forbid`): reported where the `;` belongs,
+/// after the last token before `next`, rather than at the next policy. `None` when that token
+/// is a `;` (the parser stopped for another reason).
+pub fn missing_semicolon(file: &SourceFile, next: usize) -> Option<LoadError> {
+    let text = file.text.get(..next)?;
+    let mut last: Option<(usize, char)> = None;
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '/' if chars.peek().is_some_and(|(_, n)| *n == '/') => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                let mut end = at;
+                while let Some((i, c)) = chars.next() {
+                    end = i;
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+                last = Some((end, '"'));
+            }
+            c if c.is_whitespace() => {}
+            c => last = Some((at, c)),
+        }
+    }
+    let (at, c) = last?;
+    if c == ';' {
+        return None;
+    }
+    let after = at + c.len_utf8();
+    let (line, _) = file.line_col(next);
+    Some(file.error_at(
+        after,
+        format!("missing `;` at the end of this policy (the next one starts at line {line})"),
+    ))
+}
+
 /// An error Cedar found in `entities.json`, at the place it concerns: the line and column a
 /// JSON syntax error names, else the entity the message names (`Group::"oncall"`), else the
 /// file as a whole.
@@ -202,6 +249,22 @@ mod tests {
             key: "policies/p.cedar".into(),
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn a_missing_semicolon_is_reported_where_it_belongs() {
+        let text = "permit (principal, action, resource)\nwhen { context.reason == \"a;//b\" } // done\n\n@id(\"next\")\npermit (principal, action, resource);\n";
+        let f = file(text);
+        let next = text.find('@').unwrap();
+        let error = missing_semicolon(&f, next).unwrap();
+        assert_eq!(error.position, Some((2, 35)));
+        assert!(
+            error.message.contains("next one starts at line 4"),
+            "{}",
+            error.message
+        );
+        let fine = file("permit (principal, action, resource); // x\n@id(\"y\")");
+        assert!(missing_semicolon(&fine, fine.text.find('@').unwrap()).is_none());
     }
 
     #[test]

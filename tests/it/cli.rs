@@ -84,6 +84,11 @@ fn check_reports_every_problem_with_file_and_line() {
     );
     // Entities that do not match the schema.
     pack.edit("policies/entities.json", "\"role\": \"web\"", "\"role\": 7");
+    // A policy without its `;`: reported where it ends, not at the next one.
+    pack.write(
+        "policies/semicolon.cedar",
+        "@id(\"a\")\npermit (principal, action == Action::\"read\", resource)\n\n@id(\"b\")\npermit (principal, action == Action::\"read\", resource);\n",
+    );
 
     let (code, out) = check(&pack);
     assert_eq!(code, 1, "{out}");
@@ -105,13 +110,16 @@ fn check_reports_every_problem_with_file_and_line() {
             "{p}/databases.cedar:52:1: policy `dba-db-admin-approval`: @approval(\"0\"): must be a whole number"
         ),
         format!("{p}/anonymous.cedar:3:1: policy has no @id"),
-        format!("{p}/entities.json: entity does not conform to the schema"),
+        "entity does not conform to the schema".to_owned(),
         "`Host::\"web-1\"`".to_owned(),
+        format!(
+            "{p}/semicolon.cedar:2:55: missing `;` at the end of this policy (the next one starts at line 4)"
+        ),
     ] {
         assert!(out.contains(&expected), "missing `{expected}` in:\n{out}");
     }
     assert!(
-        out.contains("error: the pack is invalid (7 problems)"),
+        out.contains("error: the pack is invalid (8 problems)"),
         "{out}"
     );
 }
