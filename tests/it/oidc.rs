@@ -23,6 +23,8 @@ const CLIENT_SECRET: &str = "test-client-secret-7f3a";
 /// The provider process; stopped when dropped.
 pub struct Provider {
     pub issuer: String,
+    /// How far the test has moved the provider's clock, in seconds.
+    offset_secs: u64,
     child: Child,
     commands: ChildStdin,
     answers: BufReader<std::process::ChildStdout>,
@@ -66,14 +68,30 @@ impl Provider {
             .unwrap_or_else(|e| panic!("the provider did not start ({e}): {line:?}"));
         Some(Self {
             issuer: started["issuer"].as_str().unwrap().to_owned(),
+            offset_secs: 0,
             child,
             commands,
             answers,
         })
     }
 
+    /// Moves jitgate's clock (which stands still unless moved) up to the provider's, which
+    /// runs: the id_tokens of a sign-in are then issued at jitgate's present, not ahead of it
+    /// (past the verification leeway when a slow machine took seconds to get here).
+    pub fn sync(&self, server: &TestServer) {
+        let provider_ms =
+            i64::try_from(super::harness::unix_now() + self.offset_secs).unwrap() * 1000;
+        let server_ms = jitgate::clock::Clock::now_ms(&*server.clock);
+        if provider_ms > server_ms {
+            server.clock.advance(std::time::Duration::from_millis(
+                (provider_ms - server_ms) as u64,
+            ));
+        }
+    }
+
     /// Moves the provider's clock forward, as a test moves jitgate's.
     pub fn advance(&mut self, secs: u64) {
+        self.offset_secs += secs;
         writeln!(self.commands, "advance {secs}").unwrap();
         let mut line = String::new();
         self.answers.read_line(&mut line).unwrap();

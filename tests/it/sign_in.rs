@@ -29,7 +29,7 @@ async fn staged_request(server: &TestServer) -> String {
 
 #[tokio::test]
 async fn a_person_signs_in_with_the_provider_approves_and_signs_out() {
-    let Some((server, _provider)) = start_with_provider(
+    let Some((server, provider)) = start_with_provider(
         "a_person_signs_in_with_the_provider_approves_and_signs_out",
         super::approvals::staged_pack(),
         |_| {},
@@ -48,6 +48,7 @@ async fn a_person_signs_in_with_the_provider_approves_and_signs_out() {
     let id = staged_request(&server).await;
 
     let mut erin = WebClient::default();
+    provider.sync(&server);
     let next = format!("next=%2Fui%2F%23request%3D{id}");
     let (landed, visited) = erin.sign_in(&server, "erin", &next).await;
     assert_eq!(landed.status, StatusCode::OK, "{visited:?}");
@@ -142,7 +143,7 @@ async fn a_person_signs_in_with_the_provider_approves_and_signs_out() {
 
 #[tokio::test]
 async fn a_sign_in_finishes_once_and_only_in_the_browser_that_began_it() {
-    let Some((server, _provider)) = start_with_provider(
+    let Some((server, provider)) = start_with_provider(
         "a_sign_in_finishes_once_and_only_in_the_browser_that_began_it",
         super::TempPack::shipped(),
         |_| {},
@@ -152,6 +153,7 @@ async fn a_sign_in_finishes_once_and_only_in_the_browser_that_began_it() {
         return;
     };
     let callback = format!("{}/auth/callback", server.base);
+    provider.sync(&server);
     let mut browser = WebClient::default();
     let (_, visited) = browser
         .follow(
@@ -206,6 +208,13 @@ async fn a_sign_in_finishes_once_and_only_in_the_browser_that_began_it() {
     assert!(refused.body.contains("access_denied"), "{}", refused.body);
 }
 
+/// Moves both clocks by `minutes`: the provider's id_tokens must be current when jitgate
+/// checks them.
+fn advance(server: &TestServer, provider: &mut Provider, minutes: u64) {
+    server.clock.advance(Duration::from_secs(minutes * 60));
+    provider.advance(minutes * 60);
+}
+
 /// `GET /v1/me`'s status for `client`'s session.
 async fn me(server: &TestServer, client: &WebClient) -> StatusCode {
     client.api(server, "GET", "/v1/me", &[], None).await.0
@@ -222,14 +231,10 @@ async fn sessions_end_when_idle_at_their_absolute_end_and_when_revoked() {
     else {
         return;
     };
-    // Both clocks move: the provider's id_tokens must be current when jitgate checks them.
-    let mut advance = |m: u64| {
-        server.clock.advance(Duration::from_secs(m * 60));
-        provider.advance(m * 60);
-    };
 
     // Revoked: an administrator's subject revocation signs the person out at once.
     let mut revoked = WebClient::default();
+    provider.sync(&server);
     revoked.sign_in(&server, "alice", "").await;
     assert_eq!(me(&server, &revoked).await, StatusCode::OK);
     let sam = server.dev_token("sam", &["security"], true);
@@ -245,22 +250,24 @@ async fn sessions_end_when_idle_at_their_absolute_end_and_when_revoked() {
 
     // Idle: each use keeps it alive for 30 minutes more.
     let mut idle = WebClient::default();
+    provider.sync(&server);
     idle.sign_in(&server, "erin", "").await;
-    advance(29);
+    advance(&server, &mut provider, 29);
     assert_eq!(me(&server, &idle).await, StatusCode::OK);
-    advance(29);
+    advance(&server, &mut provider, 29);
     assert_eq!(me(&server, &idle).await, StatusCode::OK);
-    advance(31);
+    advance(&server, &mut provider, 31);
     assert_eq!(me(&server, &idle).await, StatusCode::UNAUTHORIZED);
 
     // Absolute: busy or not, 8 hours after signing in it ends.
     let mut busy = WebClient::default();
+    provider.sync(&server);
     busy.sign_in(&server, "erin", "").await;
     for _ in 0..23 {
-        advance(20);
+        advance(&server, &mut provider, 20);
         assert_eq!(me(&server, &busy).await, StatusCode::OK);
     }
-    advance(20);
+    advance(&server, &mut provider, 20);
     assert_eq!(me(&server, &busy).await, StatusCode::UNAUTHORIZED);
 }
 
@@ -282,6 +289,7 @@ when { context.auth_age_secs > 300 };
     };
     let id = staged_request(&server).await;
     let mut erin = WebClient::default();
+    provider.sync(&server);
     erin.sign_in(&server, "erin", "").await;
     let ten_minutes = Duration::from_secs(600);
     server.clock.advance(ten_minutes);
@@ -305,6 +313,7 @@ when { context.auth_age_secs > 300 };
     // max_age=0: the provider asks for the password again although its session is alive.
     assert_eq!(erin.logins, 1);
     let stale = erin.session().unwrap().to_owned();
+    provider.sync(&server);
     erin.sign_in(&server, "erin", "max_age=0").await;
     assert_eq!(erin.logins, 2, "the login form was filled in again");
     // The new sign-in replaced the stale session; that one is gone on the server too.

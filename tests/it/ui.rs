@@ -440,7 +440,7 @@ async fn an_administrator_reviews_break_glass_access_in_chromium() {
 #[tokio::test]
 async fn two_signed_in_approvers_approve_two_stages_in_chromium() {
     let test = "two_signed_in_approvers_approve_two_stages_in_chromium";
-    let Some((server, _provider)) =
+    let Some((server, provider)) =
         super::oidc::start_with_provider(test, super::approvals::staged_pack(), |_| {}).await
     else {
         return;
@@ -469,6 +469,7 @@ async fn two_signed_in_approvers_approve_two_stages_in_chromium() {
         if approver == "erin" {
             browser.screenshot("sign-in").await;
         }
+        provider.sync(&server);
         browser.click("#sso").await;
         // The provider's own login page.
         browser.type_into("input[name=login]", approver).await;
