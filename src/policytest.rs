@@ -229,33 +229,49 @@ pub fn run_case(
     case: &Case,
     defaults: &GrantDefaults,
 ) -> Result<Decision, String> {
-    let principal: EntityRef = case.principal.parse()?;
-    let resource: EntityRef = case.resource.parse()?;
-    let groups = case
-        .groups
+    let request = request_of(
+        (&case.principal, &case.groups),
+        (&case.action, &case.resource),
+        &case.context,
+        &case.scopes_requested,
+    )?;
+    crate::decision::decide(pack, &request, defaults).map_err(|e| e.to_string())
+}
+
+/// The request a case (or `jitgate explain`) describes: `principal` with `groups` (Cedar
+/// form), `action` on `resource`, the `context` keys given (server keys not given take their
+/// neutral values), asking for `scopes`.
+pub fn request_of(
+    (principal, groups): (&str, &[String]),
+    (action, resource): (&str, &str),
+    context: &toml::Table,
+    scopes: &[String],
+) -> Result<DecisionRequest, String> {
+    let principal: EntityRef = principal.parse()?;
+    let resource: EntityRef = resource.parse()?;
+    let groups = groups
         .iter()
         .map(|g| g.parse())
         .collect::<Result<Vec<EntityRef>, String>>()?;
-    let (context, duration) = if RESERVED_ACTIONS.contains(&case.action.as_str()) {
-        let json = serde_json::to_value(&case.context).map_err(|e| format!("context: {e}"))?;
+    let (context, duration) = if RESERVED_ACTIONS.contains(&action) {
+        let json = serde_json::to_value(context).map_err(|e| format!("context: {e}"))?;
         let serde_json::Value::Object(map) = json else {
             return Err("context must be a table".into());
         };
         (DecisionContext::Other(map), None)
     } else {
-        let (context, duration) = request_context(&case.context)?;
+        let (context, duration) = request_context(context)?;
         (DecisionContext::Access(context), duration)
     };
-    let request = DecisionRequest {
+    Ok(DecisionRequest {
         principal,
         groups,
-        action: case.action.clone(),
+        action: action.to_owned(),
         resource,
         context,
-        scopes: case.scopes_requested.clone(),
+        scopes: scopes.to_vec(),
         duration,
-    };
-    crate::decision::decide(pack, &request, defaults).map_err(|e| e.to_string())
+    })
 }
 
 /// The access-request context of a case: server keys not given take their neutral values

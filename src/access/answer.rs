@@ -119,6 +119,10 @@ pub struct DryRunAnswer {
     pub risk: Risk,
     pub advice: Vec<String>,
     pub policy_version: String,
+    /// With `?explain=true`: each policy for the action, whether its principal and resource
+    /// matched and whether its condition held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Vec<crate::policy::explain::PolicyTrace>>,
 }
 
 impl DryRunAnswer {
@@ -138,6 +142,7 @@ impl DryRunAnswer {
             risk,
             advice: decision.advice,
             policy_version: decision.policy_version,
+            explanation: None,
         }
     }
 }

@@ -297,8 +297,19 @@ pub async fn dry_run(
     caller: crate::identity::Caller,
     source_ip: IpAddr,
     command: AccessRequest,
+    explain: bool,
 ) -> Result<DryRunAnswer, ApiError> {
     let evaluated = evaluate(app, caller, source_ip, command, WhenRevoked::Decide).await?;
+    let explanation = if explain {
+        let pack = app.policies.current();
+        // The pack that decided, unless a reload came in between: then none rather than
+        // another pack's account.
+        (pack.version() == evaluated.decision.policy_version)
+            .then(|| pack.explain(&evaluated.request))
+            .transpose()?
+    } else {
+        None
+    };
     let mut writes = vec![Write::Audit(decision_event(AuditKind::DryRun, &evaluated))];
     if evaluated.decision.outcome == Outcome::Deny {
         writes.push(Write::DryRunDenied {
@@ -316,5 +327,8 @@ pub async fn dry_run(
         risk,
         ..
     } = evaluated;
-    Ok(DryRunAnswer::new(request_id, decision, risk))
+    Ok(DryRunAnswer {
+        explanation,
+        ..DryRunAnswer::new(request_id, decision, risk)
+    })
 }

@@ -153,7 +153,7 @@ async fn a_pending_request_expires_when_the_clock_passes_its_window() {
 async fn a_dry_run_creates_nothing() {
     let core = core().await;
     let alice = user("alice", &["oncall"]);
-    let answer = dry_run(&core.app, alice, HERE, asking("write"))
+    let answer = dry_run(&core.app, alice, HERE, asking("write"), false)
         .await
         .unwrap();
     assert_eq!(answer.decision, Outcome::Escalate);

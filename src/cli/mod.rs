@@ -4,6 +4,7 @@
 #![expect(clippy::print_stdout, reason = "the command line prints its results")]
 
 mod audit;
+mod explain;
 mod request;
 
 use std::path::{Path, PathBuf};
@@ -88,6 +89,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Explain how a pack decides one request: each policy for the action, whether its
+    /// principal and resource matched and its condition held.
+    Explain(explain::ExplainArgs),
     /// Run policy test cases (TOML) against a pack; exit 1 on any failure.
     Test {
         #[command(flatten)]
@@ -298,6 +302,7 @@ pub fn run(cli: Cli) -> ExitCode {
             )
         }
         Command::Request(ask) => request::run(&ask),
+        Command::Explain(args) => explain::run(&args),
         Command::Check { pack, config } => match config {
             Some(path) => check_config(&path),
             None => check(&pack.paths()),

@@ -73,7 +73,7 @@ pub struct Ask {
 }
 
 /// `KEY=VALUE` as a string, `KEY:=JSON` as that JSON value.
-fn context_entry(text: &str) -> Result<(String, Value), String> {
+pub(super) fn context_entry(text: &str) -> Result<(String, Value), String> {
     let (key, value) = match text.split_once('=') {
         Some((key, json)) if key.ends_with(':') => {
             let value = serde_json::from_str(json)

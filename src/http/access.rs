@@ -193,11 +193,22 @@ pub async fn extend(
     ))
 }
 
+/// Query of `POST /v1/decisions`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionParams {
+    /// Also explain the decision policy by policy.
+    #[serde(default)]
+    explain: bool,
+}
+
 /// The dry run: the same decision, audited as such, nothing issued.
 #[utoipa::path(
     post,
     path = "/v1/decisions",
     tag = "access",
+    params(DecisionParams),
     request_body = AccessRequestBody,
     responses(ApiError, (status = 200, description = "The decision; nothing issued.", body = DryRunAnswer)),
     security(("bearer" = [])),
@@ -206,10 +217,11 @@ pub async fn dry_run(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     ClientIp(ip): ClientIp,
+    QueryParams(params): QueryParams<DecisionParams>,
     JsonBody(body): JsonBody<AccessRequestBody>,
 ) -> Result<Json<DryRunAnswer>, ApiError> {
     Ok(Json(
-        ask::dry_run(&state, caller, ip, body.try_into()?).await?,
+        ask::dry_run(&state, caller, ip, body.try_into()?, params.explain).await?,
     ))
 }
 

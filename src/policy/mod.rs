@@ -9,6 +9,7 @@ mod cache;
 mod context_keys;
 mod engine;
 mod error;
+pub mod explain;
 mod grant;
 mod live;
 mod request;

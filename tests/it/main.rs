@@ -14,6 +14,7 @@ mod cli;
 mod cluster;
 mod connections;
 mod events;
+mod explain;
 mod extend;
 mod harness;
 mod issuers;
