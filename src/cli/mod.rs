@@ -88,6 +88,10 @@ enum Command {
         /// Check this configuration file too, and the pack it names (`[policy]`)
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Exit 1 when there is any warning (a permit reaching approve or administer without
+        /// naming them, a policy that can never match, …), as a CI gate would
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Explain how a pack decides one request: each policy for the action, whether its
     /// principal and resource matched and its condition held.
@@ -303,9 +307,13 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Request(ask) => request::run(&ask),
         Command::Explain(args) => explain::run(&args),
-        Command::Check { pack, config } => match config {
-            Some(path) => check_config(&path),
-            None => check(&pack.paths()),
+        Command::Check {
+            pack,
+            config,
+            deny_warnings,
+        } => match config {
+            Some(path) => check_config(&path, deny_warnings),
+            None => check(&pack.paths(), deny_warnings),
         },
         Command::Test {
             pack,
@@ -349,10 +357,18 @@ fn load(paths: &PackPaths) -> Option<PolicyPack> {
     }
 }
 
-fn check(paths: &PackPaths) -> ExitCode {
+fn check(paths: &PackPaths, deny_warnings: bool) -> ExitCode {
     let Some(pack) = load(paths) else {
         return ExitCode::FAILURE;
     };
+    let warnings = pack.warnings().len();
+    if deny_warnings && warnings > 0 {
+        eprintln!(
+            "error: {warnings} warning{} and --deny-warnings",
+            if warnings == 1 { "" } else { "s" }
+        );
+        return ExitCode::FAILURE;
+    }
     println!(
         "ok: {} policies in {} files, version {}",
         pack.policy_count(),
@@ -364,7 +380,7 @@ fn check(paths: &PackPaths) -> ExitCode {
 
 /// Checks the configuration at `path` (with the environment's overrides, as `serve` reads it),
 /// warns about what it lets through, and checks its pack.
-fn check_config(path: &Path) -> ExitCode {
+fn check_config(path: &Path, deny_warnings: bool) -> ExitCode {
     let config = match Config::load(Some(path), std::env::vars()) {
         Ok(config) => config,
         Err(e) => {
@@ -382,7 +398,12 @@ fn check_config(path: &Path) -> ExitCode {
     if !key_errors.is_empty() {
         return ExitCode::FAILURE;
     }
-    check(&config.pack_paths())
+    let overlapping = !config.overlapping_issuers().is_empty();
+    if deny_warnings && overlapping {
+        eprintln!("error: the configuration has warnings and --deny-warnings");
+        return ExitCode::FAILURE;
+    }
+    check(&config.pack_paths(), deny_warnings)
 }
 
 fn test(paths: &PackPaths, defaults: &GrantDefaults, case_paths: Vec<PathBuf>) -> ExitCode {

@@ -11,6 +11,7 @@ mod engine;
 mod error;
 pub mod explain;
 mod grant;
+mod lint;
 mod live;
 mod request;
 mod slice;
@@ -152,6 +153,7 @@ impl PolicyPack {
         if let Some(approve) = actions.get("approve") {
             loader.check_approve_context(&paths.schemas, &schema, approve);
         }
+        loader.lint(&policy_set, &schema, &entities, &policy_files);
         if loader.policies.is_empty() {
             loader.warnings.push(LoadError::at(
                 &paths.policies,
@@ -525,6 +527,41 @@ impl Loader {
             }
             None => diagnostic_error(files, None, Path::new(""), diagnostic),
         }
+    }
+
+    /// Warns about each policy [`lint`] finds likely wrong, at the policy.
+    fn lint(
+        &mut self,
+        set: &PolicySet,
+        schema: &Schema,
+        entities: &Entities,
+        files: &[SourceFile],
+    ) {
+        let Ok(action_entities) = schema.action_entities() else {
+            return;
+        };
+        let reserved = lint::reserved_actions(schema.actions());
+        let resources = lint::KnownResources::of(entities);
+        let mut warnings = Vec::new();
+        for info in self.policies.values() {
+            let Some(policy) = set.policy(&PolicyId::new(&info.id)) else {
+                continue;
+            };
+            for message in lint::lint(
+                &info.id,
+                info.effect,
+                policy,
+                &action_entities,
+                &reserved,
+                &resources,
+            ) {
+                let at = self.origins.get(&info.id).and_then(|(index, offset)| {
+                    Some(files.get(*index)?.error_at(*offset, message.clone()))
+                });
+                warnings.push(at.unwrap_or_else(|| LoadError::at(Path::new(""), None, message)));
+            }
+        }
+        self.warnings.extend(warnings);
     }
 
     /// Warns when the schema's `approve` context does not take what jitgate sends with every

@@ -329,6 +329,72 @@ fn entities_json_errors_carry_their_line() {
 }
 
 #[test]
+fn check_warns_about_over_broad_permits_and_policies_that_never_match() {
+    let pack = TempPack::shipped();
+    pack.write(
+        "policies/lint.cedar",
+        r#"// Reaches every action, approve and administer included.
+@id("helpdesk-everything")
+@scope("all")
+permit (principal in Group::"helpdesk", action, resource);
+
+// The `requestable` group does not hold approve: fine.
+@id("helpdesk-requestable")
+@scope("some")
+permit (principal in Group::"helpdesk", action in Action::"requestable", resource in Environment::"staging");
+
+// A typo in a resource: never matches.
+@id("orders-typo")
+@scope("db:read")
+permit (principal, action == Action::"read", resource == Database::"ordrs");
+"#,
+    );
+    let args = |deny: bool| {
+        let mut args = vec![
+            "check".to_owned(),
+            "--policies".to_owned(),
+            pack.policies().display().to_string(),
+            "--schemas".to_owned(),
+            pack.schemas().display().to_string(),
+        ];
+        if deny {
+            args.push("--deny-warnings".into());
+        }
+        args
+    };
+    let run = |deny: bool| {
+        let args = args(deny);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        jitgate(&args, repo())
+    };
+    let lenient = run(false);
+    let said = String::from_utf8_lossy(&lenient.stderr);
+    assert_eq!(lenient.status.code(), Some(0), "{said}");
+    let p = pack.policies();
+    let p = p.display();
+    for expected in [
+        format!(
+            "warning: {p}/lint.cedar:2:1: policy `helpdesk-everything` permits Action::\"approve\" without naming it (it constrains no action)"
+        ),
+        format!(
+            "warning: {p}/lint.cedar:2:1: policy `helpdesk-everything` permits Action::\"administer\" without naming it"
+        ),
+        format!(
+            "warning: {p}/lint.cedar:12:1: policy `orders-typo` names the resource Database::\"ordrs\", which entities.json does not have: it can never match"
+        ),
+    ] {
+        assert!(said.contains(&expected), "missing `{expected}` in:\n{said}");
+    }
+    assert!(!said.contains("helpdesk-requestable"), "{said}");
+    assert_eq!(said.matches("warning:").count(), 3, "{said}");
+    let strict = run(true);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&strict.stderr).contains("error: 3 warnings and --deny-warnings")
+    );
+}
+
+#[test]
 fn a_dangling_link_is_an_error_not_a_missing_file() {
     let pack = TempPack::shipped();
     std::os::unix::fs::symlink(
