@@ -155,6 +155,29 @@ impl TestServer {
         self.pack.as_ref().expect("a running server has its pack")
     }
 
+    /// Keeps the server's clock at the system's time until the returned task is aborted: for a
+    /// test that drives a client stamping its messages with the real time (authlib's client
+    /// assertions and DPoP proofs), which a clock standing still would find ahead of it.
+    pub fn follow_real_time(&self) -> tokio::task::JoinHandle<()> {
+        let clock = Arc::clone(&self.clock);
+        tokio::spawn(async move {
+            loop {
+                let real = i64::try_from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis(),
+                )
+                .unwrap();
+                let behind = real - jitgate::clock::Clock::now_ms(&*clock);
+                if behind > 0 {
+                    clock.advance(Duration::from_millis(behind.unsigned_abs()));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+
     /// Moves the server's clock forward to the next Tuesday, 10:00 UTC: inside the shipped
     /// pack's business hours, whenever the test runs.
     pub fn move_to_business_hours(&self) {

@@ -56,11 +56,14 @@ async fn authlib_drives_every_grant_and_client_authentication() {
         )
         .env("JITGATE_SIGNER_KEY", &signer.pem)
         .env("JITGATE_SIGNER_KID", &signer.kid);
+    // authlib stamps its client assertions and DPoP proofs with the real time.
+    let ticking = server.follow_real_time();
     // On a thread of its own: the server answers the script on this test's runtime.
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
         .unwrap()
         .unwrap();
+    ticking.abort();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
