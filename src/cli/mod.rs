@@ -6,6 +6,7 @@
 mod audit;
 mod explain;
 mod request;
+mod who_can;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -96,6 +97,9 @@ enum Command {
     /// Explain how a pack decides one request: each policy for the action, whether its
     /// principal and resource matched and its condition held.
     Explain(explain::ExplainArgs),
+    /// Who may get an action on a resource (each group, each API key), or what one principal
+    /// could request.
+    WhoCan(who_can::WhoCanArgs),
     /// Run policy test cases (TOML) against a pack; exit 1 on any failure.
     Test {
         #[command(flatten)]
@@ -307,6 +311,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Request(ask) => request::run(&ask),
         Command::Explain(args) => explain::run(&args),
+        Command::WhoCan(args) => who_can::run(&args),
         Command::Check {
             pack,
             config,

@@ -39,7 +39,7 @@ pub use live::{
 };
 use source::SourceFile;
 
-use crate::decision::{Effect, Grant, PolicyRef};
+use crate::decision::{Effect, EntityRef, Grant, PolicyRef};
 
 /// Where a pack's files live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +199,36 @@ impl PolicyPack {
     /// Policies by id.
     pub fn policies(&self) -> impl Iterator<Item = &PolicyInfo> {
         self.policies.values()
+    }
+
+    /// For `action`: each entity type of its principals with the entities of `entities.json`
+    /// a principal of that type can be a member of (its groups), sorted. Empty for an unknown
+    /// action.
+    pub fn principals_and_groups(&self, action: &str) -> Vec<(String, Vec<EntityRef>)> {
+        let Some(uid) = self.actions.get(action) else {
+            return Vec::new();
+        };
+        let Some(principals) = self.schema.principals_for_action(uid) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(String, Vec<EntityRef>)> = principals
+            .map(|ty| {
+                let group_types: HashSet<String> = (self.schema.ancestors(ty))
+                    .into_iter()
+                    .flatten()
+                    .map(ToString::to_string)
+                    .collect();
+                let mut groups: Vec<EntityRef> = (self.entities.iter())
+                    .map(cedar_policy::Entity::uid)
+                    .filter(|uid| group_types.contains(&uid.type_name().to_string()))
+                    .map(|uid| EntityRef::new(uid.type_name().to_string(), uid.id().unescaped()))
+                    .collect();
+                groups.sort_by(|a, b| (&a.type_name, &a.id).cmp(&(&b.type_name, &b.id)));
+                (ty.to_string(), groups)
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
     }
 
     pub fn policy(&self, id: &str) -> Option<&PolicyInfo> {

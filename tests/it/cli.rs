@@ -598,3 +598,101 @@ fn check_warns_about_an_approve_context_that_refuses_every_approval() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn who_can_lists_groups_and_api_keys_and_the_reverse() {
+    let pack = TempPack::shipped();
+    pack.write(
+        "jitgate.toml",
+        &format!(
+            "[[identity.api_keys]]\nname = \"deployer\"\nhash = \"sha256:{}\"\nprincipal = 'Service::\"deployer\"'\ngroups = ['Group::\"deployers\"']\n",
+            "0".repeat(64)
+        ),
+    );
+    let pack_args = [
+        "--policies".to_owned(),
+        pack.policies().display().to_string(),
+        "--schemas".to_owned(),
+        pack.schemas().display().to_string(),
+        "--context".to_owned(),
+        "mfa:=true".to_owned(),
+        "--context".to_owned(),
+        r#"time:={"hour": 10, "weekday": "tue"}"#.to_owned(),
+    ];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["who-can"];
+        args.extend(pack_args.iter().map(String::as_str));
+        args.extend(extra);
+        let out = jitgate(&args, pack.dir.path());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let table = run(&[
+        "--action",
+        "deploy",
+        "--resource",
+        "Host::\"web-1\"",
+        "--config",
+        "jitgate.toml",
+    ]);
+    let row = |subject: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(subject))
+            .unwrap_or_else(|| panic!("no `{subject}` in:\n{table}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        row("Service in Group::\"deployers\"").contains(" allow "),
+        "{table}"
+    );
+    // The policy is for services: a person in the group may not deploy.
+    assert!(
+        row("User in Group::\"deployers\"").contains(" deny"),
+        "{table}"
+    );
+    assert!(
+        row("Service in Group::\"security\"").contains(" deny"),
+        "{table}"
+    );
+    assert!(
+        row("Service::\"deployer\" (API key deployer)").contains(" allow "),
+        "{table}"
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&run(&[
+        "--principal",
+        "User::\"alice\"",
+        "--group",
+        "Group::\"oncall\"",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let lines: Vec<(String, String)> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["subject"].as_str().unwrap().to_owned(),
+                l["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        lines.contains(&("read on Database::\"orders\"".into(), "allow".into())),
+        "{json}"
+    );
+    assert!(
+        lines.contains(&("write on Database::\"orders\"".into(), "escalate".into())),
+        "{json}"
+    );
+    assert!(lines.iter().all(|(_, outcome)| outcome != "deny"), "{json}");
+}
