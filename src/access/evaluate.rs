@@ -259,6 +259,35 @@ pub(super) fn decision_event(kind: AuditKind, evaluated: &Evaluated) -> AuditRec
             "policy_version": decision.policy_version,
             "errors": decision.errors,
             "risk": risk,
+            "context": recorded_context(request),
         }),
+    }
+}
+
+/// The context the policies saw, as `jitgate test` cases and `jitgate replay` read it: the
+/// server keys as computed and the client's keys, so a replay decides the same request.
+fn recorded_context(request: &DecisionRequest) -> Value {
+    match &request.context {
+        DecisionContext::Access(context) => {
+            let mut recorded = context.extra.clone();
+            let server = json!({
+                "source_ip": context.source_ip.to_string(),
+                "risk_score": context.risk_score,
+                "mfa": context.mfa,
+                "reason": context.reason,
+                "duration_secs": request.duration.map_or(0, |d| d.as_secs()),
+                "time": context.time,
+                "dpop_bound": context.dpop_bound,
+            });
+            if let Value::Object(server) = server {
+                recorded.extend(server);
+            }
+            if let Some(extension) = &context.extension {
+                recorded.insert("extends".into(), json!(extension.extends));
+                recorded.insert("extended_secs".into(), json!(extension.extended_secs));
+            }
+            Value::Object(recorded)
+        }
+        DecisionContext::Other(map) => Value::Object(map.clone()),
     }
 }

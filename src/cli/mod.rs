@@ -5,6 +5,7 @@
 
 mod audit;
 mod explain;
+mod replay;
 mod request;
 mod who_can;
 
@@ -97,6 +98,9 @@ enum Command {
     /// Explain how a pack decides one request: each policy for the action, whether its
     /// principal and resource matched and its condition held.
     Explain(explain::ExplainArgs),
+    /// Decide recorded access requests again under a candidate pack and say what changes
+    /// (exit 3 with --fail-on-change when anything does).
+    Replay(replay::ReplayArgs),
     /// Who may get an action on a resource (each group, each API key), or what one principal
     /// could request.
     WhoCan(who_can::WhoCanArgs),
@@ -312,6 +316,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Request(ask) => request::run(&ask),
         Command::Explain(args) => explain::run(&args),
         Command::WhoCan(args) => who_can::run(&args),
+        Command::Replay(args) => replay::run(&args),
         Command::Check {
             pack,
             config,

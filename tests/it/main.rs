@@ -25,6 +25,7 @@ mod oidc;
 mod openapi;
 mod privileges;
 mod reload;
+mod replay;
 mod replicas;
 mod requestable;
 mod requester;
