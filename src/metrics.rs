@@ -33,6 +33,11 @@ pub struct Metrics {
     pub break_glass: IntCounterVec,
     /// Replicas seen in the last 30 s, by the policy version each serves.
     pub cluster_replicas: IntGaugeVec,
+    /// Shadow-pack decisions by the live and the shadow outcome (they disagree where the
+    /// labels differ).
+    pub shadow_decisions: IntCounterVec,
+    /// Shadow evaluations dropped because the queue was full (never delaying an answer).
+    pub shadow_dropped: IntCounterVec,
 }
 
 const FAST_BUCKETS: [f64; 12] = [
@@ -86,6 +91,16 @@ impl Metrics {
                 "jitgate_decisions_total",
                 "Decisions by outcome and action.",
                 &["decision", "action"],
+            )?,
+            shadow_decisions: counter(
+                "jitgate_shadow_decisions_total",
+                "Shadow-pack decisions by the live and the shadow outcome.",
+                &["live", "shadow"],
+            )?,
+            shadow_dropped: counter(
+                "jitgate_shadow_dropped_total",
+                "Shadow evaluations dropped because their queue was full.",
+                &[],
             )?,
             break_glass: counter(
                 "jitgate_break_glass_total",

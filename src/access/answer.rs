@@ -301,6 +301,21 @@ pub struct PolicyStatus {
     pub policies: Vec<crate::policy::PolicyInfo>,
     pub warnings: Vec<String>,
     pub last_error: Option<ReloadFailure>,
+    /// The shadow pack, when `[policy.shadow]` names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStatus>,
+}
+
+/// The shadow pack and what it found.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ShadowStatus {
+    pub version: String,
+    /// RFC 3339.
+    pub loaded_at: String,
+    pub policies: usize,
+    pub last_error: Option<ReloadFailure>,
+    #[serde(flatten)]
+    pub counts: super::shadow::ShadowCounts,
 }
 
 /// A reload that was refused: the previous pack kept serving.
@@ -309,6 +324,15 @@ pub struct ReloadFailure {
     /// RFC 3339.
     pub at: String,
     pub errors: Vec<String>,
+}
+
+impl From<crate::policy::ReloadFailure> for ReloadFailure {
+    fn from(failure: crate::policy::ReloadFailure) -> Self {
+        Self {
+            at: rfc3339(crate::clock::unix_secs(failure.at)),
+            errors: failure.errors.0.iter().map(ToString::to_string).collect(),
+        }
+    }
 }
 
 impl PolicyStatus {
@@ -322,9 +346,17 @@ impl PolicyStatus {
             files: pack.files().to_vec(),
             policies: pack.policies().cloned().collect(),
             warnings: pack.warnings().iter().map(ToString::to_string).collect(),
-            last_error: status.last_error.map(|failure| ReloadFailure {
-                at: time(failure.at),
-                errors: failure.errors.0.iter().map(ToString::to_string).collect(),
+            last_error: status.last_error.map(ReloadFailure::from),
+            shadow: app.shadow.as_ref().map(|shadow| {
+                let pack = shadow.policies.current();
+                let status = shadow.policies.status();
+                ShadowStatus {
+                    version: pack.version().to_owned(),
+                    loaded_at: time(status.loaded_at),
+                    policies: pack.policy_count(),
+                    last_error: status.last_error.map(ReloadFailure::from),
+                    counts: shadow.counts(),
+                }
             }),
         }
     }

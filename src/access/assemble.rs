@@ -54,6 +54,10 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Start
     let time_zone = jiff::tz::TimeZone::get(&config.time_zone)
         .map_err(|e| StartError::TimeZone(e.to_string()))?;
     let policies = Arc::new(LivePolicies::load(config.pack_paths())?);
+    let shadow = (config.shadow_pack_paths())
+        .map(super::shadow::Shadow::load)
+        .transpose()?
+        .map(Arc::new);
     config
         .ensure_data_dir()
         .map_err(|source| StartError::DataDir {
@@ -126,6 +130,7 @@ pub async fn build(config: Config, clock: SharedClock) -> Result<AppState, Start
         replica: super::cluster::Replica::new(stored_secs(now)),
         key_encryption_key: kek.map(Arc::new),
         polls: Default::default(),
+        shadow,
     }))
 }
 

@@ -112,6 +112,10 @@ pub(super) async fn evaluate(
     };
     let decision = decide_observed(app, &request)?;
     let request_id = format!("req_{}", new_jti());
+    if let Some(shadow) = &app.shadow {
+        let subject = caller.principal.to_string();
+        shadow.offer(app, (&request_id, subject), &request, &decision);
+    }
     tracing::info!(
         request.id = %request_id,
         principal.id = %caller.principal,

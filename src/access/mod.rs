@@ -32,6 +32,7 @@ pub mod refusal;
 pub mod requestable;
 pub mod revocation;
 pub mod session;
+pub mod shadow;
 pub mod stages;
 mod status;
 pub mod trail;
@@ -82,6 +83,8 @@ pub struct App {
     pub key_encryption_key: Option<Arc<crate::token::KeyEncryptionKey>>,
     /// When each escalated request was last polled through the token endpoint.
     pub polls: poll::PollPace,
+    /// The candidate pack decided beside the live one, when `[policy.shadow]` names one.
+    pub shadow: Option<Arc<shadow::Shadow>>,
 }
 
 pub type AppState = Arc<App>;

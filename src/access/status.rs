@@ -92,6 +92,8 @@ pub enum AuditKind {
     SessionStarted,
     /// A person signed out of the UI.
     SessionEnded,
+    /// The shadow pack decided a request otherwise than the live one.
+    ShadowDisagreement,
 }
 
 /// An approver's answer.
@@ -132,6 +134,7 @@ impl AuditKind {
             AuditKind::AuditHead => crate::audit::HEAD_EVENT,
             AuditKind::SessionStarted => "session.started",
             AuditKind::SessionEnded => "session.ended",
+            AuditKind::ShadowDisagreement => "shadow.disagreement",
         }
     }
 }

@@ -413,6 +413,13 @@ fn check_config(path: &Path, deny_warnings: bool) -> ExitCode {
         eprintln!("error: the configuration has warnings and --deny-warnings");
         return ExitCode::FAILURE;
     }
+    // The shadow pack must load too: the server refuses to start without it.
+    if let Some(shadow) = config.shadow_pack_paths() {
+        println!("shadow pack ({}):", shadow.policies.display());
+        if check(&shadow, deny_warnings) != ExitCode::SUCCESS {
+            return ExitCode::FAILURE;
+        }
+    }
     check(&config.pack_paths(), deny_warnings)
 }
 

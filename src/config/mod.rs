@@ -255,6 +255,17 @@ pub struct PolicyConfig {
     pub dir: PathBuf,
     /// `*.cedarschema`.
     pub schemas: PathBuf,
+    /// A candidate pack decided beside the live one on every decision, off the answer path.
+    pub shadow: Option<ShadowPackConfig>,
+}
+
+/// `[policy.shadow]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowPackConfig {
+    pub dir: PathBuf,
+    /// Default: the live pack's schemas.
+    pub schemas: Option<PathBuf>,
 }
 
 impl Default for PolicyConfig {
@@ -262,6 +273,7 @@ impl Default for PolicyConfig {
         Self {
             dir: "policies".into(),
             schemas: "schemas".into(),
+            shadow: None,
         }
     }
 }
@@ -741,6 +753,13 @@ impl Config {
 
     pub fn pack_paths(&self) -> PackPaths {
         PackPaths::new(&self.policy.dir, &self.policy.schemas)
+    }
+
+    /// The shadow pack's paths, when `[policy.shadow]` names one.
+    pub fn shadow_pack_paths(&self) -> Option<PackPaths> {
+        let shadow = self.policy.shadow.as_ref()?;
+        let schemas = shadow.schemas.as_ref().unwrap_or(&self.policy.schemas);
+        Some(PackPaths::new(&shadow.dir, schemas))
     }
 
     pub fn grant_defaults(&self) -> GrantDefaults {

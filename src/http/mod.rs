@@ -167,6 +167,11 @@ pub async fn run_with_clock(
 ) -> Result<(), StartError> {
     let state = crate::access::build(config, clock).await?;
     let _watch = state.policies.watch()?;
+    let _shadow_watch = match &state.shadow {
+        Some(shadow) => Some(shadow.policies.watch()?),
+        None => None,
+    };
+    let shadow = tokio::spawn(crate::access::shadow::run(state.clone()));
     let housekeeping = tokio::spawn(crate::access::housekeeping::run(state.clone()));
     let delivery = tokio::spawn(Arc::clone(&state.notifier).deliver(
         state.store.clone(),
@@ -199,6 +204,7 @@ pub async fn run_with_clock(
     )
     .await;
     housekeeping.abort();
+    shadow.abort();
     delivery.abort();
     heads.abort();
     heartbeats.abort();

@@ -696,3 +696,37 @@ fn who_can_lists_groups_and_api_keys_and_the_reverse() {
     );
     assert!(lines.iter().all(|(_, outcome)| outcome != "deny"), "{json}");
 }
+
+#[test]
+fn check_config_loads_the_shadow_pack_too() {
+    let pack = TempPack::shipped();
+    super::copy_dir(&pack.policies(), &pack.dir.path().join("shadow"));
+    let config = |shadow: &str| {
+        format!(
+            "data_dir = \"data\"\n[policy]\ndir = {:?}\nschemas = {:?}\n[policy.shadow]\ndir = {shadow:?}\n",
+            pack.policies().display().to_string(),
+            pack.schemas().display().to_string(),
+        )
+    };
+    let shadow = pack.dir.path().join("shadow").display().to_string();
+    pack.write("good.toml", &config(&shadow));
+    let out = jitgate(&["check", "--config", "good.toml"], pack.dir.path());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("shadow pack (") && said.matches("ok: 17 policies").count() == 2,
+        "{said}"
+    );
+    // A broken candidate is refused like a broken live pack.
+    pack.write(
+        "shadow/broken.cedar",
+        "permit (principal action, resource);",
+    );
+    let out = jitgate(&["check", "--config", "good.toml"], pack.dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("shadow/broken.cedar:1:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -32,6 +32,7 @@ mod requester;
 mod revocation;
 mod schedule;
 mod server;
+mod shadow;
 mod sign_in;
 mod store;
 mod ui;
