@@ -56,6 +56,10 @@ pub struct Args {
     /// Add this many narrow database grants (one team, one database each) to a copy of the pack
     #[arg(long, default_value_t = 0)]
     extra_policies: usize,
+    /// Also decide every request with a shadow pack (`[policy.shadow]`): a copy of the pack,
+    /// generated grants included, to measure what the shadow costs the live path
+    #[arg(long)]
+    shadow: bool,
     /// Extra TOML appended to the generated configuration (e.g. `signing_alg = "EdDSA"`)
     #[arg(long, default_value = "")]
     config: String,

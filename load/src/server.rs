@@ -163,6 +163,13 @@ pub(crate) async fn start_jitgate(
     } else {
         absolute(&args.policies)?
     };
+    let shadow = if args.shadow {
+        let copy = dir.path().join("shadow");
+        crate::pack::copy_pack(&args.policies, &copy, args.extra_policies)?;
+        format!("[policy.shadow]\ndir = {:?}\n", copy.display().to_string())
+    } else {
+        String::new()
+    };
     let database = match &args.database_url {
         Some(url) => format!("database_url = {url:?}\n"),
         None => String::new(),
@@ -176,7 +183,7 @@ pub(crate) async fn start_jitgate(
              [identity.dev]\nenabled = true\n\
              [[identity.api_keys]]\nname = \"load\"\nhash = \"sha256:{hash}\"\n\
              principal = 'Service::\"deployer\"'\ngroups = ['Group::\"deployers\"']\n\
-             [rate_limit]\nper_principal_per_minute = 1000000000\n{extra}\n",
+             [rate_limit]\nper_principal_per_minute = 1000000000\n{shadow}{extra}\n",
             issuer = first_port,
             data = data.display().to_string(),
             policies = policies.display().to_string(),
