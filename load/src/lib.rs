@@ -170,6 +170,7 @@ struct Measured {
     rss_after: Option<u64>,
     pack_rewrites: Option<u64>,
     reloads_applied: Option<u64>,
+    shadow: Option<report::Shadow>,
 }
 
 /// Warms up, then measures the server with `args.connections` connections (and the pack
@@ -240,6 +241,21 @@ async fn measure(
             .await
             .map(|n| n as u64);
     }
+    if args.shadow {
+        // Warm-up included: what the shadow pack decided and what it had to drop.
+        let mut evaluated = 0.0;
+        for outcome in ["allow", "deny", "escalate"] {
+            let series = format!(
+                "jitgate_shadow_decisions_total{{live=\"{outcome}\",shadow=\"{outcome}\"}}"
+            );
+            evaluated += server::metric(&server.base, &series).await.unwrap_or(0.0);
+        }
+        let dropped = server::metric(&server.base, "jitgate_shadow_dropped_total").await;
+        measured.shadow = Some(report::Shadow {
+            evaluated: evaluated as u64,
+            dropped: dropped.unwrap_or(0.0) as u64,
+        });
+    }
     measured.latencies.sort_unstable();
     measured.reloading.sort_unstable();
     Ok(measured)
@@ -281,6 +297,7 @@ fn report(args: Args, measured: Measured) -> Report {
         server_cpu_cores: measured.cpu_seconds / seconds,
         server_rss_bytes: measured.rss,
         server_rss_bytes_after: args.rss_after.zip(measured.rss_after),
+        shadow: measured.shadow,
         mix: match args.target {
             Target::Jitgate => args.mix,
             Target::Stripped | Target::CedarAgent => "allow=100".into(),

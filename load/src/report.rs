@@ -60,7 +60,16 @@ pub struct Report {
     pub server_rss_bytes: u64,
     /// (requests measured, RSS then)
     pub server_rss_bytes_after: Option<(u64, u64)>,
+    /// With `--shadow`: the shadow pack's decisions and drops, warm-up included.
+    pub shadow: Option<Shadow>,
     pub mix: String,
+}
+
+/// What the shadow pack did during a run.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Shadow {
+    pub evaluated: u64,
+    pub dropped: u64,
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -140,6 +140,26 @@ impl App {
         within_limit(&self.rates, principal, limit, self.now_ms())
     }
 
+    /// Counts a sign-in step (`/auth/login`, `/auth/callback`) from `ip` against a limit of
+    /// its own, low because each starts a stored sign-in or a call to the identity provider
+    /// and needs no credential; an IPv6 client counts by its /64, which it may have whole.
+    pub fn admit_sign_in(&self, ip: std::net::IpAddr) -> Result<(), ApiError> {
+        let from = match ip {
+            std::net::IpAddr::V6(v6) => {
+                let prefix = ipnet::Ipv6Net::new(v6, 64).map(|net| net.trunc());
+                prefix.map_or_else(|_| v6.to_string(), |net| net.to_string())
+            }
+            v4 => v4.to_string(),
+        };
+        within_limit(
+            &self.operation_rates,
+            &format!("sign-in from {from}"),
+            SIGN_INS_PER_ADDRESS_PER_MINUTE,
+            self.now_ms(),
+        )
+        .map(|_| ())
+    }
+
     /// Counts any other operation of `principal` against its own limit.
     pub fn admit_operation(&self, principal: &str) -> Result<(), ApiError> {
         let limit = self.config.rate_limit.operations_per_principal_per_minute as usize;
@@ -155,6 +175,9 @@ impl App {
         RequestTime::from_unix(unix, offset)
     }
 }
+
+/// Sign-in steps one address may take a minute (a person needs two per sign-in).
+const SIGN_INS_PER_ADDRESS_PER_MINUTE: usize = 30;
 
 fn within_limit(
     rates: &RequestRates,

@@ -19,7 +19,8 @@ use crate::store::{AuditRecord, LoginRecord, SessionRecord, StoreError, Write};
 
 /// A sign-in not finished this long after it started is refused.
 const LOGIN_TTL_SECS: i64 = 600;
-/// A session's last use is written down at most this often: the idle timeout is this coarse.
+/// A session's last use is written down at most this often (or every half idle timeout, if
+/// less): the idle timeout is this coarse.
 const TOUCH_EVERY_SECS: i64 = 60;
 /// Where a sign-in goes when it names nowhere (or somewhere it may not go).
 pub const DEFAULT_NEXT: &str = "/ui/";
@@ -27,18 +28,32 @@ pub const DEFAULT_NEXT: &str = "/ui/";
 pub const CALLBACK_PATH: &str = "/auth/callback";
 
 /// A sign-in to start: where the browser goes, and the `state` the browser keeps to finish it.
-#[derive(Debug)]
 pub struct LoginStart {
     pub authorization_url: String,
     pub state: String,
 }
 
 /// A finished sign-in: the new session's cookie value, and where the browser goes.
-#[derive(Debug)]
 pub struct SignedIn {
     pub session: String,
     pub next: String,
     pub caller: Caller,
+}
+
+// The state and the session are credentials: never in a log line, even by accident.
+impl std::fmt::Debug for LoginStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginStart").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for SignedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (f.debug_struct("SignedIn"))
+            .field("next", &self.next)
+            .field("caller", &self.caller)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The signed-in caller as a session keeps it.
@@ -143,6 +158,9 @@ pub async fn begin(
     let sign_in = app.auth.sign_in().ok_or_else(|| {
         ApiError::NotFound("signing in is not configured (no issuer has a client_id)".into())
     })?;
+    // Always a `max_age`: the provider must then say when the person signed in (`auth_time`),
+    // which `auth_age_secs` is computed from; by default no older than a session may last.
+    let max_age = max_age.unwrap_or(app.config.ui.session_max.as_secs());
     let (state, nonce, verifier) = (random_value(), random_value(), random_value());
     let code_challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let redirect_uri = redirect_uri(app);
@@ -152,7 +170,7 @@ pub async fn begin(
             state: &state,
             nonce: &nonce,
             code_challenge: &code_challenge,
-            max_age,
+            max_age: Some(max_age),
         })
         .await?;
     let now = app.now_stored();
@@ -161,7 +179,7 @@ pub async fn begin(
         nonce,
         verifier,
         next: local_path(next),
-        max_age: max_age.map(|age| i64::try_from(age).unwrap_or(i64::MAX)),
+        max_age: Some(i64::try_from(max_age).unwrap_or(i64::MAX)),
         created_at: now,
         expires_at: now.saturating_add(LOGIN_TTL_SECS),
     };
@@ -216,6 +234,9 @@ pub async fn finish(
     let caller = app
         .auth
         .signed_in(&id_token, &login.nonce, max_age, app.now())
+        .await?;
+    // A revoked person is not signed in again.
+    super::refusal::refuse_blocked(app, &caller, super::refusal::Attempt::Operation("sign in"))
         .await?;
     let session = random_value();
     let kept = serde_json::to_string(&KeptCaller::from(&caller))
@@ -275,7 +296,7 @@ pub async fn caller(app: &App, session: &str) -> Result<Caller, ApiError> {
         .ok()
         .and_then(|kept| kept.caller())
         .ok_or_else(|| ApiError::Internal("a stored session does not parse".into()))?;
-    if now.saturating_sub(record.last_seen) >= TOUCH_EVERY_SECS {
+    if now.saturating_sub(record.last_seen) >= TOUCH_EVERY_SECS.min(idle / 2) {
         app.store
             .write(vec![Write::TouchSession { id_hash, at: now }])
             .await?;

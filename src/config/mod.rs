@@ -456,13 +456,11 @@ impl Config {
     /// origin whose state-changing requests a session cookie authenticates.
     pub fn ui_origin(&self) -> String {
         let url = self.ui.public_url.as_deref().unwrap_or(&self.issuer);
-        let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        format!(
-            "{}://{}",
-            scheme.to_ascii_lowercase(),
-            authority.to_ascii_lowercase()
-        )
+        // As a browser serialises it in `Origin`: lower case, default port left out.
+        match reqwest::Url::parse(url) {
+            Ok(url) => url.origin().ascii_serialization(),
+            Err(_) => url.to_owned(),
+        }
     }
 
     /// The issuer the UI signs people in with (the one entry with a `client_id`).
@@ -911,6 +909,16 @@ impl Config {
             return Err(invalid(
                 "identity.issuers",
                 "only one issuer may have a client_id: the UI signs people in with it",
+            ));
+        }
+        let with_userinfo = |url: &str| {
+            reqwest::Url::parse(url)
+                .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+        };
+        if with_userinfo(&self.issuer) || self.ui.public_url.as_deref().is_some_and(with_userinfo) {
+            return Err(invalid(
+                "ui.public_url",
+                "the UI's address (ui.public_url, else issuer) must not carry a user name or password",
             ));
         }
         if self.sign_in_issuer().is_some() && !is_https_or_loopback(&self.ui_origin()) {

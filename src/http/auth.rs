@@ -137,10 +137,10 @@ struct LoginParams {
     max_age: Option<u64>,
 }
 
-/// Counts a sign-in step from `ip` against the operation limit (429 beyond it): each starts
-/// a stored sign-in or a call to the provider, which no one may ask for without bound.
+/// Counts a sign-in step from the client's address (429 beyond the limit): each starts a
+/// stored sign-in or a call to the provider, which no one may ask for without bound.
 fn admit_sign_in(state: &AppState, ClientIp(ip): ClientIp) -> Result<(), ApiError> {
-    state.admit_operation(&format!("sign-in from {ip}"))
+    state.admit_sign_in(ip)
 }
 
 /// `GET /auth/login?next=…&max_age=…`: off to the identity provider.

@@ -88,7 +88,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(revocation::introspect))
         .routes(routes!(revocation::create, revocation::feed))
         .routes(routes!(revocation::lift))
-        .routes(routes!(meta::me))
+        .routes(routes!(meta::me).layer(no_store()))
         .routes(routes!(meta::policies))
         .routes(routes!(meta::cluster))
         .routes(routes!(meta::jwks))

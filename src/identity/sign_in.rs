@@ -205,12 +205,12 @@ impl SignIn {
         if !bool::from(sent.as_bytes().ct_eq(nonce.as_bytes())) {
             return invalid("its nonce is not this sign-in's");
         }
-        // OpenID Connect Core §3.1.3.7: with several audiences, `azp` names this client.
-        if let Some(serde_json::Value::Array(audiences)) = claims.get("aud")
-            && audiences.len() > 1
-            && claims.get("azp").and_then(|a| a.as_str()) != Some(self.client_id.as_str())
-        {
-            return invalid("it has several audiences and its azp is not this client");
+        // OpenID Connect Core §3.1.3.7: with several audiences `azp` names this client, and
+        // an `azp` there is must.
+        let several = matches!(claims.get("aud"), Some(serde_json::Value::Array(a)) if a.len() > 1);
+        let azp = claims.get("azp").and_then(|a| a.as_str());
+        if (several || azp.is_some()) && azp != Some(self.client_id.as_str()) {
+            return invalid("its azp is not this client");
         }
         if let Some(max_age) = max_age {
             let Some(auth_time) = claims.get("auth_time").and_then(|a| a.as_u64()) else {
@@ -299,6 +299,11 @@ mod tests {
             (json!({"nonce": "n2", "aud": "ui"}), None, "nonce"),
             (json!({"aud": "ui"}), None, "nonce"),
             (json!({"nonce": "n1", "aud": ["ui", "other"]}), None, "azp"),
+            (
+                json!({"nonce": "n1", "aud": "ui", "azp": "other"}),
+                None,
+                "azp",
+            ),
             (json!({"nonce": "n1", "aud": "ui"}), Some(0), "no auth_time"),
             (
                 json!({"nonce": "n1", "aud": "ui", "auth_time": now - 3600}),

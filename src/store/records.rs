@@ -163,7 +163,7 @@ pub struct ReplicaRecord {
 }
 
 /// A sign-in to the UI under way: what the callback needs to finish it (DESIGN §9.3).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct LoginRecord {
     /// Hex SHA-256 of the `state` sent to the identity provider.
     pub state_hash: String,
@@ -177,6 +177,18 @@ pub struct LoginRecord {
     /// Unix seconds.
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+// The nonce and the PKCE verifier stay out of any log line.
+impl std::fmt::Debug for LoginRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (f.debug_struct("LoginRecord"))
+            .field("state_hash", &self.state_hash)
+            .field("next", &self.next)
+            .field("max_age", &self.max_age)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A signed-in UI session (DESIGN §9.3).

@@ -109,8 +109,13 @@ function forget() {
 
 async function signOut() {
   if (signedInBy === "session") {
-    await fetch("/auth/logout", { method: "POST", headers: authHeaders("POST"), credentials: "same-origin" })
-      .catch(() => {});
+    const answer = await fetch("/auth/logout", {
+      method: "POST", headers: authHeaders("POST"), credentials: "same-origin",
+    }).catch(() => null);
+    if (!answer || !answer.ok) {
+      say("Signing out failed; you are still signed in. Try again.", true);
+      return;
+    }
   }
   forget();
   say("Signed out.");
