@@ -18,8 +18,13 @@ pub struct ExplainArgs {
     /// The principal, e.g. `User::"alice"`
     #[arg(long)]
     principal: String,
-    /// A group of the principal, e.g. `Group::"oncall"` (repeat for several)
-    #[arg(long = "group", value_name = "GROUP")]
+    /// A group of the principal, e.g. `Group::"oncall"` (repeat, or `--groups A,B`)
+    #[arg(
+        long = "group",
+        alias = "groups",
+        value_name = "GROUP",
+        value_delimiter = ','
+    )]
     groups: Vec<String>,
     /// The action, e.g. `read`
     #[arg(long)]

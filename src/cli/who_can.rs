@@ -30,8 +30,14 @@ pub struct WhoCanArgs {
     /// Instead: what this principal (e.g. `User::"alice"`) could request
     #[arg(long, conflicts_with_all = ["action", "resource"])]
     principal: Option<String>,
-    /// A group of --principal (repeat for several)
-    #[arg(long = "group", value_name = "GROUP", requires = "principal")]
+    /// A group of --principal (repeat, or `--groups A,B`)
+    #[arg(
+        long = "group",
+        alias = "groups",
+        value_name = "GROUP",
+        value_delimiter = ',',
+        requires = "principal"
+    )]
     groups: Vec<String>,
     /// Also ask for the API-key principals of this configuration (`[[identity.api_keys]]`)
     #[arg(long, value_name = "FILE")]
