@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::{Value, json};
 
-use super::{PackArgs, load};
+use super::{Format, PackArgs, load};
 use crate::decision::GrantDefaults;
 use crate::policy::explain;
 use crate::policytest;
@@ -41,30 +41,19 @@ pub struct ExplainArgs {
     format: Format,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Format {
-    Table,
-    Json,
-}
-
 /// Prints the decision and each policy's part in it; exit 0, or 1 when the pack does not load
 /// or the request is not one it can decide.
 pub fn run(args: &ExplainArgs) -> ExitCode {
     let Some(pack) = load(&args.pack.paths()) else {
         return ExitCode::FAILURE;
     };
-    let mut context = toml::Table::new();
-    for (key, value) in &args.context {
-        match toml::Value::try_from(value) {
-            Ok(value) => {
-                context.insert(key.clone(), value);
-            }
-            Err(e) => {
-                eprintln!("error: context key `{key}`: {e}");
-                return ExitCode::FAILURE;
-            }
+    let context = match super::context_table(&args.context) {
+        Ok(context) => context,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
         }
-    }
+    };
     let request = policytest::request_of(
         (&args.principal, &args.groups),
         (&args.action, &args.resource),

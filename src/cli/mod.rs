@@ -233,6 +233,25 @@ impl PackArgs {
     }
 }
 
+/// How a report is printed: for people, or for programs.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+/// Context keys given as `--context KEY=VALUE` (or `KEY:=JSON`), as a test case's table: what
+/// `jitgate test` cases, `explain` and `who-can` decide with.
+fn context_table(entries: &[(String, serde_json::Value)]) -> Result<toml::Table, String> {
+    let mut table = toml::Table::new();
+    for (key, value) in entries {
+        let value =
+            toml::Value::try_from(value).map_err(|e| format!("context key `{key}`: {e}"))?;
+        table.insert(key.clone(), value);
+    }
+    Ok(table)
+}
+
 /// The runtime of a command that talks to a server or the store (exit 1 if it cannot start).
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_current_thread()

@@ -8,11 +8,11 @@ use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{PackArgs, load};
+use super::{Format, PackArgs, load};
 use crate::audit::AuditFilter;
 use crate::config::Config;
 use crate::decision::GrantDefaults;
@@ -47,12 +47,6 @@ pub struct ReplayArgs {
     /// Exit 3 when any decision would change
     #[arg(long)]
     fail_on_change: bool,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Format {
-    Table,
-    Json,
 }
 
 /// One recorded request decided again.

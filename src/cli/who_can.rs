@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{PackArgs, load};
+use super::{Format, PackArgs, load};
 use crate::config::Config;
 use crate::decision::{Decision, Engine as _, GrantDefaults};
 use crate::policy::PolicyPack;
@@ -48,12 +48,6 @@ pub struct WhoCanArgs {
     /// table (for people) or json
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Format {
-    Table,
-    Json,
 }
 
 /// One line of the answer.
@@ -109,17 +103,6 @@ pub fn run(args: &WhoCanArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The context the arguments give, as a case's table.
-fn context(args: &WhoCanArgs) -> Result<toml::Table, String> {
-    let mut table = toml::Table::new();
-    for (key, value) in &args.context {
-        let value =
-            toml::Value::try_from(value).map_err(|e| format!("context key `{key}`: {e}"))?;
-        table.insert(key.clone(), value);
-    }
-    Ok(table)
-}
-
 fn decide(
     pack: &PolicyPack,
     (principal, groups): (&str, &[String]),
@@ -151,7 +134,7 @@ fn who_can(
     action: &str,
     resource: &str,
 ) -> Result<Vec<Line>, String> {
-    let context = context(args)?;
+    let context = super::context_table(&args.context)?;
     let kinds = pack.principals_and_groups(action);
     if kinds.is_empty() {
         return Err(format!("no principal may ask for action `{action}`"));
@@ -193,7 +176,7 @@ fn who_can(
 /// Every action and resource `principal` with `--group`s could request, and what would
 /// happen; what would be denied is left out.
 fn what_can(pack: &PolicyPack, args: &WhoCanArgs, principal: &str) -> Result<Vec<Line>, String> {
-    let context = context(args)?;
+    let context = super::context_table(&args.context)?;
     let mut lines = Vec::new();
     for action in pack.requestable_actions() {
         for resource in pack.requestable_resources(&action) {
