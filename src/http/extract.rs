@@ -9,7 +9,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::auth;
+use super::cookie;
 use super::error::ApiError;
 use crate::access::AppState;
 use crate::identity::{AuthError, Caller};
@@ -32,11 +32,11 @@ impl FromRequestParts<AppState> for Authenticated {
             .and_then(|v| v.to_str().ok());
         // A bearer token wins: a page elsewhere cannot make the browser send one.
         if authorization.is_none()
-            && let Some(session) = auth::session_cookie(state, &parts.headers)
+            && let Some(session) = cookie::session_cookie(state, &parts.headers)
         {
-            auth::check_same_origin(state, &parts.method, &parts.headers, session)?;
+            cookie::check_same_origin(state, &parts.method, &parts.headers, session)?;
             let caller = crate::access::session::caller(state, session).await?;
-            let csrf = auth::SessionCsrf(crate::access::session::csrf_token(session));
+            let csrf = cookie::SessionCsrf(crate::access::session::csrf_token(session));
             parts.extensions.insert(csrf);
             return Ok(Authenticated(caller));
         }

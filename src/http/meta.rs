@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::auth::ViaSession;
+use super::cookie::ViaSession;
 use super::error::ApiError;
 use super::extract::Authenticated;
 use super::guard::{Admitted, Privileged};

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 #[cfg(feature = "bench")]
 mod bench;
+mod cookie;
 mod error;
 mod events;
 mod extract;
