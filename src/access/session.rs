@@ -12,6 +12,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, App, AuditKind};
+use crate::clock::stored_secs;
 use crate::decision::EntityRef;
 use crate::identity::Caller;
 use crate::identity::sign_in::{Authorization, SignInError};
@@ -107,10 +108,7 @@ impl From<SignInError> for ApiError {
 /// A fresh random value, 256 bits, base64url.
 fn random_value() -> String {
     let mut bytes = [0u8; 32];
-    // AWS-LC aborts the process itself when it has no entropy; an unguessable value or none.
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        std::process::abort();
-    }
+    crate::token::fill_unguessable(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
@@ -179,7 +177,7 @@ pub async fn begin(
         nonce,
         verifier,
         next: local_path(next),
-        max_age: Some(i64::try_from(max_age).unwrap_or(i64::MAX)),
+        max_age: Some(stored_secs(max_age)),
         created_at: now,
         expires_at: now.saturating_add(LOGIN_TTL_SECS),
     };
@@ -239,26 +237,24 @@ pub async fn finish(
     super::refusal::refuse_blocked(app, &caller, super::refusal::Attempt::Operation("sign in"))
         .await?;
     let session = random_value();
-    let kept = serde_json::to_string(&KeptCaller::from(&caller))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let max = i64::try_from(app.config.ui.session_max.as_secs()).unwrap_or(i64::MAX);
-    let record = SessionRecord {
-        id_hash: digest(&session),
-        principal: caller.principal.to_string(),
-        caller: kept,
-        created_at: now,
-        last_seen: now,
-        expires_at: now.saturating_add(max),
-    };
+    let kept = KeptCaller::from(&caller);
     let audit = session_event(
-        &caller,
+        &kept.principal,
         AuditKind::SessionStarted,
         now,
         json!({
-            "client_id": caller.client_id, "mfa": caller.mfa, "auth_time": caller.auth_time,
-            "groups": KeptCaller::from(&caller).groups,
+            "client_id": kept.client_id, "mfa": kept.mfa, "auth_time": kept.auth_time,
+            "groups": kept.groups,
         }),
     );
+    let record = SessionRecord {
+        id_hash: digest(&session),
+        principal: kept.principal.clone(),
+        caller: serde_json::to_string(&kept).map_err(|e| ApiError::Internal(e.to_string()))?,
+        created_at: now,
+        last_seen: now,
+        expires_at: now.saturating_add(stored_secs(app.config.ui.session_max.as_secs())),
+    };
     app.store.write(vec![Write::Session(record), audit]).await?;
     tracing::info!(principal = %caller.principal, "signed in to the UI");
     Ok(SignedIn {
@@ -268,14 +264,20 @@ pub async fn finish(
     })
 }
 
-fn session_event(caller: &Caller, kind: AuditKind, at: i64, data: serde_json::Value) -> Write {
+/// The audit event of `subject`'s session starting or ending.
+fn session_event(subject: &str, kind: AuditKind, at: i64, data: serde_json::Value) -> Write {
     Write::Audit(AuditRecord {
         at,
         kind: kind.into(),
         request_id: None,
-        subject: Some(caller.principal.to_string()),
+        subject: Some(subject.to_owned()),
         data,
     })
+}
+
+/// `[ui] session_idle`, in the store's seconds.
+fn idle_secs(app: &App) -> i64 {
+    stored_secs(app.config.ui.session_idle.as_secs())
 }
 
 /// The caller signed in with the session cookie `session`; `SessionEnded` once it has ended
@@ -288,7 +290,7 @@ pub async fn caller(app: &App, session: &str) -> Result<Caller, ApiError> {
         .await?
         .ok_or(ApiError::SessionEnded)?;
     let now = app.now_stored();
-    let idle = i64::try_from(app.config.ui.session_idle.as_secs()).unwrap_or(i64::MAX);
+    let idle = idle_secs(app);
     if now >= record.expires_at || now.saturating_sub(record.last_seen) >= idle {
         return Err(ApiError::SessionEnded);
     }
@@ -310,29 +312,23 @@ pub async fn end(app: &App, session: &str) -> Result<(), ApiError> {
     let Some(record) = app.store.session(&id_hash).await? else {
         return Ok(());
     };
-    let now = app.now_stored();
-    let mut writes = vec![Write::EndSession { id_hash }];
-    if let Some(caller) = serde_json::from_str::<KeptCaller>(&record.caller)
-        .ok()
-        .and_then(|kept| kept.caller())
-    {
-        writes.push(session_event(
-            &caller,
-            AuditKind::SessionEnded,
-            now,
-            json!({"reason": "signed_out"}),
-        ));
-    }
-    app.store.write(writes).await?;
+    let ended = session_event(
+        &record.principal,
+        AuditKind::SessionEnded,
+        app.now_stored(),
+        json!({"reason": "signed_out"}),
+    );
+    app.store
+        .write(vec![Write::EndSession { id_hash }, ended])
+        .await?;
     Ok(())
 }
 
 /// The write that forgets ended sessions and abandoned sign-ins at `now`.
 pub fn prune(app: &App, now: i64) -> Write {
-    let idle = i64::try_from(app.config.ui.session_idle.as_secs()).unwrap_or(i64::MAX);
     Write::PruneSessions {
         now,
-        idle_before: now.saturating_sub(idle),
+        idle_before: now.saturating_sub(idle_secs(app)),
     }
 }
 

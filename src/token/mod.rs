@@ -189,12 +189,18 @@ pub fn new_jti() -> String {
     let mut bytes = [0u8; 22];
     let (time, random) = bytes.split_at_mut(6);
     time.copy_from_slice(millis.to_be_bytes().get(10..).unwrap_or(&[0; 6]));
-    // AWS-LC's RAND_bytes aborts the process itself when it cannot get entropy, so this never
-    // fails; if it did, an id with predictable bits must not go out either.
-    if aws_lc_rs::rand::fill(random).is_err() {
+    fill_unguessable(random);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Fills `bytes` from the system's randomness, for values that must not be guessed (ids,
+/// session cookies, sign-in state). AWS-LC's RAND_bytes aborts the process itself when it
+/// cannot get entropy, so this never fails; if it did, a predictable value must not go out
+/// either.
+pub fn fill_unguessable(bytes: &mut [u8]) {
+    if aws_lc_rs::rand::fill(bytes).is_err() {
         std::process::abort();
     }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[cfg(test)]
