@@ -6,7 +6,7 @@ CREATE TABLE sso_logins (
     nonce       TEXT NOT NULL,
     verifier    TEXT NOT NULL,
     next        TEXT NOT NULL,
-    max_age     BIGINT,
+    max_age     BIGINT NOT NULL,
     created_at  BIGINT NOT NULL,
     expires_at  BIGINT NOT NULL
 );

@@ -6,7 +6,7 @@ CREATE TABLE sso_logins (
     nonce       TEXT NOT NULL,
     verifier    TEXT NOT NULL,
     next        TEXT NOT NULL,
-    max_age     INTEGER,
+    max_age     INTEGER NOT NULL,
     created_at  INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL
 );

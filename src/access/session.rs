@@ -168,7 +168,7 @@ pub async fn begin(
             state: &state,
             nonce: &nonce,
             code_challenge: &code_challenge,
-            max_age: Some(max_age),
+            max_age,
         })
         .await?;
     let now = app.now_stored();
@@ -177,7 +177,7 @@ pub async fn begin(
         nonce,
         verifier,
         next: local_path(next),
-        max_age: Some(stored_secs(max_age)),
+        max_age: stored_secs(max_age),
         created_at: now,
         expires_at: now.saturating_add(LOGIN_TTL_SECS),
     };
@@ -228,7 +228,7 @@ pub async fn finish(
     let id_token = sign_in
         .exchange(code, &login.verifier, &redirect_uri(app))
         .await?;
-    let max_age = login.max_age.and_then(|age| u64::try_from(age).ok());
+    let max_age = u64::try_from(login.max_age).unwrap_or(0);
     let caller = app
         .auth
         .signed_in(&id_token, &login.nonce, max_age, app.now())

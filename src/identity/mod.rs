@@ -217,13 +217,13 @@ impl Authenticator {
     }
 
     /// The person an id_token of the sign-in issuer names, once it is checked like that
-    /// issuer's identity tokens, for the UI's client, with this sign-in's `nonce`, and fresh
-    /// enough when `max_age` was asked.
+    /// issuer's identity tokens, for the UI's client, with this sign-in's `nonce`, and signed
+    /// in within the `max_age` asked.
     pub async fn signed_in(
         &self,
         id_token: &str,
         nonce: &str,
-        max_age: Option<u64>,
+        max_age: u64,
         now: u64,
     ) -> Result<Caller, sign_in::SignInError> {
         let invalid = |why: &str| sign_in::SignInError::InvalidIdToken(why.to_owned());

@@ -46,8 +46,9 @@ pub struct Authorization<'a> {
     pub nonce: &'a str,
     /// `BASE64URL(SHA-256(code_verifier))` (RFC 7636 `S256`).
     pub code_challenge: &'a str,
-    /// Ask the provider to have signed the person in at most this many seconds ago.
-    pub max_age: Option<u64>,
+    /// How long ago, at most, the provider signed the person in (every sign-in sends one, so
+    /// that the provider must say when: `auth_time`).
+    pub max_age: u64,
 }
 
 /// The UI's client at its identity provider.
@@ -127,10 +128,8 @@ impl SignIn {
                 .append_pair("state", ask.state)
                 .append_pair("nonce", ask.nonce)
                 .append_pair("code_challenge", ask.code_challenge)
-                .append_pair("code_challenge_method", "S256");
-            if let Some(max_age) = ask.max_age {
-                query.append_pair("max_age", &max_age.to_string());
-            }
+                .append_pair("code_challenge_method", "S256")
+                .append_pair("max_age", &ask.max_age.to_string());
         }
         Ok(url.into())
     }
@@ -189,12 +188,12 @@ impl SignIn {
     }
 
     /// Whether the verified id_token `claims` belong to this sign-in: for this client, with
-    /// this `nonce`, and (when `max_age` was asked) signed in recently enough at `now`.
+    /// this `nonce`, and signed in within the `max_age` asked at `now`.
     pub(super) fn check_claims(
         &self,
         claims: &serde_json::Map<String, serde_json::Value>,
         nonce: &str,
-        max_age: Option<u64>,
+        max_age: u64,
         now: u64,
     ) -> Result<(), SignInError> {
         let invalid = |why: &str| Err(SignInError::InvalidIdToken(why.to_owned()));
@@ -212,15 +211,13 @@ impl SignIn {
         if (several || azp.is_some()) && azp != Some(self.client_id.as_str()) {
             return invalid("its azp is not this client");
         }
-        if let Some(max_age) = max_age {
-            let Some(auth_time) = claims.get("auth_time").and_then(|a| a.as_u64()) else {
-                return invalid("a fresh sign-in was asked for and it has no auth_time");
-            };
-            if now.saturating_sub(auth_time) > max_age.saturating_add(MAX_AGE_SLACK_SECS) {
-                return invalid(
-                    "a fresh sign-in was asked for and the provider did not sign the person in again",
-                );
-            }
+        let Some(auth_time) = claims.get("auth_time").and_then(|a| a.as_u64()) else {
+            return invalid("a max_age was asked for and it has no auth_time");
+        };
+        if now.saturating_sub(auth_time) > max_age.saturating_add(MAX_AGE_SLACK_SECS) {
+            return invalid(
+                "a fresh sign-in was asked for and the provider did not sign the person in again",
+            );
         }
         Ok(())
     }
@@ -293,21 +290,28 @@ mod tests {
         let client = client();
         let now = 10_000;
         let good = claims(json!({"nonce": "n1", "aud": "ui", "auth_time": now - 30}));
-        assert!(client.check_claims(&good, "n1", None, now).is_ok());
-        assert!(client.check_claims(&good, "n1", Some(0), now).is_ok());
+        // A sign-in's default: no older than a session may last.
+        let lenient = 8 * 3600;
+        assert!(client.check_claims(&good, "n1", lenient, now).is_ok());
+        assert!(client.check_claims(&good, "n1", 0, now).is_ok());
         let cases = [
-            (json!({"nonce": "n2", "aud": "ui"}), None, "nonce"),
-            (json!({"aud": "ui"}), None, "nonce"),
-            (json!({"nonce": "n1", "aud": ["ui", "other"]}), None, "azp"),
+            (json!({"nonce": "n2", "aud": "ui"}), lenient, "nonce"),
+            (json!({"aud": "ui"}), lenient, "nonce"),
             (
-                json!({"nonce": "n1", "aud": "ui", "azp": "other"}),
-                None,
+                json!({"nonce": "n1", "aud": ["ui", "other"]}),
+                lenient,
                 "azp",
             ),
-            (json!({"nonce": "n1", "aud": "ui"}), Some(0), "no auth_time"),
+            (
+                json!({"nonce": "n1", "aud": "ui", "azp": "other"}),
+                lenient,
+                "azp",
+            ),
+            (json!({"nonce": "n1", "aud": "ui"}), 0, "no auth_time"),
+            (json!({"nonce": "n1", "aud": "ui"}), lenient, "no auth_time"),
             (
                 json!({"nonce": "n1", "aud": "ui", "auth_time": now - 3600}),
-                Some(300),
+                300,
                 "did not sign the person in again",
             ),
         ];
@@ -318,10 +322,11 @@ mod tests {
                 .to_string();
             assert!(error.contains(why), "{token}: {error}");
         }
-        let several = json!({"nonce": "n1", "aud": ["ui", "other"], "azp": "ui"});
+        let several =
+            json!({"nonce": "n1", "aud": ["ui", "other"], "azp": "ui", "auth_time": now - 30});
         assert!(
             client
-                .check_claims(&claims(several), "n1", None, now)
+                .check_claims(&claims(several), "n1", lenient, now)
                 .is_ok()
         );
     }

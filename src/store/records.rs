@@ -172,8 +172,8 @@ pub struct LoginRecord {
     pub verifier: String,
     /// Where the browser goes once signed in (a path of this origin).
     pub next: String,
-    /// `max_age` asked of the identity provider, when a fresh sign-in is needed.
-    pub max_age: Option<i64>,
+    /// `max_age` asked of the identity provider (seconds).
+    pub max_age: i64,
     /// Unix seconds.
     pub created_at: i64,
     pub expires_at: i64,

@@ -411,7 +411,7 @@ pub(crate) async fn a_sign_in_is_taken_once_and_sessions_end(store: &Store) {
         nonce: "n".into(),
         verifier: "v".into(),
         next: "/ui/".into(),
-        max_age: Some(0),
+        max_age: 0,
         created_at: 100,
         expires_at: 700,
     };
