@@ -606,6 +606,34 @@ impl TrustedIssuer {
     }
 }
 
+/// The body of a successful answer from `url`, read as it arrives and refused once it passes
+/// `limit` bytes (whatever length the answer announces); `what` names it in that refusal.
+/// Errors name the URL.
+async fn read_bounded(
+    response: Result<reqwest::Response, reqwest::Error>,
+    url: &str,
+    (limit, what): (usize, &str),
+) -> Result<Vec<u8>, String> {
+    let too_large = || format!("{url}: {what} is larger than {} KiB", limit / 1024);
+    let mut response = response
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("{url}: {e}"))?;
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("{url}: {e}"))? {
+        body.extend_from_slice(&chunk);
+        if body.len() > limit {
+            return Err(too_large());
+        }
+    }
+    Ok(body)
+}
+
 /// Reads a JWKS from `file://…`, `https://…` or `http://` on loopback; symmetric (`oct`) keys are refused: a public
 /// JWKS with a shared secret in it would let anyone mint tokens.
 async fn fetch_jwks(client: &reqwest::Client, location: &str) -> Result<JwkSet, String> {
@@ -614,26 +642,9 @@ async fn fetch_jwks(client: &reqwest::Client, location: &str) -> Result<JwkSet, 
             .await
             .map_err(|e| format!("{path}: {e}"))?
     } else if crate::config::is_https_or_loopback(location) {
-        let response = client
-            .get(location)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| format!("{location}: {e}"))?;
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_JWKS_BYTES as u64)
-        {
-            return Err(format!("{location}: JWKS larger than 1 MiB"));
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| format!("{location}: {e}"))?;
-        if bytes.len() > MAX_JWKS_BYTES {
-            return Err(format!("{location}: JWKS larger than 1 MiB"));
-        }
-        String::from_utf8(bytes.to_vec()).map_err(|e| format!("{location}: {e}"))?
+        let response = client.get(location).send().await;
+        let bytes = read_bounded(response, location, (MAX_JWKS_BYTES, "the JWKS")).await?;
+        String::from_utf8(bytes).map_err(|e| format!("{location}: {e}"))?
     } else {
         return Err(format!(
             "`{location}`: a JWKS is a file:// or https:// URL (http:// only to this machine)"

@@ -253,18 +253,9 @@ async fn read_limited(
     response: Result<reqwest::Response, reqwest::Error>,
     url: &str,
 ) -> Result<Vec<u8>, SignInError> {
-    let unreachable = |e: &dyn std::fmt::Display| SignInError::Unreachable(format!("{url}: {e}"));
-    let mut response = response
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| unreachable(&e))?;
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(&e))? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_RESPONSE_BYTES {
-            return Err(unreachable(&"the answer is larger than 256 KiB"));
-        }
-    }
-    Ok(body)
+    super::read_bounded(response, url, (MAX_RESPONSE_BYTES, "the answer"))
+        .await
+        .map_err(SignInError::Unreachable)
 }
 
 #[cfg(test)]
