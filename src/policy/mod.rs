@@ -346,10 +346,9 @@ impl Loader {
         if fragments.len() < files.len() {
             return None;
         }
-        let json: Vec<serde_json::Value> = files
-            .iter()
-            .filter_map(|file| SchemaFragment::from_cedarschema_str(&file.text).ok())
-            .filter_map(|(fragment, _)| fragment.to_json_value().ok())
+        // The fragments as parsed, in Cedar's JSON form: what the context keys are read from.
+        let json: Vec<serde_json::Value> = (fragments.iter())
+            .filter_map(|fragment| fragment.clone().to_json_value().ok())
             .collect();
         self.context_keys = context_keys::ContextKeys::of(&json);
         match Schema::from_schema_fragments(fragments) {
