@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use super::cookie::{Cookie, check_same_origin, session_cookie};
+use super::cookie::{Cookie, check_same_origin};
 use super::error::ApiError;
 use super::extract::{ClientIp, QueryParams};
 use crate::access::AppState;
@@ -40,19 +40,13 @@ struct LoginParams {
     max_age: Option<u64>,
 }
 
-/// Counts a sign-in step from the client's address (429 beyond the limit): each starts a
-/// stored sign-in or a call to the provider, which no one may ask for without bound.
-fn admit_sign_in(state: &AppState, ClientIp(ip): ClientIp) -> Result<(), ApiError> {
-    state.admit_sign_in(ip)
-}
-
 /// `GET /auth/login?next=…&max_age=…`: off to the identity provider.
 async fn login(
     State(state): State<AppState>,
-    client: ClientIp,
+    ClientIp(ip): ClientIp,
     QueryParams(params): QueryParams<LoginParams>,
 ) -> Result<Response, ApiError> {
-    admit_sign_in(&state, client)?;
+    state.admit_sign_in(ip)?;
     let start = session::begin(&state, params.next.as_deref(), params.max_age).await?;
     let location = HeaderValue::from_str(&start.authorization_url).map_err(|_| {
         ApiError::Unavailable("the provider's authorization URL is not a header".into())
@@ -77,11 +71,11 @@ struct CallbackParams {
 /// `GET /auth/callback`: the provider's answer; signed in, and on to where the sign-in started.
 async fn callback(
     State(state): State<AppState>,
-    client: ClientIp,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     QueryParams(params): QueryParams<CallbackParams>,
 ) -> Result<Response, ApiError> {
-    admit_sign_in(&state, client)?;
+    state.admit_sign_in(ip)?;
     if let Some(error) = params.error {
         let description = params.error_description.unwrap_or_default();
         return Err(ApiError::SignInFailed(format!(
@@ -96,7 +90,7 @@ async fn callback(
     let kept = Cookie::Login.read(&state, &headers);
     let signed_in = session::finish(&state, &returned_state, kept, &code).await?;
     // A browser signing in again leaves no earlier session of its behind.
-    if let Some(earlier) = session_cookie(&state, &headers) {
+    if let Some(earlier) = Cookie::Session.read(&state, &headers) {
         session::end(&state, earlier).await?;
     }
     let max = state.config.ui.session_max.as_secs();
@@ -119,7 +113,7 @@ async fn logout(
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(session) = session_cookie(&state, &headers) {
+    if let Some(session) = Cookie::Session.read(&state, &headers) {
         check_same_origin(&state, &method, &headers, session)?;
         session::end(&state, session).await?;
     }

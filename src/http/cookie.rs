@@ -62,11 +62,6 @@ fn secure(state: &AppState) -> bool {
     state.config.ui_origin().starts_with("https://")
 }
 
-/// The session cookie of a request, if it has one.
-pub fn session_cookie<'h>(state: &AppState, headers: &'h HeaderMap) -> Option<&'h str> {
-    Cookie::Session.read(state, headers)
-}
-
 /// Refuses (403) a state-changing request authenticated by the session cookie unless it comes
 /// from the UI's own page: its `Origin` is the UI's, or, with no `Origin`, it carries the
 /// session's CSRF token. A page elsewhere can make the browser send the cookie, but it can

@@ -32,7 +32,7 @@ impl FromRequestParts<AppState> for Authenticated {
             .and_then(|v| v.to_str().ok());
         // A bearer token wins: a page elsewhere cannot make the browser send one.
         if authorization.is_none()
-            && let Some(session) = cookie::session_cookie(state, &parts.headers)
+            && let Some(session) = cookie::Cookie::Session.read(state, &parts.headers)
         {
             cookie::check_same_origin(state, &parts.method, &parts.headers, session)?;
             let caller = crate::access::session::caller(state, session).await?;
