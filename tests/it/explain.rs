@@ -8,6 +8,12 @@ use serde_json::{Value, json};
 use super::harness::TestServer;
 use super::{TempPack, repo};
 
+/// A forbid whose condition fails to evaluate (an overflow) once the risk score is above 1.
+const OVERFLOW_POLICY: &str = r#"@id("overflows-on-risk")
+forbid (principal, action == Action::"write", resource)
+when { context.risk_score * 9223372036854775807 > 0 };
+"#;
+
 /// The trace of policy `id` in an explanation.
 fn trace<'a>(explanation: &'a Value, id: &str) -> &'a Value {
     explanation
@@ -22,13 +28,7 @@ fn trace<'a>(explanation: &'a Value, id: &str) -> &'a Value {
 async fn a_dry_run_explains_each_policy_on_request() {
     let pack = TempPack::shipped();
     // A condition that fails to evaluate for a risky request (an overflow): shown as an error.
-    pack.write(
-        "policies/overflow.cedar",
-        r#"@id("overflows-on-risk")
-forbid (principal, action == Action::"write", resource)
-when { context.risk_score * 9223372036854775807 > 0 };
-"#,
-    );
+    pack.write("policies/overflow.cedar", OVERFLOW_POLICY);
     let server = TestServer::start(pack, |_| {}).await;
     let alice = server.dev_token("alice", &["oncall"], true);
     let ask = json!({"action": "write", "resource": "Database::\"orders\"", "reason": "INC-5"});
@@ -93,13 +93,7 @@ when { context.risk_score * 9223372036854775807 > 0 };
 fn jitgate_explain_prints_a_table_and_json() {
     let jitgate = env!("CARGO_BIN_EXE_jitgate");
     let pack = TempPack::shipped();
-    pack.write(
-        "policies/overflow.cedar",
-        r#"@id("overflows-on-risk")
-forbid (principal, action == Action::"write", resource)
-when { context.risk_score * 9223372036854775807 > 0 };
-"#,
-    );
+    pack.write("policies/overflow.cedar", OVERFLOW_POLICY);
     let run = |format: &str| {
         std::process::Command::new(jitgate)
             .args(["explain", "--policies"])

@@ -162,20 +162,15 @@ impl TestServer {
         let clock = Arc::clone(&self.clock);
         tokio::spawn(async move {
             loop {
-                let real = i64::try_from(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap()
-                        .as_millis(),
-                )
-                .unwrap();
-                let behind = real - jitgate::clock::Clock::now_ms(&*clock);
-                if behind > 0 {
-                    clock.advance(Duration::from_millis(behind.unsigned_abs()));
-                }
+                catch_up(&clock, jitgate::clock::unix_now_ms());
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
+    }
+
+    /// Moves the server's clock forward to `unix_ms`, if it is behind.
+    pub fn catch_up_to(&self, unix_ms: i64) {
+        catch_up(&self.clock, unix_ms);
     }
 
     /// Moves the server's clock forward to the next Tuesday, 10:00 UTC: inside the shipped
@@ -244,6 +239,14 @@ impl TestServer {
         decode::<AccessClaims>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
             .unwrap()
             .claims
+    }
+}
+
+/// Moves `clock` forward to `unix_ms`, if it is behind (a clock never goes back).
+fn catch_up(clock: &ManualClock, unix_ms: i64) {
+    let behind = unix_ms - jitgate::clock::Clock::now_ms(clock);
+    if behind > 0 {
+        clock.advance(Duration::from_millis(behind.unsigned_abs()));
     }
 }
 

@@ -88,6 +88,16 @@ impl TempPack {
         fs::read_to_string(self.dir.path().join(relative)).unwrap()
     }
 
+    /// Removes the policy `@id(id)` (up to its closing `;`) from a file, insisting it is there.
+    fn remove_policy(&self, relative: &str, id: &str) {
+        let text = self.read(relative);
+        let start = text
+            .find(&format!("@id(\"{id}\")"))
+            .unwrap_or_else(|| panic!("{relative} has no policy `{id}`"));
+        let end = start + text[start..].find(";\n").unwrap() + 2;
+        self.write(relative, &format!("{}{}", &text[..start], &text[end..]));
+    }
+
     /// Replaces `from` by `to` in a file, insisting that `from` is there.
     fn edit(&self, relative: &str, from: &str, to: &str) {
         let text = self.read(relative);

@@ -79,14 +79,8 @@ impl Provider {
     /// runs: the id_tokens of a sign-in are then issued at jitgate's present, not ahead of it
     /// (past the verification leeway when a slow machine took seconds to get here).
     pub fn sync(&self, server: &TestServer) {
-        let provider_ms =
-            i64::try_from(super::harness::unix_now() + self.offset_secs).unwrap() * 1000;
-        let server_ms = jitgate::clock::Clock::now_ms(&*server.clock);
-        if provider_ms > server_ms {
-            server.clock.advance(std::time::Duration::from_millis(
-                (provider_ms - server_ms) as u64,
-            ));
-        }
+        let offset_ms = i64::try_from(self.offset_secs).unwrap() * 1000;
+        server.catch_up_to(jitgate::clock::unix_now_ms() + offset_ms);
     }
 
     /// Moves the provider's clock forward, as a test moves jitgate's.

@@ -121,13 +121,7 @@ async fn replaying_the_live_pack_changes_nothing_and_a_candidate_changes_what_it
 
     // A candidate without the MFA guard rail changes exactly the decisions it took part in.
     let candidate = TempPack::shipped();
-    let guardrails = candidate.read("policies/guardrails.cedar");
-    let start = guardrails.find("@id(\"deny-prod-without-mfa\")").unwrap();
-    let end = start + guardrails[start..].find(";\n").unwrap() + 2;
-    candidate.write(
-        "policies/guardrails.cedar",
-        &format!("{}{}", &guardrails[..start], &guardrails[end..]),
-    );
+    candidate.remove_policy("policies/guardrails.cedar", "deny-prod-without-mfa");
     let expected: std::collections::BTreeSet<String> = decisions
         .iter()
         .filter(|d| {

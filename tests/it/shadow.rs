@@ -27,10 +27,7 @@ async fn a_shadow_pack_disagrees_on_exactly_the_requests_it_should() {
     // The candidate: the shipped pack without the rule that production needs MFA.
     super::copy_dir(&pack.policies(), &pack.dir.path().join("shadow"));
     let guardrails = pack.read("shadow/guardrails.cedar");
-    let start = guardrails.find("@id(\"deny-prod-without-mfa\")").unwrap();
-    let end = start + guardrails[start..].find(";\n").unwrap() + 2;
-    let without = format!("{}{}", &guardrails[..start], &guardrails[end..]);
-    pack.write("shadow/guardrails.cedar", &without);
+    pack.remove_policy("shadow/guardrails.cedar", "deny-prod-without-mfa");
     let shadow_dir = pack.dir.path().join("shadow");
     let server = TestServer::start(pack, |config| {
         config.policy.shadow = Some(jitgate::config::ShadowPackConfig {

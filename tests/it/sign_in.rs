@@ -14,7 +14,7 @@ use super::harness::TestServer;
 use super::oidc::{CLIENT_ID, Provider, WebClient, start_with_provider};
 
 /// A pending two-stage request of alice's (dba, then security): the approvers sign in.
-async fn staged_request(server: &TestServer) -> String {
+pub(super) async fn staged_request(server: &TestServer) -> String {
     let alice = server.dev_token("alice", &["oncall"], true);
     let (status, body) = server
         .post(

@@ -449,15 +449,7 @@ async fn two_signed_in_approvers_approve_two_stages_in_chromium() {
         return;
     };
     let alice = server.dev_token("alice", &["oncall"], true);
-    let (status, body) = server
-        .post(
-            "/v1/access-requests",
-            Some(&alice),
-            json!({"action": "admin", "resource": "Database::\"orders\"", "reason": "migration 42"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let id = body["request_id"].as_str().unwrap().to_owned();
+    let id = super::sign_in::staged_request(&server).await;
     let row = format!("#pending tr[data-request-id=\"{id}\"]");
     let attacker = attacker_page(&format!("{}/v1/access-requests/{id}/approve", server.base)).await;
 
